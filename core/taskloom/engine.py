@@ -1,0 +1,248 @@
+"""Running one task run, wherever a runner put it.
+
+Everything a task run *means* happens here, in plain functions over plain data, so the same
+code runs on a thread of the flow's process, in a spawned process, or on a Dask or Ray worker.
+A runner ships a `TaskRunCall` and the results of its upstream runs to a worker and calls
+`run_task_call` there; what comes back is a `TaskRunOutcome`: the final state and, when the
+events could not be delivered live, the ordered states and log records the driver replays.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .context import FlowRun, TaskRun, _task_run_recorder
+from .states import Completed, Failed, Pending, Running, State
+
+if TYPE_CHECKING:
+    from .tasks import Task
+
+__all__ = ["TaskRunCall", "TaskRunEvent", "TaskRunOutcome", "run_task_call"]
+
+TASK_RUN_LOGGER = "taskloom.task_runs"
+FLOW_RUN_LOGGER = "taskloom.flow_runs"
+
+
+@attrs.frozen(eq=False)
+class TaskRunEvent:
+    """A state change (``old`` → ``new``) or a log ``record`` of one task run, numbered in order."""
+
+    seq: int
+    old: State | None = None
+    new: State | None = None
+    record: logging.LogRecord | None = None
+
+
+@attrs.frozen(eq=False)
+class TaskRunOutcome:
+    """What a worker hands back: the final state and the events the driver has not seen yet."""
+
+    state: State
+    events: tuple[TaskRunEvent, ...] = ()
+
+
+class _Upstream:
+    """Placeholder in a call's parameters for the result of the upstream run at ``index``."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Upstream, (self.index,))
+
+
+@attrs.define(eq=False)
+class TaskRunCall:
+    """Everything a worker needs to run one task run, and nothing that only the driver has.
+
+    ``upstream`` holds the driver's futures this run waits for, in the order a runner passes
+    their outcomes to `run_task_call`; ``emit`` delivers events live when the call runs in the
+    flow's process. Neither is pickled: a call that crosses a process boundary records its
+    events and returns them in its `TaskRunOutcome`.
+    """
+
+    task_run: TaskRun
+    flow_run: FlowRun
+    task: Task[..., Any]
+    parameters: dict[str, Any]
+    upstream: tuple[Any, ...] = ()
+    upstream_names: tuple[str, ...] = ()
+    log_level: int = logging.INFO
+    emit: Callable[[TaskRunEvent], None] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "task_run": self.task_run,
+            "flow_run": self.flow_run,
+            "task": self.task,
+            "parameters": self.parameters,
+            "upstream_names": self.upstream_names,
+            "log_level": self.log_level,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "upstream", ())
+        object.__setattr__(self, "emit", None)
+
+
+class _EventRecorder:
+    """The per-run sink of states and log records on the worker side."""
+
+    __slots__ = ("task_run", "flow_run", "emit", "events", "seq", "log_level", "state")
+
+    def __init__(self, call: TaskRunCall, emit: Callable[[TaskRunEvent], None] | None) -> None:
+        self.task_run = call.task_run
+        self.flow_run = call.flow_run
+        self.emit = emit
+        self.events: list[TaskRunEvent] = []
+        self.seq = 0
+        self.log_level = call.log_level
+        self.state: State | None = None
+
+    def _push(self, event: TaskRunEvent) -> None:
+        if self.emit is not None:
+            self.emit(event)
+        else:
+            self.events.append(event)
+
+    def set_state(self, new: State) -> None:
+        self.seq += 1
+        old, self.state = self.state, new
+        self._push(TaskRunEvent(self.seq, old=old, new=new))
+
+    def log(
+        self,
+        level: int,
+        msg: str,
+        *args: Any,
+        exc_text: str | None = None,
+        logger_name: str = TASK_RUN_LOGGER,
+    ) -> None:
+        if level < self.log_level:
+            return
+        record = logging.LogRecord(logger_name, level, "", 0, msg, args or None, None)
+        if args:
+            # Formatted here, so arguments never need to cross a process boundary.
+            record.msg, record.args = record.getMessage(), None
+        record.exc_text = exc_text
+        record.task_run_name = self.task_run.name
+        record.task_run_id = str(self.task_run.id)
+        record.flow_run_name = self.task_run.flow_run_name
+        record.flow_run_id = str(self.task_run.flow_run_id)
+        self.seq += 1
+        self._push(TaskRunEvent(self.seq, record=record))
+
+
+def _upstream_state(item: Any) -> State:
+    """The final state of an upstream run, whatever form the runner delivered it in."""
+    if isinstance(item, TaskRunOutcome):
+        return item.state
+    if isinstance(item, State):
+        return item
+    # A concurrent.futures-like handle in the same process (the thread runners).
+    return _upstream_state(item.result())
+
+
+def _substitute(value: Any, values: Sequence[Any]) -> Any:
+    if isinstance(value, _Upstream):
+        return values[value.index]
+    if isinstance(value, list):
+        return [_substitute(v, values) for v in value]
+    if isinstance(value, tuple):
+        items = [_substitute(v, values) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, dict):
+        return {k: _substitute(v, values) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return type(value)(_substitute(v, values) for v in value)
+    return value
+
+
+def _execute_hook() -> Callable[..., Any] | None:
+    """The pluggy caller for the task-run wrapper, or None when no plugin wraps task runs."""
+    from . import plugins
+
+    if not plugins.wraps_execution():
+        return None
+    return plugins.get_plugin_manager().hook.taskloom_task_run_execute  # type: ignore[no-any-return]
+
+
+_ENGINE_FILES = (__file__.rsplit(".", 1)[0], __file__.rsplit("engine", 1)[0] + "tasks")
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's function down, without the engine's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.rsplit(".", 1)[0] in _ENGINE_FILES:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def run_task_call(
+    call: TaskRunCall, *upstream: Any, emit: Callable[[TaskRunEvent], None] | None = None
+) -> TaskRunOutcome:
+    """Run one task run here and return its outcome; never raises for the task's own errors.
+
+    ``upstream`` are the outcomes (or final states) of ``call.upstream``, in that order.
+    ``emit``, when given, receives each event as it happens; otherwise the call's own ``emit``
+    is used if it has one (same process), else events are returned in the outcome.
+    """
+    recorder = _EventRecorder(call, emit if emit is not None else call.emit)
+    token = _task_run_recorder.set(recorder)
+    try:
+        state = _run(call, recorder, upstream)
+    finally:
+        _task_run_recorder.reset(token)
+    return TaskRunOutcome(state, tuple(recorder.events))
+
+
+def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -> State:
+    values: list[Any] = []
+    for index, item in enumerate(upstream):
+        state = _upstream_state(item)
+        if not state.is_completed():
+            name = call.upstream_names[index] if index < len(call.upstream_names) else "?"
+            final = Pending(
+                f"Upstream task run {name!r} did not reach a 'COMPLETED' state.", name="NotReady"
+            )
+            recorder.set_state(final)
+            recorder.log(logging.INFO, "Finished in state %r", final)
+            return final
+        values.append(state.data)
+    parameters = _substitute(call.parameters, values) if upstream else call.parameters
+
+    recorder.set_state(Running())
+    task = call.task
+    try:
+        hook = _execute_hook()
+        if hook is None:
+            data = task._invoke(parameters)
+        else:
+            data = hook(task_run=call.task_run, call=lambda: task._invoke(parameters))
+    except Exception as exc:
+        tb = _user_traceback(exc)
+        recorder.log(logging.ERROR, "Encountered exception during execution:", exc_text=tb)
+        exc.__traceback__ = None  # frames do not pickle; the text above travels instead
+        final = Failed(
+            f"Task run encountered an exception {type(exc).__name__}: {exc}",
+            exception=exc,
+            traceback=tb,
+        )
+    except BaseException:
+        recorder.log(logging.ERROR, "Task run was interrupted.", exc_text=traceback.format_exc())
+        raise
+    else:
+        final = Completed(data=data)
+    recorder.set_state(final)
+    recorder.log(logging.INFO, "Finished in state %r", final)
+    return final
+

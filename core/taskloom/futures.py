@@ -1,0 +1,194 @@
+"""Futures: handles on task runs that a runner is executing.
+
+`TaskFuture` is the protocol users and runners see. `TaskRunFuture` is the core's one
+implementation: it wraps whatever the runner returned from ``submit`` (anything shaped like
+`concurrent.futures.Future`: a thread-pool future, a Dask future, a Ray ``ObjectRef.future()``),
+replays the run's events in the flow's process and settles on the run's final state.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+from .states import Crashed, Pending, State
+
+if TYPE_CHECKING:
+    from .context import TaskRun
+    from .engine import TaskRunEvent
+
+__all__ = ["TaskFuture", "TaskRunFuture", "DoneAndNotDoneFutures", "wait", "as_completed"]
+
+R = TypeVar("R", covariant=True)
+T = TypeVar("T")
+
+# Guards the hand-over between a finishing run and a thread that starts waiting on it.
+_settle_lock = threading.Lock()
+
+
+@runtime_checkable
+class TaskFuture(Protocol[R]):
+    """A handle on a task run submitted to a runner."""
+
+    @property
+    def task_run(self) -> TaskRun: ...
+
+    @property
+    def state(self) -> State:
+        """The run's latest known state (final once `done()` is true)."""
+        ...
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        """Wait for the run and return its value, or raise why it did not complete."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the run is final; return whether it is."""
+        ...
+
+    def done(self) -> bool: ...
+
+    def add_done_callback(self, fn: Callable[[TaskFuture[R]], object]) -> None:
+        """Call ``fn(future)`` once the run is final (at once if it already is)."""
+        ...
+
+
+class TaskRunFuture(Generic[T]):
+    """The core's `TaskFuture`, over a runner's native concurrent.futures-like handle."""
+
+    __slots__ = ("task_run", "native", "_state", "_final", "_event", "_callbacks", "_on_event", "_on_final")
+
+    def __init__(
+        self,
+        task_run: TaskRun,
+        on_event: Callable[[TaskRunFuture[Any], TaskRunEvent], None],
+        on_final: Callable[[TaskRunFuture[Any]], None],
+    ) -> None:
+        self.task_run = task_run
+        self.native: Any = None
+        self._state: State = Pending()
+        self._final: State | None = None
+        self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
+        self._on_event = on_event
+        self._on_final = on_final
+
+    def __repr__(self) -> str:
+        return f"TaskRunFuture({self.task_run.name!r}, state={self.state!r})"
+
+    # -- driver side: fed by the engine's events and the runner's native future -------------
+
+    def _attach(self, native: Any) -> None:
+        """Follow the runner's native handle; called once, right after ``submit``."""
+        self.native = native
+        native.add_done_callback(self._native_done)
+
+    def _emit(self, event: TaskRunEvent) -> None:
+        self._on_event(self, event)
+
+    def _native_done(self, native: Any) -> None:
+        try:
+            outcome = native.result()
+        except BaseException as exc:  # the runner, not the task, failed: a lost worker
+            message = f"Task run crashed: {type(exc).__name__}: {exc}"
+            self._settle(Crashed(message, exception=exc), crashed=True)
+            return
+        for event in outcome.events:
+            self._on_event(self, event)
+        self._settle(outcome.state)
+
+    def _settle(self, state: State, crashed: bool = False) -> None:
+        if crashed:
+            from .engine import TaskRunEvent
+
+            self._on_event(self, TaskRunEvent(seq=-1, old=self._state, new=state))
+        self._state = state
+        with _settle_lock:
+            self._final = state
+            event = self._event
+        self._on_final(self)
+        if event is not None:
+            event.set()
+        for fn in self._callbacks:
+            fn(self)
+        self._callbacks.clear()
+
+    # -- the TaskFuture protocol ----------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._final if self._final is not None else self._state
+
+    def done(self) -> bool:
+        return self._final is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._final is not None:
+            return True
+        with _settle_lock:
+            if self._final is not None:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> T:
+        if not self.wait(timeout):
+            raise TimeoutError(
+                f"Task run {self.task_run.name!r} did not finish within {timeout} seconds."
+            )
+        assert self._final is not None
+        return self._final.result(raise_on_failure=raise_on_failure)
+
+    def add_done_callback(self, fn: Callable[[TaskRunFuture[T]], object]) -> None:
+        with _settle_lock:
+            if self._final is None:
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+
+class DoneAndNotDoneFutures(NamedTuple, Generic[T]):
+    done: set[TaskFuture[T]]
+    not_done: set[TaskFuture[T]]
+
+
+def wait(
+    futures: Iterable[TaskFuture[T]], timeout: float | None = None
+) -> DoneAndNotDoneFutures[T]:
+    """Wait for all ``futures`` to be final, or until ``timeout``; return (done, not_done)."""
+    futures = list(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done: set[TaskFuture[T]] = set()
+    not_done: set[TaskFuture[T]] = set()
+    for future in futures:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        (done if future.wait(left) else not_done).add(future)
+    return DoneAndNotDoneFutures(done, not_done)
+
+
+def as_completed(
+    futures: Iterable[TaskFuture[T]], timeout: float | None = None
+) -> Iterator[TaskFuture[T]]:
+    """Yield ``futures`` as their runs become final; raise `TimeoutError` after ``timeout``."""
+    pending = list(dict.fromkeys(futures))
+    finished: queue.SimpleQueue[TaskFuture[T]] = queue.SimpleQueue()
+    for future in pending:
+        future.add_done_callback(finished.put)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for yielded in range(len(pending)):
+        left = None if deadline is None else deadline - time.monotonic()
+        try:
+            if left is not None and left <= 0:
+                raise queue.Empty
+            future = finished.get(timeout=left)
+        except queue.Empty:
+            raise TimeoutError(
+                f"{len(pending) - yielded} of {len(pending)} futures not finished "
+                f"within {timeout} seconds."
+            ) from None
+        yield future

@@ -1,0 +1,171 @@
+"""Task runners: the protocol, and the registry that turns a name into a runner.
+
+A runner only *moves* task runs: it ships a `TaskRunCall` to where it runs, calls
+`taskloom.engine.run_task_call` there, and hands back a handle shaped like
+`concurrent.futures.Future` whose result is the `TaskRunOutcome`. What a task run means
+(states, logs, hooks) is the engine's, the same on every runner.
+
+Runner classes from plugins are importable from here by name, served from the registry::
+
+    from taskloom.runners import SequentialTaskRunner   # from the taskloom-local plugin
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+from . import plugins
+from .config import ConfigError, Settings, coerce
+
+if TYPE_CHECKING:
+    from .engine import TaskRunCall
+
+__all__ = ["TaskRunner", "NativeFuture", "resolve_task_runner", "upstream_handles"]
+
+Concurrency = Literal["sequential", "concurrent", "parallel"]
+
+
+class NativeFuture(Protocol):
+    """What ``submit`` returns: the `concurrent.futures.Future` shape (Dask futures have it)."""
+
+    def result(self, timeout: float | None = None) -> Any: ...
+    def done(self) -> bool: ...
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+
+
+class TaskRunner:
+    """Base class of task runners: a context manager that submits task-run calls.
+
+    ``__enter__`` starts what the runner needs (a pool, a cluster, a connection) and
+    ``__exit__`` shuts down what it started, nothing else. A flow enters a fresh
+    `duplicate` of the runner for each run.
+    """
+
+    #: The registered name, shown in logs and errors.
+    name: ClassVar[str] = "runner"
+    #: "sequential" runs each call inside ``submit``; "concurrent" overlaps calls in this
+    #: process; "parallel" runs them in other processes or machines.
+    concurrency: ClassVar[Concurrency] = "concurrent"
+
+    def __enter__(self) -> typing.Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def submit(self, call: TaskRunCall) -> NativeFuture:
+        """Start running ``call`` and return a future of its `TaskRunOutcome`."""
+        raise NotImplementedError
+
+    def map(self, calls: Sequence[TaskRunCall]) -> list[NativeFuture]:
+        """Submit many calls; runners that can batch a round trip override this."""
+        return [self.submit(call) for call in calls]
+
+    def duplicate(self) -> typing.Self:
+        """A copy with the same options and nothing started, for one flow run."""
+        return copy.copy(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def upstream_handles(call: TaskRunCall, is_native: Callable[[Any], bool]) -> list[Any]:
+    """The handles a runner passes to `run_task_call` for ``call.upstream``.
+
+    Upstream runs of this runner pass their native future (``is_native`` says which are);
+    runs of another runner (a parent flow's, say) are waited for here and pass their state.
+    """
+    handles = []
+    for future in call.upstream:
+        native = getattr(future, "native", None)
+        if native is not None and is_native(native):
+            handles.append(native)
+        else:
+            future.wait()
+            handles.append(future.state)
+    return handles
+
+
+def _option_types(factory: Callable[..., Any]) -> tuple[dict[str, type | None], bool]:
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return {}, True
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    types: dict[str, type | None] = {}
+    open_ended = False
+    for name, param in signature.parameters.items():
+        if param.kind is param.VAR_KEYWORD:
+            open_ended = True
+            continue
+        hint = hints.get(name)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if hint in (int, float, bool, str, dict, list):
+            types[name] = hint
+        elif len(args) == 1 and args[0] in (int, float, bool, str):
+            types[name] = args[0]
+        else:
+            types[name] = None
+    return types, open_ended
+
+
+def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
+    """The runner a flow run uses: an instance, a class, a name, or None for the configured one.
+
+    A name's options come from ``[runners.NAME]``, ``TASKLOOM_RUNNERS_NAME_*`` and
+    ``--runner-option``; an unknown name or option raises before any task runs.
+    """
+    if spec is not None and not isinstance(spec, (str, type)):
+        if not callable(getattr(spec, "submit", None)):
+            raise TypeError(
+                f"task_runner must be a runner name or a TaskRunner, got {spec!r}."
+            )
+        duplicate = getattr(spec, "duplicate", None)
+        return duplicate() if duplicate is not None else spec  # type: ignore[no-any-return]
+    if isinstance(spec, type):
+        return spec()  # type: ignore[no-any-return]
+    name = spec if spec is not None else settings["task_runner"]
+    factory = plugins.lookup("task_runner", name).load()
+    types, open_ended = _option_types(factory)
+    options = {}
+    for option, (value, source) in settings.runner_options(name).items():
+        if option not in types and not open_ended:
+            known = ", ".join(sorted(types)) or "none"
+            raise ConfigError(
+                f"Runner {name!r} has no option {option!r} (set in {source}). "
+                f"Its options: {known}."
+            )
+        if isinstance(value, str) and (source == "cli" or source.startswith("env ")):
+            value = coerce(value, types.get(option), f"Option {option!r} of runner {name!r} ({source})")
+        options[option] = value
+    return factory(**options)  # type: ignore[no-any-return]
+
+
+_EXTRA_OF_CLASS = {"DaskTaskRunner": "dask", "RayTaskRunner": "ray"}
+
+
+class _MissingRunnerClass(ImportError):
+    pass
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("_"):
+        raise AttributeError(name)
+    for registration in plugins.registered("task_runner").values():
+        if registration.attribute_name == name:
+            return registration.load()
+    if name.endswith("TaskRunner"):
+        message = f"No installed plugin provides taskloom.runners.{name}."
+        if name in _EXTRA_OF_CLASS:
+            message += f" Install it with: pip install 'taskloom[{_EXTRA_OF_CLASS[name]}]'"
+        raise _MissingRunnerClass(message)
+    raise AttributeError(f"module 'taskloom.runners' has no attribute {name!r}")
+

@@ -1,0 +1,162 @@
+"""States: what a task run or flow run is doing, or how it ended.
+
+A `State` is a small frozen value. Final states of a task run carry its result (``data``)
+or the exception that ended it, with the traceback formatted where it was raised, so the
+state means the same after it has crossed a process boundary.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "State",
+    "StateType",
+    "Pending",
+    "Running",
+    "Completed",
+    "Failed",
+    "Crashed",
+    "Cancelled",
+    "Cached",
+    "AwaitingRetry",
+    "Retrying",
+    "TimedOut",
+    "UpstreamTaskError",
+    "CrashedRun",
+]
+
+
+class StateType(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+
+
+class UpstreamTaskError(Exception):
+    """Raised by ``result()`` of a task run that never ran because an input did not complete."""
+
+
+class CrashedRun(Exception):
+    """Raised by ``result()`` of a run whose infrastructure failed (a worker died, a cluster left)."""
+
+
+class CancelledRun(Exception):
+    """Raised by ``result()`` of a run that was cancelled before it finished."""
+
+
+_NO_DATA: Any = attrs.make_class("_NoData", [], repr=False)()
+
+
+@attrs.frozen(repr=False, eq=False)
+class State:
+    """Where a run is, or how it ended.
+
+    ``type`` is the coarse kind (`StateType`); ``name`` the specific one (``"Cached"`` is a
+    ``COMPLETED`` type, ``"TimedOut"`` a ``FAILED`` one). ``data`` is the result of a completed
+    run; ``exception`` and ``traceback`` describe a failed or crashed one.
+    """
+
+    type: StateType
+    name: str
+    message: str | None = None
+    timestamp: float = attrs.field(factory=time.time)
+    data: Any = _NO_DATA
+    exception: BaseException | None = None
+    traceback: str | None = None
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_final(self) -> bool:
+        return self.type in _FINAL
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The run's return value; for a run that did not complete, raise why (or return it).
+
+        A failed run re-raises the task's own exception, with the traceback from where it ran
+        attached as a note. With ``raise_on_failure=False`` the exception is returned instead.
+        """
+        if self.type is StateType.COMPLETED:
+            data = self.data
+            loader = getattr(data, "__taskloom_load__", None)
+            return loader() if loader is not None else (None if data is _NO_DATA else data)
+        exc = self._exception_to_raise()
+        if raise_on_failure:
+            raise exc
+        return exc
+
+    def _exception_to_raise(self) -> BaseException:
+        exc = self.exception
+        if exc is None:
+            kind = {
+                StateType.CRASHED: CrashedRun,
+                StateType.CANCELLED: CancelledRun,
+                StateType.PENDING: UpstreamTaskError,
+            }.get(self.type, RuntimeError)
+            return kind(self.message or f"Run ended in state {self!r} without a result.")
+        if self.traceback and not getattr(exc, "__taskloom_note__", False):
+            try:
+                exc.add_note("\nTraceback where the task ran:\n" + self.traceback.rstrip())
+                exc.__taskloom_note__ = True  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+        return exc
+
+    def __repr__(self) -> str:
+        # Log lines show only the first line of a message; the whole text stays in .message.
+        if self.message:
+            return f"{self.name}({self.message.splitlines()[0]!r})"
+        return f"{self.name}()"
+
+    __str__ = __repr__
+
+
+def _make(type_: StateType, name: str):  # noqa: ANN202 - a family of constructors
+    def constructor(message: str | None = None, *, name: str = name, **fields: Any) -> State:
+        return State(type_, name, message, **fields)
+
+    constructor.__name__ = constructor.__qualname__ = name
+    constructor.__doc__ = f"A `State` of type {type_.value} named {name!r}."
+    return constructor
+
+
+Pending = _make(StateType.PENDING, "Pending")
+Running = _make(StateType.RUNNING, "Running")
+Completed = _make(StateType.COMPLETED, "Completed")
+Cached = _make(StateType.COMPLETED, "Cached")
+Failed = _make(StateType.FAILED, "Failed")
+TimedOut = _make(StateType.FAILED, "TimedOut")
+Crashed = _make(StateType.CRASHED, "Crashed")
+Cancelled = _make(StateType.CANCELLED, "Cancelled")
+AwaitingRetry = _make(StateType.PENDING, "AwaitingRetry")
+Retrying = _make(StateType.RUNNING, "Retrying")

@@ -1,0 +1,331 @@
+"""`RunnerConformance`: what every task runner must do, as pytest tests.
+
+Each test runs real flows on the runner under test and reads what a user reads: states,
+results, logs and hook calls. Failures say which behaviour broke, in the runner's terms.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import taskloom
+from taskloom import flow, plugins
+from taskloom.config import set_cli_values
+from taskloom.states import UpstreamTaskError
+
+from . import _tasks as t
+
+#: Bumped when a case is added: a runner passing version N passes every case up to N.
+CONFORMANCE_VERSION = 1
+
+
+class _HookRecorder:
+    """A plugin object that records lifecycle hook calls, with the process that made them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.states: dict[str, list[tuple[str | None, str]]] = {}
+        self.created: list[str] = []
+        self.flow_runs: list[tuple[str, str]] = []
+        self.pids: set[int] = set()
+
+    @taskloom.hookimpl
+    def taskloom_task_run_created(self, task_run: Any) -> None:
+        with self.lock:
+            self.created.append(task_run.name)
+            self.pids.add(os.getpid())
+
+    @taskloom.hookimpl
+    def taskloom_task_run_state_changed(self, task_run: Any, old: Any, new: Any) -> None:
+        with self.lock:
+            self.states.setdefault(task_run.name, []).append(
+                (old.name if old is not None else None, new.name)
+            )
+            self.pids.add(os.getpid())
+
+    @taskloom.hookimpl
+    def taskloom_flow_run_finished(self, flow_run: Any, state: Any) -> None:
+        self.flow_runs.append((flow_run.name, state.name))
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class RunnerConformance:
+    """Subclass it and set ``runner``; every test here must pass on your runner.
+
+    ``runner`` is a registered name (``"dask"``), a runner instance (a fresh duplicate is
+    used per flow run), or a zero-argument factory. Or override the ``taskloom_runner``
+    fixture to return one of those, for a runner connected to a session-scoped cluster.
+    """
+
+    runner: Any = None
+    #: How many no-op task runs `test_many_small_tasks` submits.
+    many_tasks: int = 1000
+    #: Seconds each of the overlapping tasks sleeps in `test_runs_overlap`.
+    overlap_seconds: float = 1.0
+
+    @pytest.fixture
+    def taskloom_runner(self, request: pytest.FixtureRequest) -> Iterator[Any]:
+        spec = self.runner
+        undo: Callable[[], None] = lambda: None  # noqa: E731
+        if spec is None:
+            spec = request.config.getoption("--taskloom-runner", default=None)
+            if spec is None:
+                pytest.skip(
+                    "No runner under test: set `runner = ...` on the class or pass "
+                    "--taskloom-runner NAME."
+                )
+            options = request.config.getoption("--taskloom-runner-option", default=[]) or []
+            values = {}
+            for item in options:
+                key, _, value = item.partition("=")
+                values[f"runners.{spec}.{key.strip()}"] = value
+            undo = set_cli_values(values)
+        elif callable(spec) and not isinstance(spec, type) and not hasattr(spec, "submit"):
+            spec = spec()
+        try:
+            yield spec
+        finally:
+            undo()
+
+    @pytest.fixture
+    def hooks(self) -> Iterator[_HookRecorder]:
+        recorder = _HookRecorder()
+        plugins.register(recorder, name=f"conformance-recorder-{id(recorder)}")
+        try:
+            yield recorder
+        finally:
+            plugins.unregister(recorder)
+
+    @pytest.fixture
+    def run_logs(self) -> Iterator[_Capture]:
+        capture = _Capture()
+        logger = logging.getLogger("taskloom")
+        logger.addHandler(capture)
+        try:
+            yield capture
+        finally:
+            logger.removeHandler(capture)
+
+    @staticmethod
+    def _concurrency(runner: Any) -> str:
+        if isinstance(runner, str):
+            return str(plugins.lookup("task_runner", runner).load().concurrency)
+        return str(getattr(runner, "concurrency", "concurrent"))
+
+    # -- results and failures -------------------------------------------------------------
+
+    def test_result_of_submitted_task(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def results() -> Any:
+            future = t.add.submit(1, 2)
+            return future, future.result()
+
+        state = results(return_state=True)
+        assert state.is_completed(), f"flow ended {state!r}: {state.message}"
+        future, value = state.result()
+        assert value == 3
+        assert future.state.is_completed() and future.state.name == "Completed"
+        assert future.result() == 3
+
+    def test_exception_gives_failed_state_with_traceback(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def failing() -> Any:
+            future = t.fail.submit("conformance boom")
+            future.wait()
+            return future.state
+
+        state = failing(return_state=True)
+        assert state.is_failed(), f"a flow returning a Failed state must fail, got {state!r}"
+        assert isinstance(state.exception, t.ConformanceError), (
+            "the task's own exception type must survive the trip from the worker"
+        )
+        with pytest.raises(t.ConformanceError, match="conformance boom"):
+            failing()
+
+    def test_failed_task_fails_flow_returning_none(self, taskloom_runner: Any) -> None:
+        seen: dict[str, Any] = {}
+
+        @flow(task_runner=taskloom_runner)
+        def one_fails() -> None:
+            ok = t.add.submit(1, 1)
+            bad = t.fail.submit("second fails")
+            seen["ok"], seen["bad"] = ok, bad
+
+        state = one_fails(return_state=True)
+        assert state.is_failed(), f"expected Failed, got {state!r}"
+        assert state.message.startswith("1/2 states failed."), state.message
+        assert "second fails" in state.message and "Traceback" in state.message
+        bad_state = seen["bad"].state
+        assert bad_state.is_failed()
+        assert isinstance(bad_state.exception, t.ConformanceError)
+        assert "raise ConformanceError(message)" in (bad_state.traceback or ""), (
+            "the traceback from the worker must travel with the state"
+        )
+        assert seen["ok"].state.is_completed()
+
+    # -- inputs and dependencies ----------------------------------------------------------
+
+    def test_futures_as_inputs_wait_for_upstream(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def chain() -> Any:
+            first = t.stamped.submit("a", 0.3)
+            second = t.stamped.submit(first, 0.0)
+            return first.result(), second.result()
+
+        (value_a, _, end_a), ((inner, _, _), start_b, _) = chain()
+        assert value_a == "a" and inner == "a"
+        assert start_b >= end_a, "a task must not start before the task whose future it takes"
+
+    def test_futures_inside_collections_are_resolved(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def collections() -> Any:
+            parts = [t.add.submit(i, 1) for i in range(5)]
+            as_list = t.total.submit(parts)
+            as_dict = t.total.submit({f"k{i}": p for i, p in enumerate(parts)})
+            nested = t.identity.submit({"list": parts[:2], "tuple": (parts[2], 7)})
+            return as_list.result(), as_dict.result(), nested.result()
+
+        as_list, as_dict, nested = collections()
+        assert as_list == as_dict == sum(range(1, 6))
+        assert nested == {"list": [1, 2], "tuple": (3, 7)}
+
+    def test_upstream_failure_leaves_downstream_not_ready(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def broken_chain() -> Any:
+            bad = t.fail.submit("upstream")
+            after = t.identity.submit(bad)
+            after.wait()
+            return after
+
+        state = broken_chain(return_state=True)
+        assert state.is_failed(), f"a flow returning a run that never ran must fail, got {state!r}"
+        assert state.message == "1/1 states are not final."
+
+        @flow(task_runner=taskloom_runner)
+        def inspect_downstream() -> Any:
+            after = t.identity.submit(t.fail.submit("upstream"))
+            after.wait()
+            return after.state
+
+        after_state = inspect_downstream(return_state=True)
+        # The flow returned the downstream state: NotReady is not final, so the flow fails.
+        assert after_state.is_failed()
+        with pytest.raises(UpstreamTaskError):
+            inspect_downstream()
+
+    def test_map_with_unmapped(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def mapped() -> list[int]:
+            futures = t.add.map(list(range(50)), taskloom.unmapped(100))
+            return [f.result() for f in futures]
+
+        assert mapped() == [i + 100 for i in range(50)]
+
+    def test_map_over_futures(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def mapped() -> list[int]:
+            firsts = t.add.map([1, 2, 3], 1)
+            return [f.result() for f in t.add.map(firsts, 10)]
+
+        assert mapped() == [12, 13, 14]
+
+    def test_wait_and_as_completed(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def waiting() -> Any:
+            futures = [t.add.submit(i, i) for i in range(10)]
+            done, not_done = taskloom.wait(futures, timeout=120)
+            order = [f.result() for f in taskloom.as_completed(futures, timeout=120)]
+            return len(done), len(not_done), sorted(order)
+
+        done, not_done, values = waiting()
+        assert (done, not_done) == (10, 0)
+        assert values == sorted(2 * i for i in range(10))
+
+    def test_many_small_tasks(self, taskloom_runner: Any) -> None:
+        n = self.many_tasks
+
+        @flow(task_runner=taskloom_runner)
+        def many() -> Any:
+            futures = [t.add.submit(i, 1) for i in range(n)]
+            return [f.result() for f in futures]
+
+        state = many(return_state=True)
+        assert state.is_completed(), f"{n} small tasks: flow ended {state!r}"
+        assert state.result() == [i + 1 for i in range(n)], "a result was lost or reordered"
+
+    def test_runs_overlap_when_the_runner_is_concurrent(self, taskloom_runner: Any) -> None:
+        seconds = self.overlap_seconds
+
+        @flow(task_runner=taskloom_runner)
+        def two() -> Any:
+            a, b = t.interval.submit(seconds), t.interval.submit(seconds)
+            return a.result(), b.result()
+
+        (start_a, end_a, _), (start_b, end_b, _) = two()
+        overlap = min(end_a, end_b) > max(start_a, start_b)
+        if self._concurrency(taskloom_runner) == "sequential":
+            assert not overlap, "a sequential runner ran two task runs at the same time"
+        else:
+            assert overlap, "a concurrent or parallel runner ran two sleeping tasks one after the other"
+
+    # -- what the flow's process sees ------------------------------------------------------
+
+    def test_state_changes_reach_hooks_in_order(self, taskloom_runner: Any, hooks: _HookRecorder) -> None:
+        @flow(task_runner=taskloom_runner)
+        def observed() -> None:
+            t.add.submit(1, 2)
+            t.fail.submit("observed failure")
+
+        observed(return_state=True)
+        assert len(hooks.created) == 2
+        by_task = {name.split("-")[0]: seq for name, seq in hooks.states.items()}
+        assert by_task["add"] == [(None, "Pending"), ("Pending", "Running"), ("Running", "Completed")]
+        assert by_task["fail"] == [(None, "Pending"), ("Pending", "Running"), ("Running", "Failed")]
+        assert hooks.pids == {os.getpid()}, "lifecycle hooks must run in the flow's process"
+        assert hooks.flow_runs and hooks.flow_runs[-1][1] == "Failed"
+
+    def test_run_logs_reach_the_flow_process(self, taskloom_runner: Any, run_logs: _Capture) -> None:
+        @flow(task_runner=taskloom_runner)
+        def logging_flow() -> Any:
+            return t.log_lines.submit("conformance", 3)
+
+        logging_flow()
+        mine = [r for r in run_logs.records if "conformance" in r.getMessage()]
+        assert [r.getMessage() for r in mine] == [
+            "line 0 of conformance",
+            "line 1 of conformance",
+            "line 2 of conformance",
+            "warned conformance",
+        ], "a task's log lines must arrive in the flow's process, once each, in order"
+        names = {getattr(r, "task_run_name", None) for r in mine}
+        assert len(names) == 1 and next(iter(names)).startswith("log_lines-")
+        finished = [
+            r for r in run_logs.records
+            if getattr(r, "task_run_name", None) in names and "Finished in state" in r.getMessage()
+        ]
+        assert [r.getMessage() for r in finished] == ["Finished in state Completed()"]
+
+    def test_task_run_names_are_unique_and_numbered(self, taskloom_runner: Any, hooks: _HookRecorder) -> None:
+        @flow(task_runner=taskloom_runner)
+        def named() -> None:
+            for i in range(3):
+                t.noop.submit()
+
+        named()
+        assert len(set(hooks.created)) == 3
+        assert sorted(name.rsplit("-", 1)[1] for name in hooks.created) == ["0", "1", "2"]
+        assert all(name.startswith("noop-") for name in hooks.created)

@@ -1,0 +1,83 @@
+"""Every check a developer or CI runs, one session each: `nox -l` lists them.
+
+`nox -s tests` is the whole suite (Dask and Ray included) and is what CI runs;
+`nox -s quick` skips the slow, Dask and Ray tests for everyday use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["quick"]
+nox.options.default_venv_backend = "venv"
+
+ROOT = Path(__file__).parent
+CORE = ["./core", "./plugins/local", "./plugins/loguru"]
+CLUSTER_PLUGINS = [p for p in ("./plugins/dask", "./plugins/ray") if (ROOT / p / "pyproject.toml").exists()]
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
+
+
+def _install_project(session: nox.Session, *plugins: str, editable: bool = True) -> None:
+    folders = [*CORE, *plugins]
+    args: list[str] = []
+    for folder in folders:
+        args += ["-e", folder] if editable else [folder]
+    session.install(*args)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite, with the Dask and Ray runners on real clusters."""
+    _install_project(session, *CLUSTER_PLUGINS)
+    session.install(*TEST_DEPS, "moto[server]>=5", "fsspec", "s3fs")
+    for extra in sorted((ROOT / "docs" / "examples").glob("plugin-*/pyproject.toml")):
+        session.install(str(extra.parent))
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The fast part of the suite: no clusters, no sleeping examples."""
+    _install_project(session)
+    session.install(*TEST_DEPS)
+    session.run("pytest", "-m", "not slow and not dask and not ray", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, over everything."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the core and the local plugin (the typed public API)."""
+    _install_project(session)
+    session.install("mypy>=1.10", "pytest>=8")
+    session.run("mypy", *session.posargs)
+    session.run("mypy", "docs/examples/typed_api.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly: a broken link fails."""
+    _install_project(session, *CLUSTER_PLUGINS)
+    session.install("mkdocs-material>=9.5", "mkdocstrings[python]>=0.25")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Per-task overhead beside the raw engines; writes docs/performance.md."""
+    _install_project(session, *CLUSTER_PLUGINS)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """The seed example, installed as a user would install it."""
+    _install_project(session, editable=False)
+    session.run("python", "docs/examples/seed_concurrent.py")

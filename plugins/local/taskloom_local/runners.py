@@ -1,0 +1,75 @@
+"""The in-process runners: one task run after another, or many on a thread pool."""
+
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from taskloom.engine import TaskRunCall, run_task_call
+from taskloom.runners import TaskRunner, upstream_handles
+
+__all__ = ["SequentialTaskRunner", "ConcurrentTaskRunner", "ThreadPoolTaskRunner"]
+
+
+def _is_thread_future(native: Any) -> bool:
+    return isinstance(native, Future)
+
+
+class SequentialTaskRunner(TaskRunner):
+    """Runs each task run to its end inside ``submit``, in the flow's thread."""
+
+    name = "sequential"
+    concurrency = "sequential"
+
+    def submit(self, call: TaskRunCall) -> Future[Any]:
+        native: Future[Any] = Future()
+        native.set_result(run_task_call(call, *upstream_handles(call, _is_thread_future)))
+        return native
+
+
+class ConcurrentTaskRunner(TaskRunner):
+    """Runs task runs on a pool of threads in the flow's process.
+
+    ``max_workers=None`` (the default, as in Prefect) starts a thread whenever a run is
+    waiting and no thread is idle; give a number to bound the pool. Each run sees the
+    submitting thread's context, so a task can submit tasks of the same flow.
+    """
+
+    name = "concurrent"
+    concurrency = "concurrent"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}.")
+        self.max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_workers={self.max_workers!r})"
+
+    def __enter__(self) -> ConcurrentTaskRunner:
+        # A huge bound makes ThreadPoolExecutor grow only while no thread is idle.
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.max_workers or 1 << 20, thread_name_prefix="taskloom-task"
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=exc_info[0] is not None)
+            self._pool = None
+
+    def duplicate(self) -> ConcurrentTaskRunner:
+        return type(self)(max_workers=self.max_workers)
+
+    def submit(self, call: TaskRunCall) -> Future[Any]:
+        if self._pool is None:
+            raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
+        handles = upstream_handles(call, _is_thread_future)
+        context = contextvars.copy_context()
+        return self._pool.submit(context.run, run_task_call, call, *handles)
+
+
+#: Prefect 3's name for the same runner; registered as ``threads``.
+ThreadPoolTaskRunner = ConcurrentTaskRunner

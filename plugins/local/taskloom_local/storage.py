@@ -1,0 +1,95 @@
+"""Result storages on this machine, and the standard serializers."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MemoryStorage", "LocalFileStorage", "PickleSerializer", "JSONSerializer"]
+
+
+class MemoryStorage:
+    """Results in this process's memory: for tests and for runs that need no files."""
+
+    _shared: dict[str, bytes] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, **_: Any) -> None:
+        self._data = MemoryStorage._shared
+
+    def write(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._data[key] = bytes(data)
+
+    def read(self, key: str) -> bytes:
+        return self._data[key]
+
+    def exists(self, key: str) -> bool:
+        return key in self._data
+
+
+class LocalFileStorage:
+    """Results as files under ``path``, each written whole or not at all."""
+
+    def __init__(self, path: str | os.PathLike[str] = ".taskloom/storage") -> None:
+        self.path = Path(path).expanduser()
+
+    def __repr__(self) -> str:
+        return f"LocalFileStorage(path={str(self.path)!r})"
+
+    def _file(self, key: str) -> Path:
+        if not key or key.startswith(("/", "\\")) or ".." in Path(key).parts:
+            raise ValueError(f"Result key {key!r} is not a relative path inside the storage.")
+        return self.path / key
+
+    def write(self, key: str, data: bytes) -> None:
+        target = self._file(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Same directory as the target, so the rename cannot cross file systems.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._file(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._file(key).is_file()
+
+
+class PickleSerializer:
+    """Python's pickle: any picklable value, read back only by Python."""
+
+    def dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)  # noqa: S301 - results this project wrote, checksummed
+
+
+class JSONSerializer:
+    """JSON: plain data only, readable by anything."""
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)

@@ -1,0 +1,123 @@
+"""`logging.Handler` sinks that format and write run logs with loguru."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from loguru._logger import Core, Logger  # loguru's documented-by-example private pair
+
+from taskloom.logging import run_prefix
+
+__all__ = ["LoguruHandler", "ConsoleSink", "FileSink", "JSONSink"]
+
+TEXT_FORMAT = (
+    "<green>{extra[clock]}</green> | <level>{level: <7}</level> | "
+    "<cyan>{extra[prefix]}</cyan> - <level>{message}</level>"
+)
+
+_RUN_FIELDS = ("flow_run_id", "flow_run_name", "task_run_id", "task_run_name")
+
+
+def _private_logger() -> Any:
+    # An independent loguru logger: loguru.logger.add/remove by the user do not touch it.
+    return Logger(
+        core=Core(),
+        exception=None,
+        depth=0,
+        record=False,
+        lazy=False,
+        colors=False,
+        raw=False,
+        capture=True,
+        patchers=[],
+        extra={},
+    )
+
+
+def _write_stderr(message: str) -> None:
+    sys.stderr.write(message)
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class LoguruHandler(logging.Handler):
+    """A standard logging handler that writes each record to one loguru sink."""
+
+    def __init__(self, sink: Any, *, level: str | int = "INFO", **add_options: Any) -> None:
+        super().__init__(logging.NOTSET)
+        self._logger = _private_logger()
+        self._sink_id = self._logger.add(sink, level=0, **add_options)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                message += "\n" + record.exc_text.rstrip()
+            created = datetime.fromtimestamp(record.created, tz=timezone.utc).astimezone()
+            clock = created.strftime("%H:%M:%S.") + f"{int(record.msecs):03d}"
+            extra = {"prefix": run_prefix(record), "logger": record.name, "clock": clock}
+            for field in _RUN_FIELDS:
+                extra[field] = getattr(record, field, None)
+            extra["json"] = self._json(record, created, message, extra)
+            self._logger.bind(**extra).log(record.levelname, message)
+        except Exception:
+            self.handleError(record)
+
+    def _json(self, record: logging.LogRecord, created: datetime, message: str, extra: dict[str, Any]) -> str:
+        return ""
+
+    def close(self) -> None:
+        try:
+            self._logger.remove(self._sink_id)
+        except ValueError:
+            pass
+        super().close()
+
+
+class ConsoleSink(LoguruHandler):
+    """Run logs on standard error, coloured only when it is a terminal."""
+
+    def __init__(self, **_: Any) -> None:
+        # Write to whatever sys.stderr is at the time (test runners swap it).
+        super().__init__(_write_stderr, format=TEXT_FORMAT, colorize=_stderr_is_tty())
+
+
+class FileSink(LoguruHandler):
+    """Run logs appended to the file named by ``[logging] file``, without colour."""
+
+    def __init__(self, file: str | None = None, **_: Any) -> None:
+        if not file:
+            raise ValueError(
+                "The 'file' log sink needs a path: set [logging] file = \"taskloom.log\" "
+                "or TASKLOOM_LOGGING_FILE."
+            )
+        super().__init__(file, format=TEXT_FORMAT, colorize=False)
+
+
+class JSONSink(LoguruHandler):
+    """One JSON object per line, with the run ids, to ``[logging] json_file`` (or stderr)."""
+
+    def __init__(self, json_file: str | None = None, **_: Any) -> None:
+        super().__init__(json_file or _write_stderr, format="{extra[json]}", colorize=False)
+
+    def _json(self, record: logging.LogRecord, created: datetime, message: str, extra: dict[str, Any]) -> str:
+        return json.dumps(
+            {
+                "time": created.isoformat(timespec="milliseconds"),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": message,
+                **{field: extra[field] for field in _RUN_FIELDS},
+            }
+        )
