@@ -97,22 +97,25 @@ class TaskRunCall:
 class _EventRecorder:
     """The per-run sink of states and log records on the worker side."""
 
-    __slots__ = ("task_run", "flow_run", "emit", "events", "seq", "log_level", "state")
+    __slots__ = ("task_run", "flow_run", "emit", "events", "keep", "seq", "log_level", "state")
 
-    def __init__(self, call: TaskRunCall, emit: Callable[[TaskRunEvent], None] | None) -> None:
+    def __init__(
+        self, call: TaskRunCall, emit: Callable[[TaskRunEvent], None] | None, keep: bool
+    ) -> None:
         self.task_run = call.task_run
         self.flow_run = call.flow_run
         self.emit = emit
+        self.keep = keep or emit is None
         self.events: list[TaskRunEvent] = []
         self.seq = 0
         self.log_level = call.log_level
         self.state: State | None = None
 
     def _push(self, event: TaskRunEvent) -> None:
+        if self.keep:
+            self.events.append(event)
         if self.emit is not None:
             self.emit(event)
-        else:
-            self.events.append(event)
 
     def set_state(self, new: State) -> None:
         self.seq += 1
@@ -188,15 +191,22 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def run_task_call(
-    call: TaskRunCall, *upstream: Any, emit: Callable[[TaskRunEvent], None] | None = None
+    call: TaskRunCall,
+    *upstream: Any,
+    emit: Callable[[TaskRunEvent], None] | None = None,
+    keep_events: bool = False,
 ) -> TaskRunOutcome:
     """Run one task run here and return its outcome; never raises for the task's own errors.
 
     ``upstream`` are the outcomes (or final states) of ``call.upstream``, in that order.
     ``emit``, when given, receives each event as it happens; otherwise the call's own ``emit``
     is used if it has one (same process), else events are returned in the outcome.
+
+    A runner that streams events over a channel that may lag or drop (a pub/sub topic) passes
+    ``emit`` *and* ``keep_events=True``: the outcome then carries every event too, and the
+    driver drops the ones it already saw (events are numbered per run).
     """
-    recorder = _EventRecorder(call, emit if emit is not None else call.emit)
+    recorder = _EventRecorder(call, emit if emit is not None else call.emit, keep_events)
     token = _task_run_recorder.set(recorder)
     try:
         state = _run(call, recorder, upstream)

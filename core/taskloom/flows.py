@@ -234,6 +234,10 @@ class _FlowRunDriver:
 
     def _on_event(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
         with self._lock:
+            if event.seq > 0:
+                if event.seq <= future._seq:
+                    return  # seen live already; the outcome repeats it
+                future._seq = event.seq
             if event.record is not None:
                 logging.getLogger(event.record.name).handle(event.record)
                 return

@@ -59,7 +59,10 @@ class TaskFuture(Protocol[R]):
 class TaskRunFuture(Generic[T]):
     """The core's `TaskFuture`, over a runner's native concurrent.futures-like handle."""
 
-    __slots__ = ("task_run", "native", "_state", "_final", "_event", "_callbacks", "_on_event", "_on_final")
+    __slots__ = (
+        "task_run", "native", "_state", "_final", "_event", "_callbacks", "_on_event",
+        "_on_final", "_seq",
+    )
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class TaskRunFuture(Generic[T]):
         self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
         self._on_event = on_event
         self._on_final = on_final
+        self._seq = 0  # the last event number the driver handled; it drops repeats
 
     def __repr__(self) -> str:
         return f"TaskRunFuture({self.task_run.name!r}, state={self.state!r})"
