@@ -235,8 +235,10 @@ class _FlowRunDriver:
     def _on_event(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
         with self._lock:
             if event.seq > 0:
-                if event.seq <= future._seq:
-                    return  # seen live already; the outcome repeats it
+                # Only the next event in order: a repeat was seen live already, and one
+                # after a gap waits for the outcome, which replays every event in order.
+                if event.seq != future._seq + 1:
+                    return
                 future._seq = event.seq
             if event.record is not None:
                 logging.getLogger(event.record.name).handle(event.record)
