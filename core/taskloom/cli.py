@@ -1,0 +1,201 @@
+"""The ``taskloom`` command: run a flow from a file, list plugins, show settings.
+
+Errors are one line on standard error and a non-zero exit code: 2 for bad input, 1 for a
+flow run that did not complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, plugins
+from .config import ConfigError, coerce, load_settings, set_cli_values
+from .flows import Flow
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad input on the command line; its message is the whole story."""
+
+
+def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{what} must look like key=value, got {item!r}.")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def _load_flow(target: str) -> Flow[..., Any]:
+    path_text, sep, name = target.rpartition(":")
+    if not sep or not path_text or not name:
+        raise UsageError(f"Name the flow as FILE:FLOW (for example flows.py:my_flow), got {target!r}.")
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"No such file: {path_text}.")
+    sys.path.insert(0, str(path.resolve().parent))
+    # Not "__main__": the file's own `if __name__ == "__main__":` block must not run. The
+    # module is not left in sys.modules, so its tasks travel to workers by value.
+    namespace = runpy.run_path(str(path), run_name="__taskloom_run__")
+    obj = namespace.get(name)
+    if not isinstance(obj, Flow):
+        flows = sorted(k for k, v in namespace.items() if isinstance(v, Flow))
+        found = ", ".join(flows) if flows else "none"
+        raise UsageError(f"{path_text} has no flow named {name!r}. Flows in it: {found}.")
+    return obj
+
+
+def _flow_parameters(flow: Flow[..., Any], raw: dict[str, str]) -> dict[str, Any]:
+    try:
+        hints = typing.get_type_hints(flow.fn)
+    except Exception:
+        hints = {}
+    parameters = {}
+    signature = flow._signature
+    for key, value in raw.items():
+        if key not in signature.parameters:
+            known = ", ".join(signature.parameters) or "none"
+            raise UsageError(f"Flow {flow.name!r} has no parameter {key!r}. Its parameters: {known}.")
+        hint = hints.get(key)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        kind = hint if hint in (int, float, bool, str, list, dict) else (
+            args[0] if len(args) == 1 and args[0] in (int, float, bool, str) else None
+        )
+        if typing.get_origin(hint) in (list, dict):
+            kind = typing.get_origin(hint)
+        try:
+            parameters[key] = coerce(value, kind, f"Parameter {key!r} of flow {flow.name!r}")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    return parameters
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    cli_values: dict[str, Any] = {}
+    options = _pairs(args.runner_option, "--runner-option")
+    if options and not args.runner:
+        raise UsageError("--runner-option needs --runner NAME to say which runner it is for.")
+    if args.runner:
+        cli_values["task_runner"] = args.runner
+        plugins.lookup("task_runner", args.runner)  # an unknown name fails before loading
+        for key, value in options.items():
+            cli_values[f"runners.{args.runner}.{key}"] = value
+    flow = _load_flow(args.target)
+    parameters = _flow_parameters(flow, _pairs(args.param, "--param"))
+    try:
+        flow.bind((), parameters)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from None
+    undo = set_cli_values(cli_values)
+    try:
+        state = flow(**parameters, return_state=True)
+    finally:
+        undo()
+    return 0 if state.is_completed() else 1
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    infos = plugins.plugins()
+    failed = plugins.failures()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "plugins": [
+                        {
+                            "name": i.name,
+                            "module": i.module,
+                            "distribution": i.distribution,
+                            "version": i.version,
+                            "provides": i.provides,
+                        }
+                        for i in infos
+                    ],
+                    "failed": [
+                        {"name": f.name, "value": f.value, "distribution": f.distribution, "reason": f.reason}
+                        for f in failed
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    if not infos:
+        print("No plugins installed: pip install taskloom brings the local runners and loguru sinks.")
+    for info in infos:
+        print(f"{info.name} ({info.distribution} {info.version})")
+        for kind, names in sorted(info.provides.items()):
+            print(f"    {kind.replace('_', ' ')}s: {', '.join(sorted(names))}")
+    for failure in failed:
+        print(f"FAILED {failure.name} ({failure.distribution}): {failure.reason}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    rows = settings.table()
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, source in rows:
+        print(f"{key:<{width}} = {json.dumps(value)}  ({source})")
+    return 0
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    print(f"taskloom {__version__}")
+    for info in plugins.plugins():
+        print(f"  {info.distribution} {info.version}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskloom", description="Run and inspect taskloom flows.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a flow from a file: taskloom run flows.py:my_flow")
+    run.add_argument("target", metavar="FILE:FLOW")
+    run.add_argument("--runner", help="the task runner, by name (overrides env and file, not code)")
+    run.add_argument("--runner-option", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="a flow parameter, converted by the flow's type hints")
+    run.set_defaults(func=_cmd_run)
+
+    listing = sub.add_parser("plugins", help="list installed plugins and what each provides")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=_cmd_plugins)
+
+    sub.add_parser("config", help="show every effective setting and where it came from").set_defaults(
+        func=_cmd_config
+    )
+    sub.add_parser("version", help="show the versions of taskloom and its plugins").set_defaults(
+        func=_cmd_version
+    )
+    plugins.get_plugin_manager().hook.taskloom_add_commands(subparsers=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return int(args.func(args))
+    except (UsageError, ConfigError, plugins.PluginError) as exc:
+        print(f"taskloom: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("taskloom: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
