@@ -27,7 +27,7 @@ from .futures import TaskFuture, TaskRunFuture
 from .logging import setup_logging
 from .runners import resolve_task_runner
 from .states import Cancelled, Completed, Crashed, Failed, State, StateType
-from .tasks import Task, unmapped
+from .tasks import Task, describe_signature, unmapped
 
 if TYPE_CHECKING:
     from .runners import TaskRunner
@@ -83,13 +83,8 @@ class _FlowRunDriver:
         self._pending: set[TaskRunFuture[Any]] = set()
         self._final_counts: Counter[StateType] = Counter()
         self._first_failure: TaskRunFuture[Any] | None = None
-        hook = plugins.get_plugin_manager().hook
-        self._created_hook = hook.taskloom_task_run_created if hook.taskloom_task_run_created.get_hookimpls() else None
-        self._state_hook = (
-            hook.taskloom_task_run_state_changed
-            if hook.taskloom_task_run_state_changed.get_hookimpls()
-            else None
-        )
+        self._created_hook = plugins.observed("taskloom_task_run_created")
+        self._state_hook = plugins.observed("taskloom_task_run_state_changed")
 
     # -- creating and handing over task runs -----------------------------------------------
 
@@ -403,7 +398,7 @@ class Flow(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(
                 f"Flow {self.name!r} got parameters that do not fit its signature "
-                f"{self.__name__}{self._signature}: {exc}."
+                f"{describe_signature(self.__name__, self._signature)}: {exc}."
             ) from None
         bound.apply_defaults()
         return dict(bound.arguments)

@@ -135,6 +135,7 @@ class _State:
         self.failures: list[PluginFailure] = []
         self.registry: dict[str, dict[str, Registration]] | None = None
         self.wraps_execution = False
+        self.tracing = False
 
 
 _state = _State()
@@ -196,6 +197,7 @@ def _start() -> pluggy.PluginManager:
         trace_log = logging.getLogger("taskloom.hooks")
         pm.trace.root.setwriter(lambda msg: trace_log.info(msg.rstrip()))
         pm.enable_tracing()
+        _state.tracing = True
     _state.wraps_execution = len(pm.hook.taskloom_task_run_execute.get_hookimpls()) > 1
     return pm
 
@@ -220,6 +222,16 @@ def unregister(plugin: object) -> None:
         pm.unregister(plugin)
         _state.registry = None
         _state.wraps_execution = len(pm.hook.taskloom_task_run_execute.get_hookimpls()) > 1
+
+
+def observed(hook_name: str) -> Any:
+    """The hook caller if any plugin implements it (or hooks are traced), else None.
+
+    The driver calls observer hooks for every state change; skipping hooks nobody
+    implements keeps the per-task cost down.
+    """
+    caller = getattr(get_plugin_manager().hook, hook_name)
+    return caller if (_state.tracing or caller.get_hookimpls()) else None
 
 
 def wraps_execution() -> bool:

@@ -39,6 +39,16 @@ def _task_key(fn: Callable[..., Any], name: str) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:8]
 
 
+def describe_signature(name: str, signature: inspect.Signature) -> str:
+    """``name(a, b=1, *rest)``: a signature as users wrote it, without annotations."""
+    empty = inspect.Parameter.empty
+    plain = signature.replace(
+        parameters=[p.replace(annotation=empty) for p in signature.parameters.values()],
+        return_annotation=empty,
+    )
+    return f"{name}{plain}"
+
+
 def _load_task(module: str, qualname: str) -> Task[..., Any]:
     obj: Any = sys.modules.get(module) or __import__(module, fromlist=["_"])
     for part in qualname.split("."):
@@ -118,7 +128,7 @@ class Task(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(
                 f"Task {self.name!r} got arguments that do not fit its signature "
-                f"{self.name}{self._signature}: {exc}."
+                f"{describe_signature(getattr(self.fn, '__name__', self.name), self._signature)}: {exc}."
             ) from None
         bound.apply_defaults()
         return bound.arguments

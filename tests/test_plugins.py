@@ -1,0 +1,178 @@
+"""The plugin manager with real entry points: distributions written to a folder on sys.path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from taskloom import flow, plugins, task
+from taskloom.cli import main
+from taskloom.plugins import PluginError
+
+
+def install_dist(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str], api: str | None = None) -> None:
+    """Write a minimal installed distribution (dist-info + modules) under ``root``."""
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "\n".join(f"{name} = {value}" for name, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[taskloom]\n{lines}\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_work(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    install_dist(site, "taskloom-broken", {"broken": "broken_plugin"}, {"broken_plugin": "raise ImportError('needs libfoo')\n"})
+    failures = plugins.failures()
+    assert [(f.name, f.distribution, f.reason) for f in failures] == [
+        ("broken", "taskloom-broken", "ImportError: needs libfoo")
+    ]
+
+    @task
+    def one() -> int:
+        return 1
+
+    @flow(task_runner="sequential")
+    def still_works() -> int:
+        return one()
+
+    assert still_works() == 1
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED broken (taskloom-broken): ImportError: needs libfoo" in out
+    assert "local (taskloom-local" in out
+
+
+def test_third_party_runner_is_selectable_by_name_and_importable_from_taskloom_runners(site: Path) -> None:
+    install_dist(
+        site,
+        "taskloom-inline",
+        {"inline": "inline_plugin"},
+        {
+            "inline_plugin": """
+                from taskloom import hookimpl
+
+                @hookimpl
+                def taskloom_register_task_runners():
+                    return {"inline": "inline_runner:InlineTaskRunner"}
+            """,
+            "inline_runner": """
+                from concurrent.futures import Future
+                from taskloom.engine import run_task_call
+                from taskloom.runners import TaskRunner, upstream_handles
+
+                class InlineTaskRunner(TaskRunner):
+                    name = "inline"
+                    concurrency = "sequential"
+
+                    def __init__(self, label: str = "x"):
+                        self.label = label
+
+                    def submit(self, call):
+                        native = Future()
+                        native.set_result(run_task_call(call, *upstream_handles(call, lambda n: isinstance(n, Future))))
+                        return native
+            """,
+        },
+    )
+    assert "inline_runner" not in sys.modules, "registering must not import the runner"
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @flow(task_runner="inline")
+    def uses_inline() -> int:
+        return add.submit(add.submit(1, 2), 3).result()
+
+    assert uses_inline() == 6
+    from taskloom.runners import InlineTaskRunner  # type: ignore[attr-defined]
+
+    assert InlineTaskRunner.name == "inline"
+    registration = plugins.lookup("task_runner", "inline")
+    assert registration.distribution == "taskloom-inline"
+
+
+def test_two_plugins_with_one_name_is_an_error_naming_both(site: Path) -> None:
+    source = """
+        from taskloom import hookimpl
+
+        @hookimpl
+        def taskloom_register_task_runners():
+            return {"twin": "taskloom_local:SequentialTaskRunner"}
+    """
+    install_dist(site, "taskloom-twin-a", {"twin-a": "twin_a"}, {"twin_a": source})
+    install_dist(site, "taskloom-twin-b", {"twin-b": "twin_b"}, {"twin_b": source})
+
+    @flow(task_runner="twin")
+    def ambiguous() -> None:
+        pass
+
+    with pytest.raises(PluginError, match=r"'twin' is registered by more than one distribution \(taskloom-twin-\w, taskloom-twin-\w\)"):
+        ambiguous()
+
+
+def test_disable_plugins_switches_one_off(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_dist(site, "taskloom-broken", {"broken": "broken_plugin"}, {"broken_plugin": "raise ImportError('x')\n"})
+    monkeypatch.setenv("TASKLOOM_DISABLE_PLUGINS", "broken, loguru")
+    assert plugins.failures() == []
+    assert "loguru" not in {p.name for p in plugins.plugins()}
+    assert "console" not in plugins.registered("log_sink")
+
+
+def test_plugin_for_another_api_version_is_refused_by_name(site: Path) -> None:
+    install_dist(site, "taskloom-future", {"future": "future_plugin"}, {"future_plugin": "TASKLOOM_PLUGIN_API = 2\n"})
+    [failure] = plugins.failures()
+    assert failure.name == "future"
+    assert failure.reason == "built for plugin API 2, this taskloom has API 1"
+
+
+def test_plugin_commands_and_json_listing(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    install_dist(
+        site,
+        "taskloom-hello",
+        {"hello": "hello_plugin"},
+        {
+            "hello_plugin": """
+                from taskloom import hookimpl
+
+                @hookimpl
+                def taskloom_add_commands(subparsers):
+                    cmd = subparsers.add_parser("hello", help="say hello")
+                    cmd.set_defaults(func=lambda args: print("hello from a plugin") or 0)
+            """
+        },
+    )
+    assert main(["hello"]) == 0
+    assert capsys.readouterr().out == "hello from a plugin\n"
+    assert main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    by_name = {p["name"]: p for p in listing["plugins"]}
+    assert by_name["local"]["provides"]["task_runner"] == ["sequential", "concurrent", "threads"]
+    assert by_name["hello"]["distribution"] == "taskloom-hello"
+
+
+def test_trace_hooks_logs_each_hook_call(tmp_path: Path) -> None:
+    script = tmp_path / "traced.py"
+    script.write_text(
+        "from taskloom import flow, task\n"
+        "@task\ndef one():\n    return 1\n"
+        "@flow(task_runner='sequential')\ndef traced():\n    return one.submit().result()\n"
+        "traced()\n"
+    )
+    env = {**__import__("os").environ, "TASKLOOM_TRACE_HOOKS": "1"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "taskloom_flow_run_started" in proc.stderr
+    assert "taskloom_task_run_created" in proc.stderr
