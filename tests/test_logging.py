@@ -1,0 +1,136 @@
+"""Run logs as a user sees them: the console format, the JSON and file sinks, the fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskloom import flow, get_run_logger, task
+
+LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \| (?P<level>[A-Z]+) *\| (?P<prefix>.+?) - (?P<message>.*)$")
+
+SCRIPT = """
+from taskloom import flow, task, get_run_logger
+
+@task
+def shout(word):
+    get_run_logger().warning("careful: %s", word)
+    return word.upper()
+
+@task
+def fails():
+    raise ValueError("no good")
+
+@flow(task_runner="sequential")
+def loud_flow():
+    shout.submit("hi")
+    fails.submit()
+
+loud_flow(return_state=True)
+"""
+
+
+def run_script(tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "loud.py"
+    script.write_text(SCRIPT)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
+        env={**base, **(env or {})}, timeout=60,
+    )
+
+
+def parsed(stderr: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for line in stderr.splitlines():
+        match = LINE.match(line)
+        if match:
+            rows.append((match["level"], match["prefix"], match["message"]))
+    return rows
+
+
+def test_console_lines_are_in_the_prefect_format(tmp_path: Path) -> None:
+    proc = run_script(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = parsed(proc.stderr)
+    assert rows[0][:2] == ("INFO", "taskloom.engine")
+    flow_run = re.match(r"Created flow run '(\w+-\w+)' for flow 'loud-flow'", rows[0][2])
+    assert flow_run, rows[0]
+    name = flow_run[1]
+    messages = [(level, prefix.split(" '")[0], message) for level, prefix, message in rows]
+    assert ("WARNING", "Task run", "careful: hi") in messages
+    assert ("ERROR", "Task run", "Encountered exception during execution:") in messages
+    assert rows[-1] == ("INFO", f"Flow run '{name}'", "Finished in state Failed('1/2 states failed.')")
+    assert "ValueError: no good" in proc.stderr, "the traceback follows the error line"
+    assert "\x1b[" not in proc.stderr, "no colour when stderr is not a terminal"
+
+
+def test_level_from_environment_hides_info(tmp_path: Path) -> None:
+    proc = run_script(tmp_path, {"TASKLOOM_LOGGING_LEVEL": "WARNING"})
+    levels = {level for level, _, _ in parsed(proc.stderr)}
+    assert levels == {"WARNING", "ERROR"}
+
+
+def test_json_sink_writes_run_ids(tmp_path: Path) -> None:
+    out = tmp_path / "runs.jsonl"
+    proc = run_script(tmp_path, {"TASKLOOM_LOGGING_SINKS": "console,json", "TASKLOOM_LOGGING_JSON_FILE": str(out)})
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    warning = next(r for r in records if r["message"] == "careful: hi")
+    assert warning["level"] == "WARNING" and warning["logger"] == "taskloom.task_runs"
+    assert warning["task_run_name"].startswith("shout-") and len(warning["task_run_id"]) == 36
+    assert warning["flow_run_name"] and len(warning["flow_run_id"]) == 36
+    finished = [r for r in records if r["message"].startswith("Finished in state Failed")]
+    assert finished and finished[-1]["task_run_name"] is None
+
+
+def test_file_sink_appends_plain_lines(tmp_path: Path) -> None:
+    log_file = tmp_path / "taskloom.log"
+    (tmp_path / "taskloom.toml").write_text(f"[logging]\nsinks = ['file']\nfile = '{log_file}'\n")
+    proc = run_script(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert parsed(proc.stderr) == [], "only the file sink is configured"
+    assert ("WARNING", "careful: hi") in [(lvl, msg) for lvl, _, msg in parsed(log_file.read_text())]
+
+
+def test_without_loguru_the_core_prints_the_same_format(tmp_path: Path) -> None:
+    with_loguru = parsed(run_script(tmp_path).stderr)
+    plain = parsed(run_script(tmp_path, {"TASKLOOM_DISABLE_PLUGINS": "loguru"}).stderr)
+    strip = lambda rows: [(lvl, p.split(" '")[0], re.sub(r"'[\w-]+'", "'*'", m)) for lvl, p, m in rows]  # noqa: E731
+    assert strip(plain) == strip(with_loguru)
+
+
+def test_unknown_sink_is_one_clear_error(in_tmp: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> None:
+    monkeypatch.setenv("TASKLOOM_LOGGING_SINKS", "console,syslog")
+
+    @flow
+    def any_flow() -> None:
+        pass
+
+    from taskloom.plugins import PluginError
+
+    with pytest.raises(PluginError, match=r"Unknown log sink 'syslog'. Installed log sinks: 'console', 'file', 'json'"):
+        any_flow()
+
+
+def test_logs_of_one_task_run_arrive_in_order_under_threads(run_logs) -> None:  # type: ignore[no-untyped-def]
+    @task
+    def chatty(i: int) -> None:
+        logger = get_run_logger()
+        for j in range(20):
+            logger.info("run %d line %d", i, j)
+
+    @flow(task_runner="concurrent")
+    def many() -> None:
+        chatty.map(range(8))
+
+    many()
+    for i in range(8):
+        lines = [m for m in run_logs.messages() if m.startswith(f"run {i} ")]
+        assert lines == [f"run {i} line {j}" for j in range(20)]
