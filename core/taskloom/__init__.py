@@ -10,32 +10,69 @@
     def my_flow():
         futures = double.map([1, 2, 3])
         return [f.result() for f in futures]
+
+``flow``, ``task`` and their classes load at ``import taskloom``; the rest of the public
+names (states, futures, the run logger, ``hookimpl``) load on first use, so that importing
+taskloom stays cheap for scripts, CLIs and workers.
 """
 
 from __future__ import annotations
 
-from .context import FlowRun, TaskRun, get_flow_run, get_task_run
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .flows import Flow, flow
-from .futures import TaskFuture, as_completed, wait
-from .logging import get_run_logger
-from .plugins import hookimpl
-from .states import (
-    AwaitingRetry,
-    Cached,
-    Cancelled,
-    Completed,
-    Crashed,
-    Failed,
-    Pending,
-    Retrying,
-    Running,
-    State,
-    StateType,
-    TimedOut,
-)
 from .tasks import Task, task, unmapped
 
+if TYPE_CHECKING:
+    from .context import FlowRun, TaskRun, get_flow_run, get_task_run
+    from .futures import TaskFuture, as_completed, wait
+    from .logging import get_run_logger
+    from .plugins import hookimpl
+    from .states import (
+        AwaitingRetry,
+        Cached,
+        Cancelled,
+        Completed,
+        Crashed,
+        Failed,
+        Pending,
+        Retrying,
+        Running,
+        State,
+        StateType,
+        TimedOut,
+    )
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    **dict.fromkeys(("FlowRun", "TaskRun", "get_flow_run", "get_task_run"), "context"),
+    **dict.fromkeys(("TaskFuture", "as_completed", "wait"), "futures"),
+    "get_run_logger": "logging",
+    "hookimpl": "plugins",
+    **dict.fromkeys(
+        (
+            "AwaitingRetry", "Cached", "Cancelled", "Completed", "Crashed", "Failed",
+            "Pending", "Retrying", "Running", "State", "StateType", "TimedOut",
+        ),
+        "states",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskloom' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AwaitingRetry",

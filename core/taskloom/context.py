@@ -6,15 +6,12 @@ same `TaskRun` is seen by hooks in the flow's process and by the engine on a wor
 
 from __future__ import annotations
 
-import contextvars
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:
-    from .flows import _FlowRunDriver
-    from .engine import _EventRecorder
+from ._ctx import _flow_run_driver, _task_run_recorder
 
 __all__ = ["FlowRun", "TaskRun", "get_flow_run", "get_task_run"]
 
@@ -42,16 +39,6 @@ class TaskRun:
     flow_run_name: str | None
     tags: frozenset[str] = frozenset()
     runner_options: dict[str, Any] = attrs.field(factory=dict, repr=False)
-
-
-# Set in the flow's process while a flow body runs.
-_flow_run_driver: contextvars.ContextVar[_FlowRunDriver | None] = contextvars.ContextVar(
-    "taskloom_flow_run", default=None
-)
-# Set wherever a task run executes: a thread, a process, a Dask or Ray worker.
-_task_run_recorder: contextvars.ContextVar[_EventRecorder | None] = contextvars.ContextVar(
-    "taskloom_task_run", default=None
-)
 
 
 def get_flow_run() -> FlowRun | None:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .context import FlowRun, TaskRun, _task_run_recorder
+from ._ctx import _task_run_recorder
+from .context import FlowRun, TaskRun
 from .states import Completed, Failed, Pending, Running, State
 
 if TYPE_CHECKING:

@@ -19,13 +19,14 @@ it is imported on first use.
 
 from __future__ import annotations
 
-from argparse import _SubParsersAction
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from argparse import _SubParsersAction
+
     from .config import Setting
     from .context import FlowRun, TaskRun
     from .states import State
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("taskloom")
 
 #: A factory: a callable, or a ``"module:attribute"`` string naming one.
-Factory = Callable[..., Any] | str
+Factory = Callable[..., Any] | str  # noqa: UP007
 
 
 # -- registration: once per process, when the plugin manager first starts ------------------

@@ -18,7 +18,7 @@ import threading
 import traceback
 from typing import Any
 
-from .context import _flow_run_driver, _task_run_recorder
+from ._ctx import _flow_run_driver, _task_run_recorder
 
 __all__ = ["get_run_logger", "run_prefix", "RunFormatter", "MissingContextError", "setup_logging"]
 

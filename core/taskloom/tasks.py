@@ -7,13 +7,13 @@ submits one run per element.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from .context import _flow_run_driver
+from ._ctx import _flow_run_driver
 
 if TYPE_CHECKING:
     from .futures import TaskFuture
@@ -36,7 +36,7 @@ class unmapped:  # noqa: N801 - Prefect's spelling, which our users already writ
 
 def _task_key(fn: Callable[..., Any], name: str) -> str:
     ident = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', name)}:{name}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:8]
+    return f"{zlib.crc32(ident.encode()):08x}"
 
 
 def describe_signature(name: str, signature: inspect.Signature) -> str:
