@@ -8,14 +8,14 @@ and computes the final state by Prefect's rule. Imported on the first flow run, 
 
 from __future__ import annotations
 
-import inspect
+import os
+import random
 import logging
 import threading
 import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import plugins
@@ -23,11 +23,19 @@ from ._names import run_name
 from .config import load_settings
 from ._ctx import _flow_run_driver
 from .context import FlowRun, TaskRun
-from .engine import FLOW_RUN_LOGGER, TASK_RUN_LOGGER, TaskRunCall, TaskRunEvent, _Upstream, run_task_call
+from .engine import (
+    FLOW_RUN_LOGGER,
+    TASK_RUN_LOGGER,
+    TaskRunCall,
+    TaskRunEvent,
+    TaskRunOutcome,
+    _Upstream,
+    run_task_call,
+)
 from .futures import TaskFuture, TaskRunFuture
 from .logging import setup_logging
-from .runners import resolve_task_runner
-from .states import Cancelled, Completed, Crashed, Failed, State, StateType
+from .runners import CompletedNative, resolve_task_runner
+from .states import Cancelled, Completed, Crashed, Failed, Pending, State, StateType
 from .tasks import Task, unmapped
 
 if TYPE_CHECKING:
@@ -37,6 +45,16 @@ if TYPE_CHECKING:
 __all__ = ["run_flow"]
 
 engine_logger = logging.getLogger("taskloom.engine")
+
+_ids = random.Random(os.urandom(32))
+
+
+def _new_id() -> uuid.UUID:
+    # A version-4 UUID from a generator seeded once from the OS: half the cost of uuid4().
+    return uuid.UUID(int=_ids.getrandbits(128), version=4)
+
+
+_ATOMIC = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 def _collect_upstream(value: Any, found: dict[int, tuple[int, TaskFuture[Any]]]) -> Any:
@@ -60,12 +78,6 @@ def _collect_upstream(value: Any, found: dict[int, tuple[int, TaskFuture[Any]]])
     return value
 
 
-def _completed_future(call: TaskRunCall) -> Future[Any]:
-    native: Future[Any] = Future()
-    native.set_result(run_task_call(call))
-    return native
-
-
 class _FlowRunDriver:
     """The flow run in the flow's process: task-run bookkeeping, events and hooks."""
 
@@ -77,9 +89,11 @@ class _FlowRunDriver:
             logging.getLogger(FLOW_RUN_LOGGER),
             {"flow_run_name": flow_run.name, "flow_run_id": str(flow_run.id)},
         )
+        self._light_flow_run = FlowRun(flow_run.id, flow_run.name, flow_run.flow_name)
         self._lock = threading.Lock()
         self._counters: Counter[str] = Counter()
         self._pending: set[TaskRunFuture[Any]] = set()
+        self._completed = 0  # kept apart: hashing an Enum member costs a Python call
         self._final_counts: Counter[StateType] = Counter()
         self._first_failure: TaskRunFuture[Any] | None = None
         self._created_hook = plugins.observed("taskloom_task_run_created")
@@ -90,52 +104,45 @@ class _FlowRunDriver:
     def _prepare(
         self, task: Task[..., Any], parameters: dict[str, Any]
     ) -> tuple[TaskRunCall, TaskRunFuture[Any]]:
+        future: TaskRunFuture[Any] = TaskRunFuture(None, self._on_event, self._on_final)  # type: ignore[arg-type]
         with self._lock:
             n = self._counters[task.task_key]
             self._counters[task.task_key] = n + 1
-        task_run = TaskRun(
-            id=uuid.uuid4(),
-            name=f"{task.task_key}-{n}",
-            task_name=task.name,
-            task_key=task.task_key,
-            flow_run_id=self.flow_run.id,
-            flow_run_name=self.flow_run.name,
-            tags=task.tags,
-            runner_options=task.runner_options,
-        )
-        found: dict[int, tuple[int, TaskFuture[Any]]] = {}
-        parameters = _collect_upstream(parameters, found)
-        upstream = tuple(future for _, future in found.values())
-        future: TaskRunFuture[Any] = TaskRunFuture(task_run, self._on_event, self._on_final)
-        call = TaskRunCall(
-            task_run=task_run,
-            flow_run=self._light_flow_run,
-            task=task,
-            parameters=parameters,
-            upstream=upstream,
-            upstream_names=tuple(f.task_run.name for f in upstream),
-            log_level=self.log_level,
-            emit=future._emit,
-        )
-        with self._lock:
             self._pending.add(future)
+        flow_run = self.flow_run
+        task_run = future.task_run = TaskRun(
+            _new_id(),
+            f"{task.task_key}-{n}",
+            task.name,
+            task.task_key,
+            flow_run.id,
+            flow_run.name,
+            task.tags,
+            task.runner_options,
+        )
+        upstream: tuple[TaskRunFuture[Any], ...] = ()
+        names: tuple[str, ...] = ()
+        for value in parameters.values():
+            if type(value) not in _ATOMIC:
+                found: dict[int, tuple[int, TaskRunFuture[Any]]] = {}
+                parameters = _collect_upstream(parameters, found)
+                if found:
+                    upstream = tuple(f for _, f in found.values())
+                    names = tuple(f.task_run.name for f in upstream)
+                break
+        call = TaskRunCall(
+            task_run, self._light_flow_run, task, parameters, upstream, names,
+            self.log_level, future._emit,
+        )
         if self.log_level <= logging.INFO:
             self.logger.info("Created task run %r for task %r", task_run.name, task.name)
         if self._created_hook is not None:
             self._created_hook(task_run=task_run)
         if self._state_hook is not None:
             with self._lock:
+                future._state = Pending()
                 self._state_hook(task_run=task_run, old=None, new=future._state)
         return call, future
-
-    @property
-    def _light_flow_run(self) -> FlowRun:
-        # Workers get the flow run's identity, not its (possibly large) parameters.
-        light = self.__dict__.get("_light")
-        if light is None:
-            fr = self.flow_run
-            light = self.__dict__["_light"] = FlowRun(fr.id, fr.name, fr.flow_name)
-        return light
 
     def _hand_over(self, call: TaskRunCall, future: TaskRunFuture[Any], native: Any) -> None:
         try:
@@ -148,16 +155,8 @@ class _FlowRunDriver:
             f"Task run {call.task_run.name!r} could not be handed to runner "
             f"{getattr(self.runner, 'name', self.runner)!r}: {exc}"
         )
-        native: Future[Any] = Future()
-        from .engine import TaskRunOutcome
-
-        native.set_result(
-            TaskRunOutcome(
-                Failed(message, exception=exc),
-                (TaskRunEvent(1, old=None, new=Failed(message, exception=exc)),),
-            )
-        )
-        future._attach(native)
+        failed = Failed(message, exception=exc)
+        future._attach(CompletedNative(TaskRunOutcome(failed, (TaskRunEvent(1, None, failed),))))
         self._log_task(call.task_run, logging.ERROR, message)
 
     def _announce(self, name: str) -> None:
@@ -219,7 +218,7 @@ class _FlowRunDriver:
         call, future = self._prepare(task, task.bind(args, kwargs))
         if self.log_level <= logging.INFO:
             self.logger.info("Executing %r immediately...", call.task_run.name)
-        future._attach(_completed_future(call))
+        future._attach(CompletedNative(run_task_call(call)))
         if return_state:
             return future.state
         return future.result()
@@ -246,7 +245,10 @@ class _FlowRunDriver:
         state = future.state
         with self._lock:
             self._pending.discard(future)
-            self._final_counts[state.type] += 1
+            if state.type is StateType.COMPLETED:
+                self._completed += 1
+            else:
+                self._final_counts[state.type] += 1
             if self._first_failure is None and (state.is_failed() or state.is_crashed()):
                 self._first_failure = future
         if state.is_crashed():
@@ -284,7 +286,10 @@ class _FlowRunDriver:
         if value is None:
             first = self._first_failure
             failure = (first.task_run.name, first.state) if first is not None else None
-            return _aggregate(dict(self._final_counts), failure)
+            counts = dict(self._final_counts)
+            if self._completed:
+                counts[StateType.COMPLETED] = self._completed
+            return _aggregate(counts, failure)
         states = _returned_states(value)
         if states is None:
             return Completed(data=value)

@@ -10,15 +10,17 @@ events could not be delivered live, the ordered states and log records the drive
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
+from . import plugins
 from ._ctx import _task_run_recorder
 from .context import FlowRun, TaskRun
-from .states import Completed, Failed, Pending, Running, State
+from .states import Failed, Pending, State, StateType
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -29,9 +31,11 @@ TASK_RUN_LOGGER = "taskloom.task_runs"
 FLOW_RUN_LOGGER = "taskloom.flow_runs"
 
 
-@attrs.frozen(eq=False)
-class TaskRunEvent:
-    """A state change (``old`` → ``new``) or a log ``record`` of one task run, numbered in order."""
+class TaskRunEvent(NamedTuple):
+    """A state change (``old`` → ``new``) or a log ``record`` of one task run, numbered in order.
+
+    A named tuple, not an attrs class: two or more are made per task run, on the hot path.
+    """
 
     seq: int
     old: State | None = None
@@ -39,8 +43,7 @@ class TaskRunEvent:
     record: logging.LogRecord | None = None
 
 
-@attrs.frozen(eq=False)
-class TaskRunOutcome:
+class TaskRunOutcome(NamedTuple):
     """What a worker hands back: the final state and the events the driver has not seen yet."""
 
     state: State
@@ -173,8 +176,6 @@ def _substitute(value: Any, values: Sequence[Any]) -> Any:
 
 def _execute_hook() -> Callable[..., Any] | None:
     """The pluggy caller for the task-run wrapper, or None when no plugin wraps task runs."""
-    from . import plugins
-
     if not plugins.wraps_execution():
         return None
     return plugins.get_plugin_manager().hook.taskloom_task_run_execute  # type: ignore[no-any-return]
@@ -231,7 +232,7 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
         values.append(state.data)
     parameters = _substitute(call.parameters, values) if upstream else call.parameters
 
-    recorder.set_state(Running())
+    recorder.set_state(State(StateType.RUNNING, "Running"))
     task = call.task
     try:
         hook = _execute_hook()
@@ -252,7 +253,7 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
         recorder.log(logging.ERROR, "Task run was interrupted.", exc_text=traceback.format_exc())
         raise
     else:
-        final = Completed(data=data)
+        final = State(StateType.COMPLETED, "Completed", None, time.time(), data)
     recorder.set_state(final)
     recorder.log(logging.INFO, "Finished in state %r", final)
     return final

@@ -72,7 +72,7 @@ class TaskRunFuture(Generic[T]):
     ) -> None:
         self.task_run = task_run
         self.native: Any = None
-        self._state: State = Pending()
+        self._state: State | None = None  # Pending, made only when someone looks
         self._final: State | None = None
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
@@ -124,7 +124,11 @@ class TaskRunFuture(Generic[T]):
 
     @property
     def state(self) -> State:
-        return self._final if self._final is not None else self._state
+        if self._final is not None:
+            return self._final
+        if self._state is None:
+            self._state = Pending()
+        return self._state
 
     def done(self) -> bool:
         return self._final is not None

@@ -236,7 +236,8 @@ def observed(hook_name: str) -> Any:
 
 def wraps_execution() -> bool:
     """Whether any plugin wraps task-run execution (so the engine can skip the hook)."""
-    get_plugin_manager()
+    if _state.pm is None:
+        get_plugin_manager()
     return _state.wraps_execution
 
 

@@ -24,7 +24,7 @@ from .config import ConfigError, Settings, coerce
 if TYPE_CHECKING:
     from .engine import TaskRunCall
 
-__all__ = ["TaskRunner", "NativeFuture", "resolve_task_runner", "upstream_handles"]
+__all__ = ["TaskRunner", "NativeFuture", "CompletedNative", "resolve_task_runner", "upstream_handles"]
 
 Concurrency = Literal["sequential", "concurrent", "parallel"]
 
@@ -35,6 +35,28 @@ class NativeFuture(Protocol):
     def result(self, timeout: float | None = None) -> Any: ...
     def done(self) -> bool: ...
     def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+
+
+class CompletedNative:
+    """A `NativeFuture` that is already done: what a runner that ran the call inline returns.
+
+    Cheaper than a `concurrent.futures.Future` (no condition variable) for the sequential
+    runner and for tasks called directly in a flow.
+    """
+
+    __slots__ = ("_outcome",)
+
+    def __init__(self, outcome: Any) -> None:
+        self._outcome = outcome
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._outcome
+
+    def done(self) -> bool:
+        return True
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        fn(self)
 
 
 class TaskRunner:

@@ -79,10 +79,13 @@ class Task(Generic[P, R]):
         self.runner_options: dict[str, Any] = dict(runner_options or {})
         self.task_key = f"{self.name}-{_task_key(fn, self.name)}"
         self._signature = inspect.signature(fn)
-        self._by_keyword = all(
-            p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            for p in self._signature.parameters.values()
-        )
+        params = self._signature.parameters.values()
+        self._by_keyword = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+        # For the common signature (no *args, **kwargs or positional-only), `bind` maps
+        # arguments itself: inspect.Signature.bind costs more than the rest of a submit.
+        self._positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+        self._names = frozenset(p.name for p in params)
+        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -123,6 +126,19 @@ class Task(Generic[P, R]):
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as parameters by name, defaults included."""
+        if self._by_keyword and len(args) <= len(self._positional):
+            parameters = dict(zip(self._positional, args))
+            for name, value in kwargs.items():
+                if name in parameters or name not in self._names:
+                    break
+                parameters[name] = value
+            else:
+                if len(parameters) < len(self._names):
+                    for name, default in self._defaults.items():
+                        parameters.setdefault(name, default)
+                if len(parameters) == len(self._names):
+                    return parameters
+        # The general case, and every mistake: inspect explains it.
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:

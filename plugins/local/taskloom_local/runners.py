@@ -7,13 +7,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from taskloom.engine import TaskRunCall, run_task_call
-from taskloom.runners import TaskRunner, upstream_handles
+from taskloom.runners import CompletedNative, TaskRunner, upstream_handles
 
 __all__ = ["SequentialTaskRunner", "ConcurrentTaskRunner", "ThreadPoolTaskRunner"]
 
 
-def _is_thread_future(native: Any) -> bool:
-    return isinstance(native, Future)
+def _is_native(native: Any) -> bool:
+    # Handles of this process: thread-pool futures and already-finished inline runs.
+    return isinstance(native, (Future, CompletedNative))
 
 
 class SequentialTaskRunner(TaskRunner):
@@ -22,10 +23,8 @@ class SequentialTaskRunner(TaskRunner):
     name = "sequential"
     concurrency = "sequential"
 
-    def submit(self, call: TaskRunCall) -> Future[Any]:
-        native: Future[Any] = Future()
-        native.set_result(run_task_call(call, *upstream_handles(call, _is_thread_future)))
-        return native
+    def submit(self, call: TaskRunCall) -> CompletedNative:
+        return CompletedNative(run_task_call(call, *upstream_handles(call, _is_native)))
 
 
 class ConcurrentTaskRunner(TaskRunner):
@@ -66,7 +65,7 @@ class ConcurrentTaskRunner(TaskRunner):
     def submit(self, call: TaskRunCall) -> Future[Any]:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
-        handles = upstream_handles(call, _is_thread_future)
+        handles = upstream_handles(call, _is_native)
         context = contextvars.copy_context()
         return self._pool.submit(context.run, run_task_call, call, *handles)
 

@@ -1,0 +1,98 @@
+"""What runs on a Dask worker: the engine's `run_task_call`, with live events on the side.
+
+Events (states and log lines) of a task run always come back inside its outcome. While a run
+is still going, they are also published on Dask's event channel (`Worker.log_event`), so
+that the flow's console shows a long task's log lines as they happen. They go out in one
+message per worker every `FLUSH_SECONDS`, and a run that ends before the next flush sends
+nothing on the side: short tasks cost no extra message, and the driver drops the repeats by
+sequence number either way.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from typing import Any
+
+from taskloom.engine import TaskRunCall, TaskRunEvent, TaskRunOutcome, run_task_call
+
+#: The one Dask event topic taskloom publishes on. One fixed name keeps the scheduler's event
+#: log bounded (Dask keeps each topic's recent events); drivers pick theirs by ``to``.
+TOPIC = "taskloom-events"
+#: How long a run's events may wait on the worker before they are published.
+FLUSH_SECONDS = 0.2
+
+
+class _Outbox:
+    """The events of the task runs running in this worker process, waiting to be published."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        # task run id -> (worker, driver token, events not yet published)
+        self._runs: dict[str, tuple[Any, str, list[TaskRunEvent]]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, worker: Any, token: str, run_id: str, event: TaskRunEvent) -> None:
+        with self._lock:
+            entry = self._runs.get(run_id)
+            if entry is None:
+                entry = self._runs[run_id] = (worker, token, [])
+            entry[2].append(event)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._flush_forever, name="taskloom-events", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def discard(self, run_id: str) -> None:
+        """Forget a finished run's pending events: its outcome carries them all."""
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def _flush_forever(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            # Events wait here for a while, so a run that finishes meanwhile sends nothing.
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    def flush(self) -> None:
+        messages: dict[tuple[int, str], tuple[Any, list[tuple[str, TaskRunEvent]]]] = {}
+        with self._lock:
+            for run_id, (worker, token, events) in self._runs.items():
+                if events:
+                    slot = messages.setdefault((id(worker), token), (worker, []))
+                    slot[1].extend((run_id, event) for event in events)
+                    events.clear()
+        for (_, token), (worker, batch) in messages.items():
+            try:
+                payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+                worker.log_event(TOPIC, {"to": token, "events": payload})
+            except Exception:  # noqa: S110 - best effort: the outcome carries every event
+                pass
+
+
+_outbox = _Outbox()
+
+
+def run_on_worker(call: TaskRunCall, token: str, *upstream: Any) -> TaskRunOutcome:
+    """Run one task run on this worker; ``upstream`` are the outcomes Dask resolved here."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except ValueError:  # not on a worker (a test calling it directly): events come back only
+        return run_task_call(call, *upstream)
+    run_id = str(call.task_run.id)
+
+    def emit(event: TaskRunEvent) -> None:
+        _outbox.add(worker, token, run_id, event)
+
+    try:
+        return run_task_call(call, *upstream, emit=emit, keep_events=True)
+    finally:
+        _outbox.discard(run_id)

@@ -1,0 +1,42 @@
+"""`get_dask_client()`: a Dask client inside a task run, for submitting more Dask work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["get_dask_client"]
+
+
+@contextmanager
+def get_dask_client(timeout: float | str | None = None) -> Iterator[Any]:
+    """A `distributed.Client` on the cluster that runs this task run, as a context manager.
+
+    On a worker it is `distributed.worker_client`: the task leaves the worker's thread pool
+    while the block runs, so waiting for the work it submits cannot starve the worker. Dask
+    collections computed inside the block (``dask.array``, ``dask.dataframe``, ``dask.bag``)
+    run on the same cluster. A task called directly in a flow's body gets the runner's client::
+
+        @task
+        def total(n):
+            with get_dask_client() as client:
+                return sum(client.gather(client.map(square, range(n))))
+    """
+    from distributed import get_worker, worker_client
+
+    try:
+        get_worker()
+    except ValueError:
+        from .runner import active_client
+
+        client = active_client.get()
+        if client is None:
+            raise RuntimeError(
+                "get_dask_client() found no Dask cluster: call it inside a task run of a flow "
+                "whose task_runner is DaskTaskRunner."
+            ) from None
+        yield client
+        return
+    with worker_client(timeout=timeout) as client:
+        yield client
