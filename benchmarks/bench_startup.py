@@ -1,0 +1,108 @@
+"""Start-up and memory: `import taskloom`, `python flow.py` to the first task, 100,000 tasks.
+
+Each is measured in a fresh interpreter, beside the same thing without taskloom.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+FIRST_TASK = """
+import time, sys
+from taskloom import flow, task
+
+@task
+def first():
+    sys.stdout.write(f"{time.time()}\\n"); sys.stdout.flush()
+
+@flow(task_runner="concurrent")
+def start():
+    first()
+
+start()
+"""
+
+MANY_TASKS = """
+import os, resource, sys
+os.environ["TASKLOOM_LOGGING_LEVEL"] = "WARNING"
+from taskloom import flow, task
+
+@task
+def noop(i):
+    return None
+
+@flow(task_runner="concurrent")
+def many(n):
+    batch = []
+    for i in range(n):
+        batch.append(noop.submit(i))
+        if len(batch) == 1000:
+            for f in batch:
+                f.wait()
+            batch = []
+
+many(int(sys.argv[1]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+BASELINE_MEMORY = """
+import resource
+from concurrent.futures import ThreadPoolExecutor
+import taskloom
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+# Bytecode caches allowed, as on a user's machine, and warmed by a first run.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("TASKLOOM_")}
+
+
+def _median_run(args: list[str], repeat: int = 7) -> float:
+    subprocess.run(args, check=True, capture_output=True, env=ENV)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(args, check=True, capture_output=True, env=ENV)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def import_time() -> dict[str, Any]:
+    bare = _median_run([sys.executable, "-c", "pass"])
+    ours = _median_run([sys.executable, "-c", "from taskloom import flow, task"])
+    return {"case": "import taskloom (from taskloom import flow, task)", "taskloom_ms": (ours - bare) * 1e3,
+            "raw_ms": 0.0, "note": f"interpreter start {bare * 1e3:.0f} ms not counted"}
+
+
+def first_task() -> dict[str, Any]:
+    samples = []
+    subprocess.run([sys.executable, "-c", FIRST_TASK], check=True, capture_output=True, env=ENV)
+    for _ in range(5):
+        started = time.time()
+        out = subprocess.run([sys.executable, "-c", FIRST_TASK], check=True, capture_output=True, text=True, env=ENV).stdout
+        samples.append(float(out.strip().splitlines()[0]) - started)
+    bare = _median_run([sys.executable, "-c", "pass"], repeat=5)
+    return {"case": "python flow.py to the first task starting", "taskloom_ms": statistics.median(samples) * 1e3,
+            "raw_ms": bare * 1e3, "note": "raw: an empty interpreter"}
+
+
+def many_tasks(n: int = 100_000) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", MANY_TASKS, str(n)], check=True, capture_output=True, text=True, env=ENV).stdout
+    peak_kib = int(out.strip().splitlines()[-1])
+    base = subprocess.run([sys.executable, "-c", BASELINE_MEMORY], check=True, capture_output=True, text=True, env=ENV).stdout
+    return {"case": f"peak memory, {n:,} no-op tasks on threads", "taskloom_mib": peak_kib / 1024,
+            "raw_mib": int(base.strip()) / 1024, "note": "raw: the same interpreter after import, no tasks"}
+
+
+def run() -> list[dict[str, Any]]:
+    return [import_time(), first_task(), many_tasks()]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)

@@ -1,0 +1,165 @@
+"""`RayTaskRunner`: task runs as Ray tasks, on a private local Ray or on a running cluster.
+
+The runner only moves calls: each task run becomes one Ray task that calls the engine's
+`run_task_call` on a worker (see `_worker`), upstream futures travel as ``ObjectRef``
+arguments that Ray resolves on the worker, and the returned `TaskRunOutcome` carries the
+run's states and logs back to the flow's process, which replays them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from taskloom.engine import TaskRunCall
+from taskloom.runners import TaskRunner, upstream_handles
+
+from ._connect import RaySession, open_session
+from ._handles import RayTaskFuture
+from .options import current_remote_options
+
+__all__ = ["RayTaskRunner"]
+
+logger = logging.getLogger("taskloom.task_runner.ray")
+
+
+def _is_native(native: Any) -> bool:
+    return type(native) is RayTaskFuture
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for an options value, to cache one remote function per options."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(_freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", id(value))
+    return value
+
+
+class RayTaskRunner(TaskRunner):
+    """Runs each task run as a Ray task.
+
+    ``address=None`` starts a private local Ray for the flow run (on 127.0.0.1, without the
+    dashboard) and shuts it down afterwards; an address (``ray://host:10001``, ``auto`` or
+    ``host:6379``) connects to a running cluster and leaves it running. ``init_kwargs`` go to
+    ``ray.init`` (``{"num_cpus": 2}``, ``{"runtime_env": {...}}``). A process that is already
+    connected to Ray uses that connection and leaves it open.
+
+    Per task, ``runner_options`` (``num_cpus``, ``num_gpus``, ``memory``, ``resources``,
+    ``runtime_env``, ``max_retries``, ...) and `taskloom_ray.remote_options` go to Ray's
+    ``.options(...)``. ``capture_prints`` turns ``print()`` in a task into the run's log lines;
+    ``connect_timeout`` bounds the wait for an address that does not answer.
+    """
+
+    name = "ray"
+    concurrency = "parallel"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        init_kwargs: dict[str, Any] | None = None,
+        *,
+        capture_prints: bool = True,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.address = address or None
+        self.init_kwargs: dict[str, Any] = dict(init_kwargs or {})
+        self.capture_prints = capture_prints
+        self.connect_timeout = connect_timeout
+        self._session: RaySession | None = None
+        self._remote: Any = None
+        self._with_options: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(address={self.address!r}, init_kwargs={self.init_kwargs!r})"
+
+    def duplicate(self) -> RayTaskRunner:
+        return type(self)(
+            self.address,
+            self.init_kwargs,
+            capture_prints=self.capture_prints,
+            connect_timeout=self.connect_timeout,
+        )
+
+    # -- the context manager: start or connect, then undo only that ------------------------
+
+    def __enter__(self) -> RayTaskRunner:
+        session = open_session(self.address, self.init_kwargs, self.connect_timeout)
+        from . import _worker
+
+        fn = _worker.run_call_capturing_prints if self.capture_prints else _worker.run_call
+        try:
+            self._remote = session.ray.remote(fn)
+        except BaseException:
+            session.close()
+            raise
+        self._session = session
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        session, self._session = self._session, None
+        self._remote = None
+        self._with_options.clear()
+        if session is not None:
+            session.close()
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def _remote_for(self, call: TaskRunCall) -> Any:
+        """The remote function with this run's Ray options (cached per distinct options)."""
+        remote = self._remote
+        if remote is None:
+            raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
+        extra = current_remote_options()
+        own = call.task_run.runner_options
+        if not extra and not own:
+            return remote
+        options = {**extra, **own} if extra else own
+        key = _freeze(options)
+        cached = self._with_options.get(key)
+        if cached is None:
+            try:
+                cached = remote.options(**options)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"Task {call.task.name!r} has Ray options that Ray refuses ({exc}): fix its "
+                    "runner_options or the remote_options(...) around its submit."
+                ) from None
+            self._with_options[key] = cached
+        return cached
+
+    def submit(self, call: TaskRunCall) -> RayTaskFuture:
+        remote = self._remote_for(call)
+        upstream: tuple[Any, ...] = ()
+        if call.upstream:
+            upstream = tuple(upstream_handles(call, _is_native))
+            args = [h.ref if type(h) is RayTaskFuture else h for h in upstream]
+        else:
+            args = []
+        try:
+            ref = remote.remote(call, *args)
+        except Exception as exc:
+            raise _submit_error(call, exc) from None
+        return RayTaskFuture(ref, call, upstream)
+
+    def map(self, calls: Sequence[TaskRunCall]) -> list[RayTaskFuture]:
+        """Submit every call without waiting: each ``.remote()`` returns at once."""
+        submit = self.submit
+        return [submit(call) for call in calls]
+
+
+def _submit_error(call: TaskRunCall, exc: Exception) -> Exception:
+    """Ray's refusal of a call as one sentence naming the task (pickling) or Ray's first line."""
+    from ._pickling import unpicklable_message
+
+    message = unpicklable_message(call, exc)
+    if message is not None:
+        return TypeError(message)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return RuntimeError(f"Ray refused task {call.task.name!r} ({type(exc).__name__}: {first}).")
