@@ -252,7 +252,9 @@ class Session:
             future.add_done_callback(lambda _: self._done.put(handle))
             return
         try:
-            outcome = future.result(timeout=0 if status != "finished" else None)
+            # Final here ("finished", "error" or "cancelled"): result() returns or raises at once,
+            # except that a finished one fetches its data.
+            outcome = future.result()
         except BaseException as exc:
             if status == "finished":
                 # Computed, but the outcome could not travel back: it does not (un)pickle.

@@ -202,6 +202,9 @@ def open_session(
     where ``address`` asks.
     """
     ray = import_ray()
+    if address is not None and address != "auto":
+        _scheme, host, port = split_address(address)
+        _check_answers(address, host, port, connect_timeout)
     if ray.is_initialized():
         current = _current_address(ray)
         if address not in (None, "auto") and not _same_place(address, current):
@@ -229,16 +232,19 @@ def open_session(
         return RaySession(ray, _current_address(ray), owned=True, auth_mode_before=auth_before)
 
     logger.info("Connecting to an existing Ray instance at %s", address)
-    target = _resolve_auto(ray) if address == "auto" else address
-    _scheme, host, port = split_address(target)
-    _check_answers(address if target == address else f"{address} ({target})", host, port, connect_timeout)
+    target = address
+    if address == "auto":
+        target = _resolve_auto(ray)
+        _scheme, host, port = split_address(target)
+        _check_answers(f"auto ({target})", host, port, connect_timeout)
     try:
         with _single_machine(is_loopback(host)):
             ray.init(address=target, **kwargs)
     except Exception as exc:
         _restore(_AUTH_MODE, auth_before)
+        text = str(exc).strip()
         raise RayConnectionError(
-            f"Could not connect to the Ray instance at {address}: {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+            f"Could not connect to the Ray instance at {address} "
+            f"({type(exc).__name__}: {text.splitlines()[0] if text else '-'})."
         ) from exc
     return RaySession(ray, target, owned=True, auth_mode_before=auth_before)
