@@ -14,7 +14,7 @@ from typing import Any
 
 os.environ.setdefault("TASKLOOM_LOGGING_LEVEL", "WARNING")
 
-from taskloom import flow, task  # noqa: E402
+from taskloom import flow, task
 
 
 def noop(x: Any = None) -> Any:

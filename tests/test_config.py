@@ -10,6 +10,7 @@ from taskloom import flow, get_flow_run, task
 from taskloom.config import ConfigError, load_settings, set_cli_values
 from taskloom.plugins import PluginError
 
+
 def _runner_of(task_runner: object = None) -> str:
     @flow(task_runner=task_runner)  # type: ignore[arg-type]
     def probe() -> str:
@@ -114,7 +115,7 @@ def test_wrong_type_in_file_names_key_type_and_file(in_tmp: Path) -> None:
 
 def test_wrong_type_in_env_names_the_variable(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKLOOM_RESULTS_PERSIST", "maybe")
-    with pytest.raises(ConfigError, match="Environment variable TASKLOOM_RESULTS_PERSIST must be bool, got 'maybe'"):
+    with pytest.raises(ConfigError, match=r"Environment variable TASKLOOM_RESULTS_PERSIST must be bool, got 'maybe'\."):
         load_settings()
 
 

@@ -66,7 +66,7 @@ def test_seed_concurrent_example_interleaves_two_tasks(run_logs: Any, capsys: py
 
 def test_seed_sequential_example_runs_one_after_the_other(run_logs: Any) -> None:
     spans, messages = run_seed("seed_sequential.py", run_logs)
-    (a_start, a_end), (b_start, b_end) = spans
+    (_, a_end), (b_start, _) = spans
     assert b_start >= a_end, "the sequential runner must finish the first run before the second"
     assert sum(m.startswith("Executing 'print_values-") and m.endswith("immediately...") for m in messages) == 2
     assert messages[-1] == "Finished in state Completed('All states completed.')"

@@ -8,20 +8,20 @@ and computes the final state by Prefect's rule. Imported on the first flow run, 
 
 from __future__ import annotations
 
+import logging
 import os
 import random
-import logging
 import threading
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import plugins
+from ._ctx import _flow_run_driver
 from ._names import run_name
 from .config import load_settings
-from ._ctx import _flow_run_driver
 from .context import FlowRun, TaskRun
 from .engine import (
     FLOW_RUN_LOGGER,
@@ -124,10 +124,10 @@ class _FlowRunDriver:
         names: tuple[str, ...] = ()
         for value in parameters.values():
             if type(value) not in _ATOMIC:
-                found: dict[int, tuple[int, TaskRunFuture[Any]]] = {}
+                found: dict[int, tuple[int, TaskFuture[Any]]] = {}
                 parameters = _collect_upstream(parameters, found)
                 if found:
-                    upstream = tuple(f for _, f in found.values())
+                    upstream = tuple(f for _, f in found.values())  # type: ignore[misc]
                     names = tuple(f.task_run.name for f in upstream)
                 break
         call = TaskRunCall(
@@ -285,7 +285,9 @@ class _FlowRunDriver:
             )
         if value is None:
             first = self._first_failure
-            failure = (first.task_run.name, first.state) if first is not None else None
+            failure: tuple[str | None, State] | None = (
+                (first.task_run.name, first.state) if first is not None else None
+            )
             counts = dict(self._final_counts)
             if self._completed:
                 counts[StateType.COMPLETED] = self._completed
@@ -293,12 +295,12 @@ class _FlowRunDriver:
         states = _returned_states(value)
         if states is None:
             return Completed(data=value)
-        counts: Counter[StateType] = Counter(s.type for _, s in states)
+        returned: Counter[StateType] = Counter(s.type for _, s in states)
         failure = next(
             ((name, s) for name, s in states if s.is_failed() or s.is_crashed()),
             next(((name, s) for name, s in states if not s.is_final()), None),
         )
-        state = _aggregate(dict(counts), failure)
+        state = _aggregate(dict(returned), failure)
         if state.is_completed():
             return Completed(state.message, data=_resolve_returned(value))
         return state

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Setting", "Settings", "ConfigError", "load_settings", "CORE_SETTINGS", "coerce"]
+__all__ = ["CORE_SETTINGS", "ConfigError", "Setting", "Settings", "coerce", "load_settings"]
 
 
 class ConfigError(ValueError):

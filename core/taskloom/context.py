@@ -45,10 +45,10 @@ def get_flow_run() -> FlowRun | None:
     """The flow run whose body is running in this context, or None."""
     driver = _flow_run_driver.get()
     if driver is not None:
-        return driver.flow_run
+        return driver.flow_run  # type: ignore[no-any-return]
     recorder = _task_run_recorder.get()
     if recorder is not None:
-        return recorder.flow_run
+        return recorder.flow_run  # type: ignore[no-any-return]
     return None
 
 

@@ -82,7 +82,7 @@ class Flow(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run the flow: a new flow run, its final state, and its value (or its error)."""
         from ._flow_run import run_flow
 

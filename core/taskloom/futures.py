@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .context import TaskRun
     from .engine import TaskRunEvent
 
-__all__ = ["TaskFuture", "TaskRunFuture", "DoneAndNotDoneFutures", "wait", "as_completed"]
+__all__ = ["DoneAndNotDoneFutures", "TaskFuture", "TaskRunFuture", "as_completed", "wait"]
 
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
@@ -60,8 +60,15 @@ class TaskRunFuture(Generic[T]):
     """The core's `TaskFuture`, over a runner's native concurrent.futures-like handle."""
 
     __slots__ = (
-        "task_run", "native", "_state", "_final", "_event", "_callbacks", "_on_event",
-        "_on_final", "_seq",
+        "_callbacks",
+        "_event",
+        "_final",
+        "_on_event",
+        "_on_final",
+        "_seq",
+        "_state",
+        "native",
+        "task_run",
     )
 
     def __init__(
@@ -150,7 +157,7 @@ class TaskRunFuture(Generic[T]):
                 f"Task run {self.task_run.name!r} did not finish within {timeout} seconds."
             )
         assert self._final is not None
-        return self._final.result(raise_on_failure=raise_on_failure)
+        return self._final.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
 
     def add_done_callback(self, fn: Callable[[TaskRunFuture[T]], object]) -> None:
         with _settle_lock:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("taskloom")
 
 #: A factory: a callable, or a ``"module:attribute"`` string naming one.
-Factory = Callable[..., Any] | str  # noqa: UP007
+Factory = Callable[..., Any] | str
 
 
 # -- registration: once per process, when the plugin manager first starts ------------------

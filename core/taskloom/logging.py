@@ -20,7 +20,7 @@ from typing import Any
 
 from ._ctx import _flow_run_driver, _task_run_recorder
 
-__all__ = ["get_run_logger", "run_prefix", "RunFormatter", "MissingContextError", "setup_logging"]
+__all__ = ["MissingContextError", "RunFormatter", "get_run_logger", "run_prefix", "setup_logging"]
 
 ROOT = "taskloom"
 
@@ -63,7 +63,7 @@ class _TaskRunLogger:
         self.name = "taskloom.task_runs"
 
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's spelling
-        return level >= self._recorder.log_level
+        return bool(level >= self._recorder.log_level)
 
     def log(self, level: int, msg: Any, *args: Any, exc_info: Any = None, **_: Any) -> None:
         exc_text = None

@@ -24,7 +24,7 @@ from .config import ConfigError, Settings, coerce
 if TYPE_CHECKING:
     from .engine import TaskRunCall
 
-__all__ = ["TaskRunner", "NativeFuture", "CompletedNative", "resolve_task_runner", "upstream_handles"]
+__all__ = ["CompletedNative", "NativeFuture", "TaskRunner", "resolve_task_runner", "upstream_handles"]
 
 Concurrency = Literal["sequential", "concurrent", "parallel"]
 

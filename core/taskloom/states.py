@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 __all__ = [
+    "AwaitingRetry",
+    "Cached",
+    "Cancelled",
+    "Completed",
+    "Crashed",
+    "CrashedRun",
+    "Failed",
+    "Pending",
+    "Retrying",
+    "Running",
     "State",
     "StateType",
-    "Pending",
-    "Running",
-    "Completed",
-    "Failed",
-    "Crashed",
-    "Cancelled",
-    "Cached",
-    "AwaitingRetry",
-    "Retrying",
     "TimedOut",
     "UpstreamTaskError",
-    "CrashedRun",
 ]
 
 
@@ -141,13 +141,19 @@ class State:
     __str__ = __repr__
 
 
-def _make(type_: StateType, name: str):  # noqa: ANN202 - a family of constructors
+class _StateConstructor(Protocol):
+    def __call__(
+        self, message: str | None = None, *, name: str = ..., **fields: Any
+    ) -> State: ...
+
+
+def _make(type_: StateType, name: str) -> _StateConstructor:
     def constructor(message: str | None = None, *, name: str = name, **fields: Any) -> State:
         return State(type_, name, message, **fields)
 
     constructor.__name__ = constructor.__qualname__ = name
     constructor.__doc__ = f"A `State` of type {type_.value} named {name!r}."
-    return constructor
+    return constructor  # type: ignore[return-value]
 
 
 Pending = _make(StateType.PENDING, "Pending")

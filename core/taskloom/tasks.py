@@ -73,7 +73,7 @@ class Task(Generic[P, R]):
                 f"@task expects a function, but got {fn!r} ({type(fn).__name__})."
             )
         self.fn = fn
-        self.name: str = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags: frozenset[str] = frozenset(tags)
         self.runner_options: dict[str, Any] = dict(runner_options or {})
@@ -127,7 +127,7 @@ class Task(Generic[P, R]):
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as parameters by name, defaults included."""
         if self._by_keyword and len(args) <= len(self._positional):
-            parameters = dict(zip(self._positional, args))
+            parameters = dict(zip(self._positional, args, strict=False))
             for name, value in kwargs.items():
                 if name in parameters or name not in self._names:
                     break
@@ -152,7 +152,7 @@ class Task(Generic[P, R]):
     def _invoke(self, parameters: dict[str, Any]) -> R:
         """Call the function with parameters from `bind`, on whichever worker runs it."""
         if self._by_keyword:
-            return self.fn(**parameters)
+            return self.fn(**parameters)  # type: ignore[call-arg]
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for name, param in self._signature.parameters.items():
@@ -175,7 +175,7 @@ class Task(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run the task now, in this thread; inside a flow it is a task run of that flow."""
         driver = _flow_run_driver.get()
         if driver is None:
@@ -187,7 +187,7 @@ class Task(Generic[P, R]):
     @overload
     def submit(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
 
-    def submit(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def submit(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Hand a run of this task to the flow's runner and return its future at once."""
         driver = _flow_run_driver.get()
         if driver is None:
@@ -208,7 +208,7 @@ class Task(Generic[P, R]):
             raise RuntimeError(
                 f"Task {self.name!r} was mapped outside a flow: .map() needs a running flow."
             )
-        return driver.map(self, args, kwargs)
+        return driver.map(self, args, kwargs)  # type: ignore[no-any-return]
 
 
 @overload

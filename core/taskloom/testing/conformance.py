@@ -123,7 +123,7 @@ class RunnerConformance:
     @staticmethod
     def _concurrency(runner: Any) -> str:
         if isinstance(runner, str):
-            return str(plugins.lookup("task_runner", runner).load().concurrency)
+            return str(getattr(plugins.lookup("task_runner", runner).load(), "concurrency", ""))
         return str(getattr(runner, "concurrency", "concurrent"))
 
     # -- results and failures -------------------------------------------------------------
@@ -166,7 +166,7 @@ class RunnerConformance:
             seen["ok"], seen["bad"] = ok, bad
 
         state = one_fails(return_state=True)
-        assert state.is_failed(), f"expected Failed, got {state!r}"
+        assert state.is_failed() and state.message, f"expected Failed, got {state!r}"
         assert state.message.startswith("1/2 states failed."), state.message
         assert "second fails" in state.message and "Traceback" in state.message
         bad_state = seen["bad"].state
@@ -312,7 +312,7 @@ class RunnerConformance:
             "warned conformance",
         ], "a task's log lines must arrive in the flow's process, once each, in order"
         names = {getattr(r, "task_run_name", None) for r in mine}
-        assert len(names) == 1 and next(iter(names)).startswith("log_lines-")
+        assert len(names) == 1 and str(next(iter(names))).startswith("log_lines-")
         finished = [
             r for r in run_logs.records
             if getattr(r, "task_run_name", None) in names and "Finished in state" in r.getMessage()
@@ -322,7 +322,7 @@ class RunnerConformance:
     def test_task_run_names_are_unique_and_numbered(self, taskloom_runner: Any, hooks: _HookRecorder) -> None:
         @flow(task_runner=taskloom_runner)
         def named() -> None:
-            for i in range(3):
+            for _ in range(3):
                 t.noop.submit()
 
         named()

@@ -9,7 +9,7 @@ from typing import Any
 from taskloom.engine import TaskRunCall, run_task_call
 from taskloom.runners import CompletedNative, TaskRunner, upstream_handles
 
-__all__ = ["SequentialTaskRunner", "ConcurrentTaskRunner", "ThreadPoolTaskRunner"]
+__all__ = ["ConcurrentTaskRunner", "SequentialTaskRunner", "ThreadPoolTaskRunner"]
 
 
 def _is_native(native: Any) -> bool:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru._logger import Core, Logger  # loguru's documented-by-example private pair
 
 from taskloom.logging import run_prefix
 
-__all__ = ["LoguruHandler", "ConsoleSink", "FileSink", "JSONSink"]
+__all__ = ["ConsoleSink", "FileSink", "JSONSink", "LoguruHandler"]
 
 TEXT_FORMAT = (
     "<green>{extra[clock]}</green> | <level>{level: <7}</level> | "
@@ -64,7 +64,7 @@ class LoguruHandler(logging.Handler):
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
                 message += "\n" + record.exc_text.rstrip()
-            created = datetime.fromtimestamp(record.created, tz=timezone.utc).astimezone()
+            created = datetime.fromtimestamp(record.created, tz=UTC).astimezone()
             clock = created.strftime("%H:%M:%S.") + f"{int(record.msecs):03d}"
             extra = {"prefix": run_prefix(record), "logger": record.name, "clock": clock}
             for field in _RUN_FIELDS:
