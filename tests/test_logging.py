@@ -115,8 +115,11 @@ def test_unknown_sink_is_one_clear_error(in_tmp: Path, monkeypatch: pytest.Monke
 
     from taskloom.plugins import PluginError
 
-    with pytest.raises(PluginError, match=r"Unknown log sink 'syslog'. Installed log sinks: 'console', 'file', 'json'"):
+    with pytest.raises(PluginError) as info:
         any_flow()
+    message = str(info.value)
+    assert message.startswith("Unknown log sink 'syslog'. Installed log sinks: ")
+    assert all(f"'{name}'" in message for name in ("console", "file", "json"))
 
 
 def test_logs_of_one_task_run_arrive_in_order_under_threads(run_logs) -> None:  # type: ignore[no-untyped-def]

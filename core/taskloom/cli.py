@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, plugins
+from . import __version__, _scaffold, plugins
 from .config import ConfigError, coerce, load_settings, set_cli_values
 from .flows import Flow
 
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="show the versions of taskloom and its plugins").set_defaults(
         func=_cmd_version
     )
+    _scaffold.add_command(sub)
     plugins.get_plugin_manager().hook.taskloom_add_commands(subparsers=sub)
     return parser
 

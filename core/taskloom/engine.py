@@ -1,15 +1,18 @@
 """Running one task run, wherever a runner put it.
 
 Everything a task run *means* happens here, in plain functions over plain data, so the same
-code runs on a thread of the flow's process, in a spawned process, or on a Dask or Ray worker.
-A runner ships a `TaskRunCall` and the results of its upstream runs to a worker and calls
-`run_task_call` there; what comes back is a `TaskRunOutcome`: the final state and, when the
-events could not be delivered live, the ordered states and log records the driver replays.
+code runs on a thread of the flow's process, in a spawned process, or on a Dask or Ray worker:
+resolving inputs, the cache look-up, retries with their delays, the timeout, persisting the
+result, the state changes, the task's own hooks. A runner ships a `TaskRunCall` and the results
+of its upstream runs to a worker and calls `run_task_call` there; what comes back is a
+`TaskRunOutcome`: the final state and, when the events could not be delivered live, the ordered
+states and log records the driver replays.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -17,15 +20,21 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
-from . import plugins
+from . import _execution, plugins
 from ._ctx import _task_run_recorder
 from .context import FlowRun, TaskRun
-from .states import Failed, Pending, State, StateType
+from .states import AwaitingRetry, Failed, Pending, Retrying, State, StateType, TimedOut
 
 if TYPE_CHECKING:
     from .tasks import Task
 
-__all__ = ["TaskRunCall", "TaskRunEvent", "TaskRunOutcome", "run_task_call"]
+__all__ = [
+    "RunDefaults",
+    "TaskRunCall",
+    "TaskRunEvent",
+    "TaskRunOutcome",
+    "run_task_call",
+]
 
 TASK_RUN_LOGGER = "taskloom.task_runs"
 FLOW_RUN_LOGGER = "taskloom.flow_runs"
@@ -50,6 +59,16 @@ class TaskRunOutcome(NamedTuple):
     events: tuple[TaskRunEvent, ...] = ()
 
 
+class RunDefaults(NamedTuple):
+    """Settings of the flow run that a task run needs where it runs (from the flow's process)."""
+
+    persist_result: bool = False
+    result_storage: str = "local-file"
+    result_path: str | None = ".taskloom/storage"
+    result_serializer: str = "pickle"
+    log_prints: bool = False
+
+
 class _Upstream:
     """Placeholder in a call's parameters for the result of the upstream run at ``index``."""
 
@@ -69,7 +88,9 @@ class TaskRunCall:
     ``upstream`` holds the driver's futures this run waits for, in the order a runner passes
     their outcomes to `run_task_call`; ``emit`` delivers events live when the call runs in the
     flow's process. Neither is pickled: a call that crosses a process boundary records its
-    events and returns them in its `TaskRunOutcome`.
+    events and returns them in its `TaskRunOutcome`. ``allow_failure[i]`` says the run takes
+    upstream ``i`` whatever its state; ``retries_used`` counts retries already spent (a crash
+    retried by the driver).
     """
 
     task_run: TaskRun
@@ -80,16 +101,13 @@ class TaskRunCall:
     upstream_names: tuple[str, ...] = ()
     log_level: int = logging.INFO
     emit: Callable[[TaskRunEvent], None] | None = None
+    allow_failure: tuple[bool, ...] = ()
+    defaults: RunDefaults = RunDefaults()
+    retries_used: int = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            "task_run": self.task_run,
-            "flow_run": self.flow_run,
-            "task": self.task,
-            "parameters": self.parameters,
-            "upstream_names": self.upstream_names,
-            "log_level": self.log_level,
-        }
+        state = {name: getattr(self, name) for name in _PICKLED}
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
@@ -98,10 +116,16 @@ class TaskRunCall:
         object.__setattr__(self, "emit", None)
 
 
+_PICKLED = (
+    "task_run", "flow_run", "task", "parameters", "upstream_names", "log_level",
+    "allow_failure", "defaults", "retries_used",
+)
+
+
 class _EventRecorder:
     """The per-run sink of states and log records on the worker side."""
 
-    __slots__ = ("emit", "events", "flow_run", "keep", "log_level", "seq", "state", "task_run")
+    __slots__ = ("task_run", "flow_run", "emit", "events", "keep", "seq", "log_level", "state")
 
     def __init__(
         self, call: TaskRunCall, emit: Callable[[TaskRunEvent], None] | None, keep: bool
@@ -124,7 +148,7 @@ class _EventRecorder:
     def set_state(self, new: State) -> None:
         self.seq += 1
         old, self.state = self.state, new
-        self._push(TaskRunEvent(self.seq, old=old, new=new))
+        self._push(TaskRunEvent(self.seq, old, new))
 
     def log(
         self,
@@ -174,24 +198,6 @@ def _substitute(value: Any, values: Sequence[Any]) -> Any:
     return value
 
 
-def _execute_hook() -> Callable[..., Any] | None:
-    """The pluggy caller for the task-run wrapper, or None when no plugin wraps task runs."""
-    if not plugins.wraps_execution():
-        return None
-    return plugins.get_plugin_manager().hook.taskloom_task_run_execute  # type: ignore[no-any-return]
-
-
-_ENGINE_FILES = (__file__.rsplit(".", 1)[0], __file__.rsplit("engine", 1)[0] + "tasks")
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback from the user's function down, without the engine's own frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.rsplit(".", 1)[0] in _ENGINE_FILES:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
-
-
 def run_task_call(
     call: TaskRunCall,
     *upstream: Any,
@@ -217,34 +223,96 @@ def run_task_call(
     return TaskRunOutcome(state, tuple(recorder.events))
 
 
-def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -> State:
+_ENGINE_FILES = tuple(
+    __file__.rsplit("engine", 1)[0] + name for name in ("engine", "tasks", "_execution")
+)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's function down, without the engine's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.rsplit(".", 1)[0] in _ENGINE_FILES:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def _inputs(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -> list[Any] | State:
+    """Upstream values in order, or the NotReady state if one did not complete."""
     values: list[Any] = []
+    allow = call.allow_failure
     for index, item in enumerate(upstream):
         state = _upstream_state(item)
-        if not state.is_completed():
+        if state.type is StateType.COMPLETED:
+            values.append(state.result())
+        elif index < len(allow) and allow[index]:
+            values.append(state.result(raise_on_failure=False))
+        else:
             name = call.upstream_names[index] if index < len(call.upstream_names) else "?"
-            final = Pending(
+            return Pending(
                 f"Upstream task run {name!r} did not reach a 'COMPLETED' state.", name="NotReady"
             )
-            recorder.set_state(final)
-            recorder.log(logging.INFO, "Finished in state %r", final)
-            return final
-        values.append(state.data)
+    return values
+
+
+def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -> State:
+    task = call.task
+    values = _inputs(call, recorder, upstream) if upstream else []
+    if isinstance(values, State):
+        return _finish(call, recorder, values)
     parameters = _substitute(call.parameters, values) if upstream else call.parameters
 
-    recorder.set_state(State(StateType.RUNNING, "Running"))
+    results = _execution.ResultPlan.of(call, parameters) if _execution.wants_results(call) else None
+    if isinstance(results, State):  # a cache_key_fn that raised, an unknown storage
+        return _finish(call, recorder, results)
+    if results is not None:
+        cached = results.lookup(recorder)
+        if cached is not None:
+            return _finish(call, recorder, cached)
+
+    retries_left = task.retries - call.retries_used
+    attempt = call.retries_used
+    while True:
+        recorder.set_state(
+            State(StateType.RUNNING, "Running") if attempt == 0 else Retrying()
+        )
+        final = _attempt(call, recorder, parameters, results)
+        if final.type is StateType.COMPLETED or retries_left <= 0:
+            break
+        if not _should_retry(call, recorder, final):
+            break
+        delay = retry_delay(task, attempt)
+        recorder.set_state(AwaitingRetry(f"Retry {attempt + 1} of {task.retries} in {delay:.3g}s."))
+        recorder.log(
+            logging.INFO,
+            "Received non-final state 'AwaitingRetry' when proposing final state %r and will "
+            "attempt to run again...",
+            final.name,
+        )
+        if delay > 0:
+            time.sleep(delay)
+        attempt += 1
+        retries_left -= 1
+    return _finish(call, recorder, final)
+
+
+def _attempt(
+    call: TaskRunCall,
+    recorder: _EventRecorder,
+    parameters: dict[str, Any],
+    results: _execution.ResultPlan | None,
+) -> State:
     task = call.task
     try:
-        hook = _execute_hook()
-        if hook is None:
-            data = task._invoke(parameters)
-        else:
-            data = hook(task_run=call.task_run, call=lambda: task._invoke(parameters))
+        data = _execution.execute(call, parameters, _execute_hook())
+    except _execution.TaskTimeout:
+        message = f"Task run exceeded timeout of {task.timeout_seconds:g} second(s)"
+        recorder.log(logging.ERROR, message)
+        return TimedOut(message, exception=TimeoutError(f"{call.task_run.name}: {message}"))
     except Exception as exc:
         tb = _user_traceback(exc)
         recorder.log(logging.ERROR, "Encountered exception during execution:", exc_text=tb)
         exc.__traceback__ = None  # frames do not pickle; the text above travels instead
-        final = Failed(
+        return Failed(
             f"Task run encountered an exception {type(exc).__name__}: {exc}",
             exception=exc,
             traceback=tb,
@@ -252,9 +320,56 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
     except BaseException:
         recorder.log(logging.ERROR, "Task run was interrupted.", exc_text=traceback.format_exc())
         raise
+    if results is not None:
+        return results.persist(recorder, data)
+    return State(StateType.COMPLETED, "Completed", None, time.time(), data)
+
+
+def _should_retry(call: TaskRunCall, recorder: _EventRecorder, state: State) -> bool:
+    condition = call.task.retry_condition_fn
+    if condition is None:
+        return True
+    try:
+        return bool(condition(call.task, call.task_run, state))
+    except Exception as exc:
+        recorder.log(
+            logging.ERROR,
+            "retry_condition_fn raised %s: %s; the run is not retried.",
+            type(exc).__name__,
+            exc,
+            exc_text=_user_traceback(exc),
+        )
+        return False
+
+
+def retry_delay(task: Task[..., Any], attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt + 1``, jitter included."""
+    option = task.retry_delay_seconds
+    if option is None:
+        base = 0.0
+    elif callable(option):
+        delays = list(option(task.retries))
+        base = float(delays[min(attempt, len(delays) - 1)]) if delays else 0.0
+    elif isinstance(option, list):
+        base = option[min(attempt, len(option) - 1)] if option else 0.0
     else:
-        final = State(StateType.COMPLETED, "Completed", None, time.time(), data)
+        base = float(option)
+    jitter = task.retry_jitter_factor
+    if jitter:
+        base = max(0.0, random.uniform(base * (1 - jitter), base * (1 + jitter)))
+    return base
+
+
+def _finish(call: TaskRunCall, recorder: _EventRecorder, final: State) -> State:
     recorder.set_state(final)
     recorder.log(logging.INFO, "Finished in state %r", final)
+    _execution.run_state_hooks(call, recorder, final)
     return final
+
+
+def _execute_hook() -> Callable[..., Any] | None:
+    """The pluggy caller for the task-run wrapper, or None when no plugin wraps task runs."""
+    if not plugins.wraps_execution():
+        return None
+    return plugins.get_plugin_manager().hook.taskloom_task_run_execute  # type: ignore[no-any-return]
 

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
+from . import _options
 from .tasks import describe_signature
 
 if TYPE_CHECKING:
@@ -27,8 +28,23 @@ def _default_flow_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", "flow").replace("_", "-")
 
 
+_FLOW_OPTIONS = (
+    "name", "description", "task_runner", "retries", "retry_delay_seconds", "timeout_seconds",
+    "flow_run_name", "log_prints", "persist_result", "on_completion", "on_failure",
+    "on_crashed", "on_cancellation",
+)
+
+
 class Flow(Generic[P, R]):
-    """A function whose calls are flow runs: a runner, task runs, a final state."""
+    """A function whose calls are flow runs: a runner, task runs, a final state.
+
+    Options: ``name``, ``description``, ``task_runner`` (a name, an instance or a class),
+    ``retries`` and ``retry_delay_seconds`` (the body runs again), ``timeout_seconds``,
+    ``flow_run_name`` (a template such as ``"report-{day}"`` or a function), ``log_prints``
+    (for the flow and, unless they say otherwise, its tasks), ``persist_result``, and the
+    ``on_completion`` / ``on_failure`` / ``on_crashed`` / ``on_cancellation`` hooks, called
+    with ``(flow, flow_run, state)``.
+    """
 
     def __init__(
         self,
@@ -37,14 +53,48 @@ class Flow(Generic[P, R]):
         name: str | None = None,
         description: str | None = None,
         task_runner: TaskRunner | str | type | None = None,
+        retries: int = 0,
+        retry_delay_seconds: float | None = None,
+        timeout_seconds: float | None = None,
+        flow_run_name: str | Callable[[], str] | None = None,
+        log_prints: bool | None = None,
+        persist_result: bool | None = None,
+        on_completion: Any = None,
+        on_failure: Any = None,
+        on_crashed: Any = None,
+        on_cancellation: Any = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow expects a function, but got {fn!r} ({type(fn).__name__}).")
         self.fn = fn
         self.name = name or _default_flow_name(fn)
+        owner = f"Flow {self.name!r}"
         self.description = description if description is not None else inspect.getdoc(fn)
         self.task_runner = task_runner
         self._signature = inspect.signature(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.retries = _options.check_retries(owner, retries)
+        delay = _options.check_delay(owner, retry_delay_seconds)
+        if delay is not None and not isinstance(delay, float):
+            raise TypeError(f"{owner}: retry_delay_seconds of a flow must be a number of seconds, got {retry_delay_seconds!r}.")
+        self.retry_delay_seconds = delay
+        self.timeout_seconds = _options.check_timeout(owner, timeout_seconds)
+        described = describe_signature(getattr(fn, "__name__", self.name), self._signature)
+        self.flow_run_name = _options.check_run_name(owner, flow_run_name, self._signature.parameters, described)
+        self.log_prints = _options.check_flag(owner, "log_prints", log_prints)
+        self.persist_result = _options.check_flag(owner, "persist_result", persist_result)
+        self.on_completion = _options.check_hooks(owner, "on_completion", on_completion)
+        self.on_failure = _options.check_hooks(owner, "on_failure", on_failure)
+        self.on_crashed = _options.check_hooks(owner, "on_crashed", on_crashed)
+        self.on_cancellation = _options.check_hooks(owner, "on_cancellation", on_cancellation)
+        self._options = {
+            "name": name, "description": description, "task_runner": task_runner,
+            "retries": retries, "retry_delay_seconds": retry_delay_seconds,
+            "timeout_seconds": timeout_seconds, "flow_run_name": flow_run_name,
+            "log_prints": log_prints, "persist_result": persist_result,
+            "on_completion": on_completion, "on_failure": on_failure, "on_crashed": on_crashed,
+            "on_cancellation": on_cancellation,
+        }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -54,16 +104,12 @@ class Flow(Generic[P, R]):
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
 
-    def with_options(
-        self, *, name: str | None = None, task_runner: TaskRunner | str | type | None = None
-    ) -> Flow[P, R]:
-        """A copy of this flow with some options changed."""
-        return Flow(
-            self.fn,
-            name=name or self.name,
-            description=self.description,
-            task_runner=task_runner if task_runner is not None else self.task_runner,
-        )
+    def with_options(self, **changes: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed (any option of `flow`)."""
+        unknown = sorted(set(changes) - set(_FLOW_OPTIONS))
+        if unknown:
+            raise TypeError(f"Flow.with_options got unknown options {unknown}. Options: {', '.join(_FLOW_OPTIONS)}.")
+        return Flow(self.fn, **{**self._options, **changes})
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as the flow run's parameters; a mismatch is one clear error."""
@@ -84,9 +130,14 @@ class Flow(Generic[P, R]):
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run the flow: a new flow run, its final state, and its value (or its error)."""
+        parameters = self.bind(args, kwargs)
+        if self.is_async:
+            from ._flow_run import run_flow_async
+
+            return run_flow_async(self, parameters, return_state)
         from ._flow_run import run_flow
 
-        return run_flow(self, self.bind(args, kwargs), return_state)
+        return run_flow(self, parameters, return_state)
 
     def _invoke(self, parameters: dict[str, Any]) -> Any:
         bound = self._signature.bind_partial()
@@ -102,11 +153,29 @@ def flow(
     name: str | None = None,
     description: str | None = None,
     task_runner: TaskRunner | str | type | None = None,
+    retries: int = 0,
+    retry_delay_seconds: float | None = None,
+    timeout_seconds: float | None = None,
+    flow_run_name: str | Callable[[], str] | None = None,
+    log_prints: bool | None = None,
+    persist_result: bool | None = None,
+    on_completion: Any = None,
+    on_failure: Any = None,
+    on_crashed: Any = None,
+    on_cancellation: Any = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
 def flow(__fn: Any = None, **options: Any) -> Any:
     """Make a function a flow: ``@flow`` or ``@flow(name=..., task_runner="sequential")``."""
-    if __fn is None:
-        return lambda fn: Flow(fn, **options)
-    return Flow(__fn, **options)
+    unknown = sorted(set(options) - set(_FLOW_OPTIONS))
+
+    def make(fn: Any) -> Flow[Any, Any]:
+        if unknown:
+            raise TypeError(
+                f"@flow got unknown options {', '.join(repr(u) for u in unknown)} for flow "
+                f"{getattr(fn, '__name__', fn)!r}. Options: {', '.join(_FLOW_OPTIONS)}."
+            )
+        return Flow(fn, **options)
+
+    return make if __fn is None else make(__fn)

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
-from .states import Crashed, Pending, State
+from ._ctx import _task_run_recorder
+from .states import Pending, State
 
 if TYPE_CHECKING:
     from .context import TaskRun
@@ -60,32 +61,27 @@ class TaskRunFuture(Generic[T]):
     """The core's `TaskFuture`, over a runner's native concurrent.futures-like handle."""
 
     __slots__ = (
+        "_call",
         "_callbacks",
+        "_driver",
         "_event",
         "_final",
-        "_on_event",
-        "_on_final",
         "_seq",
         "_state",
         "native",
         "task_run",
     )
 
-    def __init__(
-        self,
-        task_run: TaskRun,
-        on_event: Callable[[TaskRunFuture[Any], TaskRunEvent], None],
-        on_final: Callable[[TaskRunFuture[Any]], None],
-    ) -> None:
+    def __init__(self, task_run: TaskRun, driver: Any) -> None:
         self.task_run = task_run
         self.native: Any = None
         self._state: State | None = None  # Pending, made only when someone looks
         self._final: State | None = None
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
-        self._on_event = on_event
-        self._on_final = on_final
+        self._driver = driver
         self._seq = 0  # the last event number the driver handled; it drops repeats
+        self._call: Any = None  # kept until final, so the driver can retry a crash
 
     def __repr__(self) -> str:
         return f"TaskRunFuture({self.task_run.name!r}, state={self.state!r})"
@@ -93,34 +89,34 @@ class TaskRunFuture(Generic[T]):
     # -- driver side: fed by the engine's events and the runner's native future -------------
 
     def _attach(self, native: Any) -> None:
-        """Follow the runner's native handle; called once, right after ``submit``."""
+        """Follow the runner's native handle; called once per attempt, right after ``submit``."""
         self.native = native
         native.add_done_callback(self._native_done)
 
     def _emit(self, event: TaskRunEvent) -> None:
-        self._on_event(self, event)
+        self._driver._on_event(self, event)
 
     def _native_done(self, native: Any) -> None:
+        if native is not self.native:
+            return  # a handle of an earlier attempt
         try:
             outcome = native.result()
         except BaseException as exc:  # the runner, not the task, failed: a lost worker
-            message = f"Task run crashed: {type(exc).__name__}: {exc}"
-            self._settle(Crashed(message, exception=exc), crashed=True)
+            state = self._driver._on_crash(self, exc)
+            if state is not None:
+                self._settle(state)
             return
         for event in outcome.events:
-            self._on_event(self, event)
+            self._driver._on_event(self, event)
         self._settle(outcome.state)
 
-    def _settle(self, state: State, crashed: bool = False) -> None:
-        if crashed:
-            from .engine import TaskRunEvent
-
-            self._on_event(self, TaskRunEvent(seq=-1, old=self._state, new=state))
+    def _settle(self, state: State) -> None:
         self._state = state
+        self._call = None
         with _settle_lock:
             self._final = state
             event = self._event
-        self._on_final(self)
+        self._driver._on_final(self)
         if event is not None:
             event.set()
         for fn in self._callbacks:
@@ -143,6 +139,12 @@ class TaskRunFuture(Generic[T]):
     def wait(self, timeout: float | None = None) -> bool:
         if self._final is not None:
             return True
+        if _task_run_recorder.get() is not None:
+            # Waiting inside a task run: a run that has not started yet is run here, so a
+            # bounded pool whose threads all wait on queued runs cannot deadlock.
+            run_here = getattr(self.native, "run_here", None)
+            if run_here is not None:
+                run_here()
         with _settle_lock:
             if self._final is not None:
                 return True

@@ -7,11 +7,24 @@ A `ResultStorage` keeps bytes under string keys (a directory, a bucket, memory);
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+import time
 from typing import Any, Protocol, runtime_checkable
 
 from . import plugins
 
-__all__ = ["ResultStorage", "Serializer", "get_result_storage", "get_serializer"]
+__all__ = [
+    "PersistedResult",
+    "ResultCorrupt",
+    "ResultStorage",
+    "Serializer",
+    "get_result_storage",
+    "get_serializer",
+    "read_record",
+    "write_record",
+]
 
 
 @runtime_checkable
@@ -44,3 +57,110 @@ def get_result_storage(name: str, **options: Any) -> ResultStorage:
 def get_serializer(name: str) -> Serializer:
     """A serializer by its registered name."""
     return plugins.lookup("serializer", name).load()()  # type: ignore[no-any-return]
+
+
+# -- result records: what a persisted result looks like in a storage --------------------------
+
+_RECORD_VERSION = 1
+_storages: dict[tuple[Any, ...], ResultStorage] = {}
+_storages_lock = threading.Lock()
+
+
+class ResultCorrupt(Exception):
+    """A persisted result that does not read back as it was written (checksum, format)."""
+
+
+class ResultExpired(Exception):
+    """A cached result whose ``cache_expiration`` has passed."""
+
+
+def resolve_storage(spec: Any, path: str | None) -> ResultStorage:
+    """A storage from a task option or setting: a registered name (built once per process) or an instance."""
+    if not isinstance(spec, str):
+        return spec  # type: ignore[no-any-return]
+    key = (spec, path)
+    storage = _storages.get(key)
+    if storage is None:
+        with _storages_lock:
+            storage = _storages.get(key)
+            if storage is None:
+                factory = plugins.lookup("result_storage", spec).load()
+                try:
+                    storage = factory(path=path) if path is not None else factory()
+                except TypeError:
+                    storage = factory()
+                _storages[key] = storage
+    return storage
+
+
+def resolve_serializer(spec: Any) -> tuple[str, Serializer]:
+    """A serializer and the name written in the record (``"custom:<qualname>"`` for instances)."""
+    if isinstance(spec, str):
+        return spec, get_serializer(spec)
+    return f"custom:{type(spec).__qualname__}", spec
+
+
+def write_record(
+    storage: ResultStorage, key: str, serializer_name: str, payload: bytes, expires: float | None
+) -> None:
+    """Write one result: a JSON header line with the payload's checksum, then the payload."""
+    header = {
+        "v": _RECORD_VERSION,
+        "serializer": serializer_name,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+        "created": time.time(),
+        "expires": expires,
+    }
+    storage.write(key, json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload)
+
+
+def read_record(storage: ResultStorage, key: str) -> tuple[dict[str, Any], bytes]:
+    """The header and payload under ``key``: `KeyError` if none, `ResultCorrupt` if damaged."""
+    data = storage.read(key)
+    head, sep, payload = data.partition(b"\n")
+    try:
+        header = json.loads(head) if sep else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("v") != _RECORD_VERSION:
+        raise ResultCorrupt(f"The result stored under {key!r} is not a taskloom result record.")
+    if header.get("size") != len(payload) or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise ResultCorrupt(
+            f"The result stored under {key!r} does not match its checksum: it was cut short or "
+            "changed after it was written. It was not loaded; delete it or refresh the cache."
+        )
+    return header, payload
+
+
+class PersistedResult:
+    """A result in a storage, loaded when first asked for (`State.result()` calls the loader).
+
+    The value, when this process already has it, is kept beside the reference and travels
+    with it, so a downstream run on another worker needs no shared storage to get it.
+    """
+
+    __slots__ = ("storage", "key", "serializer", "_value", "_loaded")
+
+    def __init__(self, storage: ResultStorage, key: str, serializer: Any, value: Any = None, loaded: bool = False) -> None:
+        self.storage = storage
+        self.key = key
+        self.serializer = serializer
+        self._value = value
+        self._loaded = loaded
+
+    def __repr__(self) -> str:
+        return f"PersistedResult(key={self.key!r}, storage={self.storage!r})"
+
+    def __reduce__(self) -> Any:
+        return (PersistedResult, (self.storage, self.key, self.serializer, self._value, self._loaded))
+
+    def __taskloom_load__(self) -> Any:
+        if not self._loaded:
+            header, payload = read_record(self.storage, self.key)
+            serializer = self.serializer
+            if serializer is None or isinstance(serializer, str):
+                serializer = get_serializer(serializer or header["serializer"])
+            self._value = serializer.loads(payload)
+            self._loaded = True
+        return self._value

@@ -7,19 +7,22 @@ submits one run per element.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
+from . import _options
 from ._ctx import _flow_run_driver
 
 if TYPE_CHECKING:
     from .futures import TaskFuture
     from .states import State
 
-__all__ = ["Task", "task", "unmapped"]
+__all__ = ["Task", "allow_failure", "exponential_backoff", "quote", "tags", "task", "unmapped"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,6 +35,54 @@ class unmapped:  # noqa: N801 - Prefect's spelling, which our users already writ
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+class allow_failure:  # noqa: N801 - Prefect's spelling
+    """Wrap a future passed to a task so the task runs even if that upstream run failed.
+
+    The task then receives the upstream's value, or its exception if it did not complete.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class quote:  # noqa: N801 - Prefect's spelling
+    """Wrap an argument so it is passed as it is: not searched for futures, not mapped over."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def unquote(self) -> Any:
+        return self.value
+
+
+_tags: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("taskloom_tags", default=frozenset())
+
+
+@contextlib.contextmanager
+def tags(*names: str) -> Iterator[frozenset[str]]:
+    """Add ``names`` to the tags of every task run created inside the ``with`` block."""
+    token = _tags.set(_tags.get() | frozenset(names))
+    try:
+        yield _tags.get()
+    finally:
+        _tags.reset(token)
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """A ``retry_delay_seconds`` that waits ``backoff_factor * 2**n`` seconds before retry n."""
+    if not isinstance(backoff_factor, (int, float)) or backoff_factor < 0:
+        raise ValueError(f"backoff_factor must be a number of at least 0, got {backoff_factor!r}.")
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**n for n in range(retries)]
+
+    return delays
 
 
 def _task_key(fn: Callable[..., Any], name: str) -> str:
@@ -56,8 +107,26 @@ def _load_task(module: str, qualname: str) -> Task[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+_OPTIONS = (
+    "name", "description", "tags", "runner_options", "retries", "retry_delay_seconds",
+    "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "persist_result",
+    "result_storage", "result_serializer", "cache_policy", "cache_key_fn", "cache_expiration",
+    "refresh_cache", "on_completion", "on_failure", "on_crashed", "task_run_name", "log_prints",
+)
+
+
 class Task(Generic[P, R]):
-    """A function that runs as task runs: retried, logged and observed the same on every runner."""
+    """A function that runs as task runs: retried, logged and observed the same on every runner.
+
+    Options are Prefect's: ``retries``, ``retry_delay_seconds`` (a number, a list, or a
+    callable such as `exponential_backoff`), ``retry_jitter_factor``, ``retry_condition_fn``,
+    ``timeout_seconds``, ``persist_result``, ``result_storage`` and ``result_serializer``
+    (registered names or instances), ``cache_policy`` / ``cache_key_fn``,
+    ``cache_expiration``, ``refresh_cache``, ``on_completion`` / ``on_failure`` /
+    ``on_crashed`` hooks, ``task_run_name`` (a template such as ``"fetch-{city}"`` or a
+    function), ``log_prints``, ``tags`` and ``runner_options`` (given to the runner as they are).
+    A wrong option fails here, naming the task and the option.
+    """
 
     def __init__(
         self,
@@ -67,6 +136,23 @@ class Task(Generic[P, R]):
         description: str | None = None,
         tags: Iterable[str] = (),
         runner_options: Mapping[str, Any] | None = None,
+        retries: int = 0,
+        retry_delay_seconds: Any = None,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
+        timeout_seconds: float | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        cache_policy: Any = None,
+        cache_key_fn: Callable[..., str | None] | None = None,
+        cache_expiration: Any = None,
+        refresh_cache: bool | None = None,
+        on_completion: Any = None,
+        on_failure: Any = None,
+        on_crashed: Any = None,
+        task_run_name: str | Callable[[], str] | None = None,
+        log_prints: bool | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(
@@ -74,6 +160,7 @@ class Task(Generic[P, R]):
             )
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
+        owner = f"Task {self.name!r}"
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags: frozenset[str] = frozenset(tags)
         self.runner_options: dict[str, Any] = dict(runner_options or {})
@@ -86,6 +173,49 @@ class Task(Generic[P, R]):
         self._positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
         self._names = frozenset(p.name for p in params)
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+        self.retries = _options.check_retries(owner, retries)
+        self.retry_delay_seconds = _options.check_delay(owner, retry_delay_seconds)
+        self.retry_jitter_factor = _options.check_jitter(owner, retry_jitter_factor)
+        self.retry_condition_fn = _options.check_callable(owner, "retry_condition_fn", retry_condition_fn)
+        self.timeout_seconds = _options.check_timeout(owner, timeout_seconds)
+        self.persist_result = _options.check_flag(owner, "persist_result", persist_result)
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.cache_key_fn = _options.check_callable(owner, "cache_key_fn", cache_key_fn)
+        self.cache_policy = cache_policy
+        self.cache_expiration = _options.as_seconds(owner, "cache_expiration", cache_expiration)
+        self.refresh_cache = _options.check_flag(owner, "refresh_cache", refresh_cache)
+        self.on_completion = _options.check_hooks(owner, "on_completion", on_completion)
+        self.on_failure = _options.check_hooks(owner, "on_failure", on_failure)
+        self.on_crashed = _options.check_hooks(owner, "on_crashed", on_crashed)
+        self.task_run_name = _options.check_run_name(
+            owner, task_run_name, self._names,
+            describe_signature(getattr(fn, "__name__", self.name), self._signature),
+        )
+        self.log_prints = _options.check_flag(owner, "log_prints", log_prints)
+        for option in ("result_storage", "result_serializer"):
+            value = getattr(self, option)
+            if value is not None and not isinstance(value, str) and not hasattr(
+                value, "write" if option == "result_storage" else "dumps"
+            ):
+                raise TypeError(
+                    f"{owner}: {option} must be a registered name or a "
+                    f"{'storage' if option == 'result_storage' else 'serializer'} object, got {value!r}."
+                )
+        self._options = {
+            "name": name, "description": description, "tags": tags,
+            "runner_options": runner_options, "retries": retries,
+            "retry_delay_seconds": retry_delay_seconds, "retry_jitter_factor": retry_jitter_factor,
+            "retry_condition_fn": retry_condition_fn, "timeout_seconds": timeout_seconds,
+            "persist_result": persist_result, "result_storage": result_storage,
+            "result_serializer": result_serializer, "cache_policy": cache_policy,
+            "cache_key_fn": cache_key_fn, "cache_expiration": cache_expiration,
+            "refresh_cache": refresh_cache, "on_completion": on_completion,
+            "on_failure": on_failure, "on_crashed": on_crashed, "task_run_name": task_run_name,
+            "log_prints": log_prints,
+        }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -107,22 +237,12 @@ class Task(Generic[P, R]):
                 pass
         return super().__reduce_ex__(protocol)
 
-    def with_options(
-        self,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        tags: Iterable[str] | None = None,
-        runner_options: Mapping[str, Any] | None = None,
-    ) -> Task[P, R]:
-        """A copy of this task with some options changed."""
-        return Task(
-            self.fn,
-            name=name or self.name,
-            description=description if description is not None else self.description,
-            tags=self.tags if tags is None else tags,
-            runner_options=self.runner_options if runner_options is None else runner_options,
-        )
+    def with_options(self, **changes: Any) -> Task[P, R]:
+        """A copy of this task with some options changed (any option of `task`)."""
+        unknown = sorted(set(changes) - set(_OPTIONS))
+        if unknown:
+            raise TypeError(_unknown_options("with_options", self.name, unknown))
+        return Task(self.fn, **{**self._options, **changes})
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as parameters by name, defaults included."""
@@ -175,40 +295,63 @@ class Task(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
-        """Run the task now, in this thread; inside a flow it is a task run of that flow."""
+    def __call__(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """Run the task now, in this thread; inside a flow it is a task run of that flow.
+
+        In an async flow, calling an ``async def`` task gives an awaitable.
+        """
         driver = _flow_run_driver.get()
         if driver is None:
             return self.fn(*args, **kwargs)
-        return driver.call(self, args, kwargs, return_state=return_state)
+        if self.is_async and _in_event_loop():
+            return driver.call_async(self, args, kwargs, return_state=return_state, wait_for=wait_for)
+        return driver.call(self, args, kwargs, return_state=return_state, wait_for=wait_for)
 
     @overload
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]: ...
     @overload
     def submit(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
 
-    def submit(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
-        """Hand a run of this task to the flow's runner and return its future at once."""
+    def submit(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """Hand a run of this task to the flow's runner and return its future at once.
+
+        ``wait_for`` lists futures this run must wait for without taking their values.
+        """
         driver = _flow_run_driver.get()
         if driver is None:
             raise RuntimeError(
                 f"Task {self.name!r} was submitted outside a flow: .submit() needs a running "
                 f"flow. Call {self.name}(...) to run it here, or submit it inside a @flow."
             )
-        future = driver.submit(self, args, kwargs)
+        future = driver.submit(self, args, kwargs, wait_for=wait_for)
         if return_state:
             future.wait()
             return future.state
         return future
 
-    def map(self, *args: Any, **kwargs: Any) -> list[TaskFuture[R]]:
-        """Submit one run per element of the iterable arguments; `unmapped` ones go whole."""
+    def map(
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> list[TaskFuture[R]]:
+        """Submit one run per element of the iterable arguments.
+
+        Arguments wrapped in `unmapped` or `quote`, and strings, bytes and dicts, go whole to
+        every run; every other iterable is mapped over, and all must have the same length.
+        """
         driver = _flow_run_driver.get()
         if driver is None:
             raise RuntimeError(
                 f"Task {self.name!r} was mapped outside a flow: .map() needs a running flow."
             )
-        return driver.map(self, args, kwargs)  # type: ignore[no-any-return]
+        futures = driver.map(self, args, kwargs, wait_for=wait_for)
+        if return_state:
+            for future in futures:
+                future.wait()
+            return [future.state for future in futures]  # type: ignore[misc]
+        return futures  # type: ignore[no-any-return]
 
 
 @overload
@@ -220,11 +363,51 @@ def task(
     description: str | None = None,
     tags: Iterable[str] = (),
     runner_options: Mapping[str, Any] | None = None,
+    retries: int = 0,
+    retry_delay_seconds: Any = None,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: Callable[..., bool] | None = None,
+    timeout_seconds: float | None = None,
+    persist_result: bool | None = None,
+    result_storage: Any = None,
+    result_serializer: Any = None,
+    cache_policy: Any = None,
+    cache_key_fn: Callable[..., str | None] | None = None,
+    cache_expiration: Any = None,
+    refresh_cache: bool | None = None,
+    on_completion: Any = None,
+    on_failure: Any = None,
+    on_crashed: Any = None,
+    task_run_name: str | Callable[[], str] | None = None,
+    log_prints: bool | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _unknown_options(where: str, name: str, unknown: list[str]) -> str:
+    return (
+        f"{where} got unknown option{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(repr(u) for u in unknown)} for task {name!r}. Options: {', '.join(_OPTIONS)}."
+    )
+
+
 def task(__fn: Any = None, **options: Any) -> Any:
-    """Make a function a task: ``@task`` or ``@task(name=..., tags=[...], ...)``."""
-    if __fn is None:
-        return lambda fn: Task(fn, **options)
-    return Task(__fn, **options)
+    """Make a function a task: ``@task`` or ``@task(name=..., retries=2, ...)``."""
+    unknown = sorted(set(options) - set(_OPTIONS))
+
+    def make(fn: Any) -> Task[Any, Any]:
+        if unknown:
+            name = options.get("name") or getattr(fn, "__name__", repr(fn))
+            raise TypeError(_unknown_options("@task", name, unknown))
+        return Task(fn, **options)
+
+    return make if __fn is None else make(__fn)

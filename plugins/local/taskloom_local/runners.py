@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -27,12 +28,40 @@ class SequentialTaskRunner(TaskRunner):
         return CompletedNative(run_task_call(call, *upstream_handles(call, _is_native)))
 
 
+class _PoolRun(Future[Any]):
+    """A thread-pool run that whoever comes first executes: a pool thread, or a task run
+    that waits for it (`run_here`), so nested submits cannot deadlock a bounded pool."""
+
+    def __init__(self, call: TaskRunCall, handles: list[Any], context: contextvars.Context) -> None:
+        super().__init__()
+        self._claim = threading.Lock()
+        self._work = (call, handles, context)
+
+    def run_here(self) -> None:
+        if self._claim.acquire(blocking=False):
+            self._run()
+
+    def _from_pool(self) -> None:
+        if self._claim.acquire(blocking=False):
+            self._run()
+
+    def _run(self) -> None:
+        call, handles, context = self._work
+        if not self.set_running_or_notify_cancel():
+            return
+        try:
+            self.set_result(context.run(run_task_call, call, *handles))
+        except BaseException as exc:
+            self.set_exception(exc)
+
+
 class ConcurrentTaskRunner(TaskRunner):
     """Runs task runs on a pool of threads in the flow's process.
 
     ``max_workers=None`` (the default, as in Prefect) starts a thread whenever a run is
     waiting and no thread is idle; give a number to bound the pool. Each run sees the
-    submitting thread's context, so a task can submit tasks of the same flow.
+    submitting thread's context, so a task can submit tasks of the same flow; a task that
+    waits for a run that has not started runs it itself, so a bounded pool does not deadlock.
     """
 
     name = "concurrent"
@@ -56,7 +85,10 @@ class ConcurrentTaskRunner(TaskRunner):
 
     def __exit__(self, *exc_info: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=exc_info[0] is not None)
+            # After an error or an interrupt: cancel what has not started, and do not wait
+            # for running tasks (a thread cannot be stopped; it finishes on its own).
+            failed = exc_info[0] is not None
+            self._pool.shutdown(wait=not failed, cancel_futures=failed)
             self._pool = None
 
     def duplicate(self) -> ConcurrentTaskRunner:
@@ -65,9 +97,9 @@ class ConcurrentTaskRunner(TaskRunner):
     def submit(self, call: TaskRunCall) -> Future[Any]:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
-        handles = upstream_handles(call, _is_native)
-        context = contextvars.copy_context()
-        return self._pool.submit(context.run, run_task_call, call, *handles)
+        run = _PoolRun(call, upstream_handles(call, _is_native), contextvars.copy_context())
+        self._pool.submit(run._from_pool)
+        return run
 
 
 #: Prefect 3's name for the same runner; registered as ``threads``.

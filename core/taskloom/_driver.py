@@ -1,0 +1,492 @@
+"""The flow run's bookkeeping in the flow's process: task runs in, events and states back.
+
+`_FlowRunDriver` creates task runs (names, tags, inputs), holds back runs whose tag has no free
+concurrency slot, hands the rest to the runner, replays the events that come back in order,
+calls the lifecycle hooks, retries crashed runs that have retries left, and counts final states
+for the flow's own final state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterable
+from concurrent.futures import CancelledError
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import plugins
+from .context import FlowRun, TaskRun
+from .engine import (
+    FLOW_RUN_LOGGER,
+    TASK_RUN_LOGGER,
+    RunDefaults,
+    TaskRunCall,
+    TaskRunEvent,
+    TaskRunOutcome,
+    _Upstream,
+    retry_delay,
+    run_task_call,
+)
+from .futures import TaskRunFuture
+from .runners import CompletedNative
+from .states import AwaitingRetry, Cancelled, Crashed, Failed, Pending, State, StateType
+from .tasks import Task, _tags, allow_failure, quote, unmapped
+
+if TYPE_CHECKING:
+    from .runners import TaskRunner
+
+__all__ = ["_FlowRunDriver"]
+
+_ids = random.Random(os.urandom(32))
+_ATOMIC = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def _new_id() -> uuid.UUID:
+    # A version-4 UUID from a generator seeded once from the OS: half the cost of uuid4().
+    return uuid.UUID(int=_ids.getrandbits(128), version=4)
+
+
+class _Inputs:
+    """Futures found in a call's arguments, numbered in the order the runner passes them."""
+
+    __slots__ = ("futures", "slots", "allow")
+
+    def __init__(self) -> None:
+        self.futures: list[TaskRunFuture[Any]] = []
+        self.slots: dict[int, int] = {}
+        self.allow: list[bool] = []
+
+    def add(self, future: TaskRunFuture[Any], allowed: bool) -> int:
+        index = self.slots.get(id(future))
+        if index is None:
+            index = self.slots[id(future)] = len(self.futures)
+            self.futures.append(future)
+            self.allow.append(allowed)
+        elif not allowed:
+            self.allow[index] = False  # asked for plainly somewhere: it must complete
+        return index
+
+    def collect(self, value: Any, allowed: bool = False) -> Any:
+        """``value`` with every future replaced by a placeholder (recursively)."""
+        if type(value) in _ATOMIC:
+            return value
+        if isinstance(value, TaskRunFuture):
+            return _Upstream(self.add(value, allowed))
+        if isinstance(value, allow_failure):
+            return self.collect(value.value, True)
+        if isinstance(value, quote):
+            return value.value
+        if isinstance(value, list):
+            return [self.collect(v, allowed) for v in value]
+        if isinstance(value, tuple):
+            items = [self.collect(v, allowed) for v in value]
+            return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+        if isinstance(value, dict):
+            return {k: self.collect(v, allowed) for k, v in value.items()}
+        if isinstance(value, (set, frozenset)):
+            return type(value)(self.collect(v, allowed) for v in value)
+        return value
+
+
+class _Limits:
+    """Concurrency slots per tag, taken in the flow's process before a run reaches the runner."""
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self.limits = limits
+        self.running: Counter[str] = Counter()
+        self.waiting: deque[tuple[TaskRunCall, TaskRunFuture[Any]]] = deque()
+
+    def limited(self, tags: frozenset[str]) -> list[str]:
+        return [tag for tag in tags if tag in self.limits]
+
+    def try_take(self, tags: list[str]) -> bool:
+        if any(self.running[tag] >= self.limits[tag] for tag in tags):
+            return False
+        for tag in tags:
+            self.running[tag] += 1
+        return True
+
+    def release(self, tags: list[str]) -> list[tuple[TaskRunCall, TaskRunFuture[Any]]]:
+        for tag in tags:
+            self.running[tag] -= 1
+        ready = []
+        for item in list(self.waiting):
+            if self.try_take(self.limited(item[0].task_run.tags)):
+                self.waiting.remove(item)
+                ready.append(item)
+        return ready
+
+
+class _FlowRunDriver:
+    """The flow run in the flow's process: task-run bookkeeping, events and hooks."""
+
+    def __init__(
+        self,
+        flow_run: FlowRun,
+        runner: TaskRunner,
+        log_level: int,
+        defaults: RunDefaults,
+        concurrency_limits: dict[str, int],
+    ) -> None:
+        self.flow_run = flow_run
+        self.runner = runner
+        self.log_level = log_level
+        self.defaults = defaults
+        self.logger = logging.LoggerAdapter(
+            logging.getLogger(FLOW_RUN_LOGGER),
+            {"flow_run_name": flow_run.name, "flow_run_id": str(flow_run.id)},
+        )
+        self._light_flow_run = FlowRun(flow_run.id, flow_run.name, flow_run.flow_name)
+        self._lock = threading.RLock()
+        self._counters: Counter[str] = Counter()
+        self._pending: set[TaskRunFuture[Any]] = set()
+        self._completed = 0  # kept apart: hashing an Enum member costs a Python call
+        self._final_counts: Counter[StateType] = Counter()
+        self._first_failure: tuple[str, State] | None = None
+        self._limits = _Limits(concurrency_limits) if concurrency_limits else None
+        self._created_hook = plugins.observed("taskloom_task_run_created")
+        self._state_hook = plugins.observed("taskloom_task_run_state_changed")
+        self.cancelled = False
+
+    # -- creating task runs ------------------------------------------------------------------
+
+    def _run_name(self, task: Task[..., Any], parameters: dict[str, Any], n: int) -> str:
+        template = task.task_run_name
+        if template is None:
+            return f"{task.task_key}-{n}"
+        try:
+            return str(template() if callable(template) else template.format(**parameters))
+        except Exception as exc:
+            raise ValueError(
+                f"Task {task.name!r}: task_run_name {template!r} could not be made: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    def _prepare(
+        self, task: Task[..., Any], parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> tuple[TaskRunCall, TaskRunFuture[Any]]:
+        future: TaskRunFuture[Any] = TaskRunFuture(None, self)  # type: ignore[arg-type]
+        with self._lock:
+            n = self._counters[task.task_key]
+            self._counters[task.task_key] = n + 1
+            self._pending.add(future)
+        flow_run = self.flow_run
+        context_tags = _tags.get()
+        task_run = future.task_run = TaskRun(
+            _new_id(),
+            self._run_name(task, parameters, n),
+            task.name,
+            task.task_key,
+            flow_run.id,
+            flow_run.name,
+            task.tags | context_tags if context_tags else task.tags,
+            task.runner_options,
+        )
+        upstream: tuple[TaskRunFuture[Any], ...] = ()
+        names: tuple[str, ...] = ()
+        allow: tuple[bool, ...] = ()
+        needs_walk = wait_for is not None or any(type(v) not in _ATOMIC for v in parameters.values())
+        if needs_walk:
+            inputs = _Inputs()
+            parameters = inputs.collect(parameters)
+            for item in wait_for or ():
+                inputs.collect(item)
+            if inputs.futures:
+                upstream = tuple(inputs.futures)
+                names = tuple(f.task_run.name for f in upstream)
+                allow = tuple(inputs.allow)
+        call = future._call = TaskRunCall(
+            task_run, self._light_flow_run, task, parameters, upstream, names,
+            self.log_level, future._emit, allow, self.defaults,
+        )
+        if self.log_level <= logging.INFO:
+            self.logger.info("Created task run %r for task %r", task_run.name, task.name)
+        if self._created_hook is not None:
+            self._created_hook(task_run=task_run)
+        if self._state_hook is not None:
+            with self._lock:
+                future._state = Pending()
+                self._state_hook(task_run=task_run, old=None, new=future._state)
+        return call, future
+
+    # -- handing them to the runner --------------------------------------------------------
+
+    def _announce(self, name: str) -> None:
+        if self.log_level > logging.INFO:
+            return
+        if self.runner.concurrency == "sequential":
+            self.logger.info("Executing %r immediately...", name)
+        else:
+            self.logger.info("Submitted task run %r for execution.", name)
+
+    def _admit(self, call: TaskRunCall, future: TaskRunFuture[Any]) -> bool:
+        """Take the run's tag slots, or queue it until they are free; False if it waits."""
+        if self._limits is None:
+            return True
+        tags = self._limits.limited(call.task_run.tags)
+        if not tags:
+            return True
+        zero = [tag for tag in tags if self._limits.limits[tag] == 0]
+        if zero:
+            message = f"Concurrency limit of tag {zero[0]!r} is 0: task runs with this tag cannot run."
+            future._attach(CompletedNative(TaskRunOutcome(Failed(message), (TaskRunEvent(1, None, Failed(message)),))))
+            return False
+        with self._lock:
+            if self._limits.try_take(tags):
+                return True
+            self._limits.waiting.append((call, future))
+        return False
+
+    def _hand_over(self, call: TaskRunCall, future: TaskRunFuture[Any]) -> None:
+        try:
+            native = self.runner.submit(call)
+        except Exception as exc:
+            self._submit_failed(call, future, exc)
+        else:
+            future._attach(native)
+
+    def _submit_failed(self, call: TaskRunCall, future: TaskRunFuture[Any], exc: Exception) -> None:
+        message = (
+            f"Task run {call.task_run.name!r} could not be handed to runner "
+            f"{getattr(self.runner, 'name', self.runner)!r}: {exc}"
+        )
+        failed = Failed(message, exception=exc)
+        self._log_task(call.task_run, logging.ERROR, message)
+        future._attach(CompletedNative(TaskRunOutcome(failed, (TaskRunEvent(1, None, failed),))))
+
+    def submit(
+        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> TaskRunFuture[Any]:
+        call, future = self._prepare(task, task.bind(args, kwargs), wait_for)
+        self._announce(call.task_run.name)
+        if self._admit(call, future):
+            self._hand_over(call, future)
+        return future
+
+    def map(
+        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> list[TaskRunFuture[Any]]:
+        parameters = task.bind(args, kwargs)
+        iterables = {
+            k: list(v)
+            for k, v in parameters.items()
+            if not isinstance(v, (unmapped, quote, str, bytes, dict)) and isinstance(v, Iterable)
+        }
+        if not iterables:
+            raise TypeError(
+                f"Task {task.name!r} was mapped without any iterable argument: give at least "
+                "one list (wrap arguments every run shares in unmapped(...))."
+            )
+        lengths = {k: len(v) for k, v in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(
+                f"Task {task.name!r} was mapped over iterables of different lengths: {lengths}."
+            )
+        static = {
+            k: (v.value if isinstance(v, unmapped) else v)
+            for k, v in parameters.items()
+            if k not in iterables
+        }
+        count = next(iter(lengths.values()))
+        wait_for = list(wait_for) if wait_for is not None else None
+        prepared = [
+            self._prepare(task, {**static, **{k: v[i] for k, v in iterables.items()}}, wait_for)
+            for i in range(count)
+        ]
+        admitted = []
+        for call, future in prepared:
+            self._announce(call.task_run.name)
+            if self._admit(call, future):
+                admitted.append((call, future))
+        try:
+            natives = self.runner.map([call for call, _ in admitted])
+        except Exception as exc:
+            for call, future in admitted:
+                self._submit_failed(call, future, exc)
+        else:
+            for (_, future), native in zip(admitted, natives, strict=True):
+                future._attach(native)
+        return [future for _, future in prepared]
+
+    def call(
+        self,
+        task: Task[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        return_state: bool,
+        wait_for: Iterable[Any] | None = None,
+    ) -> Any:
+        """A task called directly in a flow: a task run executed here, now."""
+        call, future = self._prepare(task, task.bind(args, kwargs), wait_for)
+        if self.log_level <= logging.INFO:
+            self.logger.info("Executing %r immediately...", call.task_run.name)
+        if call.upstream:
+            for upstream in call.upstream:
+                upstream.wait()
+            handles = [upstream.state for upstream in call.upstream]
+        else:
+            handles = []
+        future._attach(CompletedNative(run_task_call(call, *handles)))
+        if return_state:
+            return future.state
+        return future.result()
+
+    async def call_async(
+        self,
+        task: Task[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        return_state: bool,
+        wait_for: Iterable[Any] | None = None,
+    ) -> Any:
+        """An async task awaited in an async flow: run on a thread, the event loop stays free."""
+        import asyncio
+
+        return await asyncio.to_thread(self.call, task, args, kwargs, return_state, wait_for)
+
+    # -- what comes back -----------------------------------------------------------------
+
+    def _on_event(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
+        with self._lock:
+            if event.seq > 0:
+                # Only the next event in order: a repeat was seen live already, and one
+                # after a gap waits for the outcome, which replays every event in order.
+                if event.seq != future._seq + 1:
+                    return
+                future._seq = event.seq
+            if event.record is not None:
+                logging.getLogger(event.record.name).handle(event.record)
+                return
+            assert event.new is not None
+            old, future._state = future._state, event.new
+            if self._state_hook is not None:
+                self._state_hook(task_run=future.task_run, old=old, new=event.new)
+
+    def _set_state(self, future: TaskRunFuture[Any], state: State) -> None:
+        """A state decided in the flow's process (a crash, a cancellation), with its hook."""
+        with self._lock:
+            old, future._state = future._state, state
+            if self._state_hook is not None:
+                self._state_hook(task_run=future.task_run, old=old, new=state)
+
+    def _on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
+        """The runner lost the run. Retry it if the task has retries left; else its final state."""
+        call: TaskRunCall | None = future._call
+        if isinstance(exc, CancelledError) or self.cancelled:
+            state: State = Cancelled("Task run was cancelled before it finished: the flow run was interrupted.")
+            self._set_state(future, state)
+            self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
+            return state
+        reason = f"{type(exc).__name__}: {exc}"
+        if call is not None and call.task.retries - call.retries_used > 0:
+            delay = retry_delay(call.task, call.retries_used)
+            self._set_state(future, AwaitingRetry(f"Crashed ({reason}); retrying in {delay:.3g}s."))
+            self._log_task(
+                future.task_run,
+                logging.WARNING,
+                f"Crashed ({reason}); retry {call.retries_used + 1} of {call.task.retries} "
+                f"in {delay:.3g}s.",
+            )
+            retry = attrs.evolve(call, retries_used=call.retries_used + 1)
+            future._call = retry
+            future._seq = 0  # the new attempt numbers its events from 1 again
+            timer = threading.Timer(delay, self._hand_over, (retry, future))
+            timer.daemon = True
+            timer.start()
+            return None
+        state = Crashed(f"Task run crashed: {reason}", exception=exc)
+        self._set_state(future, state)
+        self._log_task(future.task_run, logging.ERROR, f"Finished in state {state!r}")
+        if call is not None:
+            for hook in call.task.on_crashed:
+                try:
+                    hook(call.task, future.task_run, state)
+                except Exception as hook_exc:
+                    self._log_task(
+                        future.task_run,
+                        logging.ERROR,
+                        f"An error was encountered while running hook {getattr(hook, '__name__', hook)!r}: "
+                        f"{type(hook_exc).__name__}: {hook_exc}",
+                    )
+        return state
+
+    def _on_final(self, future: TaskRunFuture[Any]) -> None:
+        state = future.state
+        ready: list[tuple[TaskRunCall, TaskRunFuture[Any]]] = []
+        with self._lock:
+            self._pending.discard(future)
+            if state.type is StateType.COMPLETED:
+                self._completed += 1
+            else:
+                self._final_counts[state.type] += 1
+                if self._first_failure is None and state.type in (StateType.FAILED, StateType.CRASHED):
+                    self._first_failure = (future.task_run.name, state)
+            if self._limits is not None:
+                tags = self._limits.limited(future.task_run.tags)
+                if tags:
+                    ready = self._limits.release(tags)
+        for call, waiting in ready:
+            self._hand_over(call, waiting)
+
+    def record_subflow(self, name: str, state: State) -> None:
+        """A child flow run counts in this flow run's final state like a task run."""
+        with self._lock:
+            if state.type is StateType.COMPLETED:
+                self._completed += 1
+            else:
+                self._final_counts[state.type] += 1
+                if self._first_failure is None and state.type in (StateType.FAILED, StateType.CRASHED):
+                    self._first_failure = (f"subflow {name}", state)
+
+    def _log_task(self, task_run: TaskRun, level: int, message: str) -> None:
+        if level < self.log_level:
+            return
+        record = logging.LogRecord(TASK_RUN_LOGGER, level, "", 0, message, None, None)
+        record.task_run_name = task_run.name
+        record.task_run_id = str(task_run.id)
+        record.flow_run_name = self.flow_run.name
+        record.flow_run_id = str(self.flow_run.id)
+        logging.getLogger(TASK_RUN_LOGGER).handle(record)
+
+    # -- the end of the flow run -----------------------------------------------------------
+
+    def wait_all(self) -> None:
+        while True:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return
+            for future in pending:
+                future.wait()
+
+    def cancel_pending(self) -> None:
+        """After an interrupt: runs not handed over, or not started, end Cancelled."""
+        self.cancelled = True
+        with self._lock:
+            waiting = list(self._limits.waiting) if self._limits else []
+            if self._limits:
+                self._limits.waiting.clear()
+            pending = list(self._pending)
+        message = "Task run was cancelled before it ran: the flow run was interrupted."
+        for _, future in waiting:
+            future._attach(CompletedNative(TaskRunOutcome(Cancelled(message))))
+        for future in pending:
+            native = future.native
+            cancel = getattr(native, "cancel", None)
+            if cancel is not None and not future.done():
+                try:
+                    cancel()
+                except Exception:
+                    pass
+
+    def counts(self) -> tuple[dict[StateType, int], tuple[str, State] | None]:
+        counts = dict(self._final_counts)
+        if self._completed:
+            counts[StateType.COMPLETED] = self._completed
+        return counts, self._first_failure
