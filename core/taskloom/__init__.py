@@ -22,9 +22,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .flows import Flow, flow
-from .tasks import Task, task, unmapped
+from .tasks import Task, allow_failure, exponential_backoff, quote, tags, task, unmapped
 
 if TYPE_CHECKING:
+    from .caching import INPUTS, NONE, TASK_SOURCE, task_input_hash
     from .context import FlowRun, TaskRun, get_flow_run, get_task_run
     from .futures import TaskFuture, as_completed, wait
     from .logging import get_run_logger
@@ -50,6 +51,7 @@ _LAZY = {
     **dict.fromkeys(("FlowRun", "TaskRun", "get_flow_run", "get_task_run"), "context"),
     **dict.fromkeys(("TaskFuture", "as_completed", "wait"), "futures"),
     "get_run_logger": "logging",
+    **dict.fromkeys(("INPUTS", "TASK_SOURCE", "NONE", "task_input_hash"), "caching"),
     "hookimpl": "plugins",
     **dict.fromkeys(
         (
@@ -93,12 +95,20 @@ __all__ = [
     "TaskRun",
     "TimedOut",
     "__version__",
+    "allow_failure",
     "as_completed",
+    "exponential_backoff",
     "flow",
     "get_flow_run",
     "get_run_logger",
     "get_task_run",
     "hookimpl",
+    "INPUTS",
+    "NONE",
+    "TASK_SOURCE",
+    "task_input_hash",
+    "quote",
+    "tags",
     "task",
     "unmapped",
     "wait",

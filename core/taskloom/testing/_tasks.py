@@ -62,3 +62,61 @@ def log_lines(tag: str, count: int) -> str:
         logger.info("line %d of %s", i, tag)
     logger.warning("warned %s", tag)
     return tag
+
+
+@task(retries=2, retry_delay_seconds=0)
+def flaky(marker_dir: str) -> str:
+    """Fails on its first two attempts (counted in files, so any process can count)."""
+    import pathlib
+
+    path = pathlib.Path(marker_dir)
+    attempts = len(list(path.glob("attempt-*")))
+    (path / f"attempt-{attempts}-{os.getpid()}").touch()
+    if attempts < 2:
+        raise RuntimeError(f"attempt {attempts} fails")
+    return f"succeeded after {attempts} retries"
+
+
+@task(timeout_seconds=0.5)
+def too_slow() -> str:
+    for _ in range(200):  # Python-level work, so a thread can be interrupted too
+        time.sleep(0.05)
+    return "should have timed out"
+
+
+@task(cache_policy=None)
+def counted(marker_dir: str, value: int) -> int:
+    import pathlib
+
+    (pathlib.Path(marker_dir) / f"ran-{value}-{time.time_ns()}").touch()
+    return value * 10
+
+
+@task(log_prints=True)
+def prints(word: str) -> str:
+    print("printed", word)
+    return word
+
+
+@task(task_run_name="greet-{name}")
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+def _log_state(task: Any, task_run: Any, state: Any) -> None:
+    get_run_logger().info("hook saw %s for %s", state.name, task_run.name)
+
+
+@task(on_completion=[_log_state], on_failure=[_log_state])
+def hooked(fail: bool) -> str:
+    if fail:
+        raise ValueError("hooked failure")
+    return "ok"
+
+
+@task
+async def async_double(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return 2 * x

@@ -22,7 +22,7 @@ from taskloom.states import UpstreamTaskError
 from . import _tasks as t
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
-CONFORMANCE_VERSION = 1
+CONFORMANCE_VERSION = 2
 
 
 class _HookRecorder:
@@ -329,3 +329,118 @@ class RunnerConformance:
         assert len(set(hooks.created)) == 3
         assert sorted(name.rsplit("-", 1)[1] for name in hooks.created) == ["0", "1", "2"]
         assert all(name.startswith("noop-") for name in hooks.created)
+
+    # -- task semantics (version 2): written once in the engine, the same on every runner -----
+
+    def test_retries_go_through_awaiting_retry(self, taskloom_runner: Any, hooks: _HookRecorder, tmp_path: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def retried() -> Any:
+            return t.flaky.submit(str(tmp_path))
+
+        assert retried() == "succeeded after 2 retries"
+        [sequence] = hooks.states.values()
+        assert [new for _, new in sequence] == [
+            "Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying", "Completed",
+        ], "retries happen in the engine where the task runs, each state reaching the flow's process"
+
+    def test_timeout_gives_timed_out(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def slow() -> Any:
+            future = t.too_slow.submit()
+            future.wait()
+            return {"state": future.state}
+
+        state = slow()["state"]
+        assert state.name == "TimedOut" and state.is_failed()
+        assert state.message == "Task run exceeded timeout of 0.5 second(s)"
+
+    def test_cache_hit_gives_cached_across_flow_runs(
+        self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from taskloom.caching import INPUTS
+
+        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
+        cached = t.counted.with_options(cache_policy=INPUTS)
+
+        @flow(task_runner=taskloom_runner)
+        def cache_flow() -> Any:
+            future = cached.submit(str(tmp_path), 7)
+            return {"value": future.result(), "state": future.state.name}
+
+        first, second = cache_flow(), cache_flow()
+        assert first == {"value": 70, "state": "Completed"}
+        assert second == {"value": 70, "state": "Cached"}, "the second run must reuse the stored result"
+        assert len(list(tmp_path.glob("ran-7-*"))) == 1, "a cached task must not run again"
+
+    def test_persisted_result_loads_lazily_and_checks_its_checksum(
+        self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
+        persisted = t.identity.with_options(persist_result=True, result_serializer="json")
+
+        @flow(task_runner=taskloom_runner)
+        def persist_flow() -> Any:
+            future = persisted.submit({"answer": 42})
+            future.wait()
+            return {"state": future.state}
+
+        state = persist_flow()["state"]
+        assert state.result() == {"answer": 42}
+        [record] = (tmp_path / "results" / "results").iterdir()
+        header, _, payload = record.read_bytes().partition(b"\n")
+        assert b'"serializer":"json"' in header and payload == b'{"answer": 42}'
+
+    def test_task_state_hooks_run_with_the_run_context(self, taskloom_runner: Any, run_logs: _Capture) -> None:
+        @flow(task_runner=taskloom_runner)
+        def hook_flow() -> None:
+            t.hooked.submit(False)
+            t.hooked.submit(True)
+
+        hook_flow(return_state=True)
+        seen = sorted(r.getMessage().split(" for ")[0] for r in run_logs.records if r.getMessage().startswith("hook saw"))
+        assert seen == ["hook saw Completed", "hook saw Failed"]
+
+    def test_log_prints_and_run_name_templates(self, taskloom_runner: Any, run_logs: _Capture) -> None:
+        @flow(task_runner=taskloom_runner)
+        def named_prints() -> Any:
+            return t.prints.submit("loudly").result(), t.greet.submit("ada")
+
+        value, greeting = named_prints()
+        assert value == "loudly"
+        assert greeting.task_run.name == "greet-ada"
+        lines = [r for r in run_logs.records if r.getMessage() == "printed loudly"]
+        assert len(lines) == 1 and lines[0].task_run_name.startswith("prints-")
+
+    def test_allow_failure_and_wait_for(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def tolerant() -> Any:
+            bad = t.fail.submit("tolerated")
+            got = t.identity.submit(taskloom.allow_failure(bad))
+            first = t.stamped.submit("first", 0.2)
+            after = t.stamped.submit("after", wait_for=[first])
+            return {"got": got.result(), "first": first.result(), "after": after.result()}
+
+        result = tolerant(return_state=True).result()
+        assert isinstance(result["got"], t.ConformanceError)
+        assert result["after"][1] >= result["first"][2], "wait_for must order the runs"
+
+    def test_async_tasks_run_on_the_runner(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def with_async() -> list[int]:
+            return [f.result() for f in t.async_double.map([1, 2, 3])]
+
+        assert with_async() == [2, 4, 6]
+
+    def test_tag_concurrency_limit_holds_runs_back(
+        self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "taskloom.toml").write_text("[concurrency_limits]\nconformance-db = 1\n")
+        monkeypatch.chdir(tmp_path)
+        limited = t.interval.with_options(tags=["conformance-db"])
+
+        @flow(task_runner=taskloom_runner)
+        def limited_flow() -> Any:
+            return [f.result() for f in limited.map([0.4, 0.4])]
+
+        (start_a, end_a, _), (start_b, end_b, _) = sorted(limited_flow())
+        assert start_b >= end_a, "two runs of a tag limited to 1 must not overlap"

@@ -1,0 +1,423 @@
+"""Task and flow semantics that live in the flow's process, and the bad input they reject."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import taskloom
+from taskloom import INPUTS, TASK_SOURCE, flow, get_run_logger, task
+from taskloom.engine import run_task_call
+from taskloom.runners import ConcurrentTaskRunner, TaskRunner, upstream_handles
+
+
+@pytest.fixture(autouse=True)
+def results_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
+    return tmp_path
+
+
+# -- bad input: one sentence naming the task and the option --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"retry_delay_seconds": ["soon"]}, TypeError, "Task 'f': retry_delay_seconds must be a number, a list of numbers or a callable such as exponential_backoff(backoff_factor=2), got ['soon'] (list of str)."),
+        ({"timeout_seconds": -1}, ValueError, "Task 'f': timeout_seconds must be a number of seconds greater than 0, got -1."),
+        ({"retries": -2}, ValueError, "Task 'f': retries must be a whole number of at least 0, got -2."),
+        ({"task_run_name": "f-{town}"}, ValueError, "Task 'f': the run name template 'f-{town}' names 'town', which is not a parameter of f(city)."),
+        ({"on_failure": ["not callable"]}, TypeError, "Task 'f': every on_failure hook must be a function, got 'not callable'."),
+        ({"retrys": 2}, TypeError, "@task got unknown option 'retrys' for task 'f'. Options: name, description, "),
+    ],
+)
+def test_bad_task_options_fail_at_definition(options: dict[str, Any], error: type, message: str) -> None:
+    def f(city: str) -> str:
+        return city
+
+    with pytest.raises(error) as info:
+        task(**options)(f)
+    assert str(info.value).startswith(message)
+
+
+def test_bad_flow_options_fail_at_definition() -> None:
+    with pytest.raises(ValueError, match=r"Flow 'report': the run name template 'report-\{when\}' names 'when'"):
+
+        @flow(name="report", flow_run_name="report-{when}")
+        def report(day: str) -> None: ...
+
+
+def test_run_time_mistakes_are_that_run_s_failed_state() -> None:
+    def boom(context: Any, parameters: Any) -> str:
+        raise KeyError("no key")
+
+    @task(cache_key_fn=boom)
+    def keyed(x: int) -> int:
+        return x
+
+    @task(persist_result=True, result_serializer="json")
+    def not_json() -> object:
+        return object()
+
+    @task(persist_result=True, result_serializer="yaml")
+    def unknown_serializer() -> int:
+        return 1
+
+    @flow(task_runner="sequential")
+    def mistakes() -> dict[str, Any]:
+        return {
+            "key": keyed(1, return_state=True),
+            "json": not_json(return_state=True),
+            "serializer": unknown_serializer(return_state=True),
+        }
+
+    states = mistakes()
+    assert states["key"].message == "Task 'keyed': cache_key_fn raised KeyError: 'no key'"
+    assert states["json"].message.startswith("Task 'not_json': its result object could not be serialized with 'json': TypeError:")
+    assert states["serializer"].message.startswith("Task 'unknown_serializer': Unknown serializer 'yaml'. Installed serializers: ")
+
+
+# -- retries ---------------------------------------------------------------------------------
+
+
+def test_retry_delays_and_condition(run_logs: Any) -> None:
+    attempts: list[float] = []
+
+    def only_value_errors(task: Any, task_run: Any, state: Any) -> bool:
+        return isinstance(state.exception, ValueError)
+
+    @task(retries=3, retry_delay_seconds=[0.1, 0.2], retry_condition_fn=only_value_errors)
+    def unstable() -> None:
+        attempts.append(time.monotonic())
+        raise (ValueError if len(attempts) < 3 else KeyError)("no luck")
+
+    @flow(task_runner="sequential")
+    def retrying() -> Any:
+        return {"state": unstable(return_state=True)}
+
+    state = retrying()["state"]
+    assert state.is_failed() and isinstance(state.exception, KeyError)
+    assert len(attempts) == 3, "the KeyError on the third attempt is not retried"
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2
+    assert sum("Received non-final state 'AwaitingRetry' when proposing final state 'Failed'" in m for m in run_logs.messages()) == 2
+
+
+def test_exponential_backoff_and_jitter() -> None:
+    from taskloom.engine import retry_delay
+
+    backoff = taskloom.exponential_backoff(backoff_factor=0.5)
+    assert backoff(4) == [0.5, 1.0, 2.0, 4.0]
+    jittery = task(retries=3, retry_delay_seconds=backoff, retry_jitter_factor=0.5)(lambda: None)
+    delays = [retry_delay(jittery, 2) for _ in range(200)]
+    assert 1.0 <= min(delays) < max(delays) <= 3.0
+
+
+def test_flow_retries_run_the_body_again(run_logs: Any) -> None:
+    calls: list[int] = []
+
+    @flow(retries=1)
+    def shaky() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first time")
+        return len(calls)
+
+    assert shaky() == 2
+    assert any("will attempt to run again" in m for m in run_logs.messages())
+
+
+def test_crashed_run_is_retried_by_the_driver() -> None:
+    class LosesFirstWorker(TaskRunner):
+        """Reports the first attempt of each run as lost, as a cluster does for a dead worker."""
+
+        name = "loses-first"
+        concurrency = "sequential"
+
+        def __init__(self) -> None:
+            self.lost: set[str] = set()
+
+        def submit(self, call: Any) -> Future[Any]:
+            native: Future[Any] = Future()
+            if call.task_run.name not in self.lost:
+                self.lost.add(call.task_run.name)
+                native.set_exception(ConnectionError("worker lost"))
+            else:
+                native.set_result(run_task_call(call, *upstream_handles(call, lambda n: False)))
+            return native
+
+    @task(retries=1)
+    def survives() -> str:
+        return "ran on the second worker"
+
+    @task
+    def no_retries() -> str:
+        return "never"
+
+    crashed: list[str] = []
+
+    @flow(task_runner=LosesFirstWorker())
+    def lossy() -> dict[str, Any]:
+        hooked = no_retries.with_options(on_crashed=[lambda t, r, s: crashed.append(s.message)])
+        return {"ok": survives.submit(), "lost": hooked.submit()}
+
+    result = lossy()
+    ok, lost = result["ok"], result["lost"]
+    ok.wait(), lost.wait()
+    assert ok.result() == "ran on the second worker"
+    assert lost.state.is_crashed() and lost.state.message == "Task run crashed: ConnectionError: worker lost"
+    assert crashed == ["Task run crashed: ConnectionError: worker lost"]
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+def test_flow_timeout() -> None:
+    @flow(timeout_seconds=0.3)
+    def forever() -> None:
+        for _ in range(100):
+            time.sleep(0.05)
+
+    state = forever(return_state=True)
+    assert state.name == "TimedOut" and state.message == "Flow run exceeded timeout of 0.3 second(s)"
+
+
+def test_async_task_timeout() -> None:
+    @task(timeout_seconds=0.2)
+    async def sleepy() -> None:
+        await asyncio.sleep(5)
+
+    @flow
+    def runs_it() -> Any:
+        return sleepy.submit().wait() and None
+
+    started = time.monotonic()
+    state = runs_it(return_state=True)
+    assert state.is_failed() and "exceeded timeout of 0.2 second(s)" in state.message
+    assert time.monotonic() - started < 4, "an async task is cancelled at its timeout"
+
+
+# -- caching ---------------------------------------------------------------------------------
+
+
+def test_cache_policies_expiration_and_refresh(tmp_path: Path) -> None:
+    runs: list[int] = []
+
+    @task(cache_policy=INPUTS + TASK_SOURCE, cache_expiration=datetime.timedelta(seconds=0.5))
+    def expensive(x: int) -> int:
+        runs.append(x)
+        return x * 2
+
+    @flow
+    def cached(x: int, refresh: bool = False) -> tuple[int, str]:
+        t = expensive.with_options(refresh_cache=True) if refresh else expensive
+        future = t.submit(x)
+        return future.result(), future.state.name
+
+    assert cached(1) == (2, "Completed")
+    assert cached(1) == (2, "Cached")
+    assert cached(2) == (4, "Completed"), "other inputs, other key"
+    assert cached(1, refresh=True) == (2, "Completed")
+    time.sleep(0.6)
+    assert cached(1) == (2, "Completed"), "an expired entry is not used"
+    assert runs == [1, 2, 1, 1]
+
+
+def test_cache_key_fn_and_task_input_hash() -> None:
+    seen = []
+
+    @task(cache_key_fn=lambda ctx, params: f"by-user-{params['user']}")
+    def profile(user: str, noise: int) -> str:
+        seen.append(noise)
+        return f"profile of {user}"
+
+    @task(cache_key_fn=taskloom.task_input_hash)
+    def hashed(values: set[str]) -> int:
+        seen.append(len(values))
+        return len(values)
+
+    @flow
+    def uses_keys() -> list[Any]:
+        return [profile(user="ada", noise=1), profile(user="ada", noise=2), hashed({"a", "b"}), hashed({"b", "a"})]
+
+    assert uses_keys() == ["profile of ada", "profile of ada", 2, 2]
+    assert seen == [1, 2], "the second call of each is a cache hit"
+
+
+def test_tampered_result_is_reported_and_not_loaded(tmp_path: Path, run_logs: Any) -> None:
+    @task(cache_policy=INPUTS)
+    def value(x: int) -> int:
+        return x + 1
+
+    @flow
+    def once() -> tuple[int, str]:
+        future = value.submit(1)
+        return future.result(), future.state.name
+
+    assert once() == (2, "Completed")
+    [record] = (tmp_path / "results" / "cache").iterdir()
+    record.write_bytes(record.read_bytes()[:-1] + b"X")
+    assert once() == (2, "Completed"), "a tampered entry is not trusted: the task runs again"
+    assert any("does not match its checksum" in m for m in run_logs.messages())
+
+
+CACHE_SCRIPT = """
+import sys
+from taskloom import flow, task, INPUTS
+
+@task(cache_policy=INPUTS)
+def slow_square(x):
+    print("COMPUTED", flush=True)
+    return x * x
+
+@flow(task_runner="sequential")
+def square(x: int):
+    f = slow_square.submit(x)
+    print("STATE", f.state.name if f.wait() else "?", f.result(), flush=True)
+
+square(int(sys.argv[1]))
+"""
+
+
+def test_cache_is_shared_by_separate_processes(tmp_path: Path) -> None:
+    script = tmp_path / "cache_flow.py"
+    script.write_text(CACHE_SCRIPT)
+    env = {**os.environ, "TASKLOOM_RESULTS_PATH": str(tmp_path / "shared")}
+    first = subprocess.run([sys.executable, str(script), "9"], capture_output=True, text=True, env=env, timeout=60)
+    second = subprocess.run([sys.executable, str(script), "9"], capture_output=True, text=True, env=env, timeout=60)
+    assert "COMPUTED" in first.stdout and "STATE Completed 81" in first.stdout, first.stderr
+    assert "COMPUTED" not in second.stdout and "STATE Cached 81" in second.stdout, second.stderr
+
+
+# -- structure: subflows, nested submits, tags, async ---------------------------------------------
+
+
+def test_subflow_state_counts_in_the_parent(run_logs: Any) -> None:
+    @flow(task_runner="sequential")
+    def child(fail: bool) -> str:
+        if fail:
+            raise ValueError("child failed")
+        return "child ok"
+
+    @flow
+    def parent() -> None:
+        child(False)
+        child(True, return_state=True)
+
+    state = parent(return_state=True)
+    assert state.is_failed() and state.message.startswith("1/2 states failed.")
+    assert "First failure, subflow " in state.message and "child failed" in state.message
+    assert sum(m.startswith("Created subflow run ") for m in run_logs.messages()) == 2
+
+
+def test_nested_submits_do_not_deadlock_a_one_thread_pool() -> None:
+    @task
+    def leaf(x: int) -> int:
+        return x + 1
+
+    @task
+    def branch(n: int) -> int:
+        return sum(f.result() for f in leaf.map(range(n)))
+
+    @flow(task_runner=ConcurrentTaskRunner(max_workers=1))
+    def nested() -> int:
+        return branch.submit(5).result(timeout=30)
+
+    assert nested() == 15
+
+
+def test_tags_context_manager() -> None:
+    @task(tags=["own"])
+    def tagged() -> frozenset[str]:
+        run = taskloom.get_task_run()
+        assert run is not None
+        return run.tags
+
+    @flow
+    def with_tags() -> frozenset[str]:
+        with taskloom.tags("db", "nightly"):
+            return tagged()
+
+    assert with_tags() == frozenset({"own", "db", "nightly"})
+
+
+def test_zero_concurrency_limit_fails_the_run(in_tmp: Path) -> None:
+    (in_tmp / "taskloom.toml").write_text("[concurrency_limits]\nfrozen = 0\n")
+
+    @task(tags=["frozen"])
+    def never() -> None: ...
+
+    @flow
+    def blocked() -> Any:
+        return never.submit()
+
+    state = blocked(return_state=True)
+    assert state.is_failed()
+    assert "Concurrency limit of tag 'frozen' is 0" in state.message
+
+
+def test_async_flow_awaits_async_tasks_and_calls_sync_ones() -> None:
+    @task
+    async def fetch(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x * 3
+
+    @task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @flow
+    async def async_flow() -> int:
+        a = await fetch(1)
+        b = fetch.submit(2).result()
+        get_run_logger().info("async flow")
+        return add(a, b)
+
+    assert asyncio.run(async_flow()) == 9
+
+
+# -- cancellation ----------------------------------------------------------------------------
+
+CANCEL_SCRIPT = """
+import time
+from taskloom import flow, task
+
+@task
+def long(i):
+    time.sleep(0.5)
+
+@flow
+def cancellable():
+    futures = [long.submit(i) for i in range(6)]
+    print("SUBMITTED", flush=True)
+    for f in futures:
+        f.wait()
+
+cancellable()
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_the_flow_and_exits_non_zero(tmp_path: Path) -> None:
+    script = tmp_path / "cancel.py"
+    script.write_text(CANCEL_SCRIPT)
+    env = {**os.environ, "TASKLOOM_RUNNERS_CONCURRENT_MAX_WORKERS": "1", "TASKLOOM_TASK_RUNNER": "concurrent"}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "SUBMITTED"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "Finished in state Cancelled('Flow run was cancelled: KeyboardInterrupt (signal 15).')" in stderr
+    assert "Finished in state Cancelled('Task run was cancelled before it finished: the flow run was interrupted.')" in stderr
