@@ -16,6 +16,7 @@ nox.options.default_venv_backend = "venv"
 ROOT = Path(__file__).parent
 CORE = ["./core", "./plugins/local", "./plugins/loguru"]
 CLUSTER_PLUGINS = [p for p in ("./plugins/dask", "./plugins/ray") if (ROOT / p / "pyproject.toml").exists()]
+EXTRA_PLUGINS = ["./plugins/fsspec"]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
 
 
@@ -30,8 +31,8 @@ def _install_project(session: nox.Session, *plugins: str, editable: bool = True)
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite, with the Dask and Ray runners on real clusters."""
-    _install_project(session, *CLUSTER_PLUGINS)
-    session.install(*TEST_DEPS, "moto[server]>=5", "fsspec", "s3fs")
+    _install_project(session, *CLUSTER_PLUGINS, *EXTRA_PLUGINS)
+    session.install(*TEST_DEPS, "moto[server]>=5", "s3fs")
     for extra in sorted((ROOT / "docs" / "examples").glob("plugin-*/pyproject.toml")):
         session.install(str(extra.parent))
     session.run("pytest", *session.posargs)
