@@ -18,3 +18,10 @@ class TestConcurrentBounded(RunnerConformance):
         from taskloom.runners import ConcurrentTaskRunner
 
         return ConcurrentTaskRunner(max_workers=2)
+
+
+class TestProcesses(RunnerConformance):
+    """Spawned worker processes: every task and result crosses a process boundary."""
+
+    runner = "processes"
+    many_tasks = 300

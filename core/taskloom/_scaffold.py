@@ -20,7 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "ScaffoldError", "add_command", "scaffold"]
+__all__ = ["KINDS", "ScaffoldError", "add_command", "render", "scaffold"]
 
 #: Each kind: the module that holds the code, and the suffix of its class name.
 KINDS = {"runner": ("runner", "TaskRunner"), "storage": ("storage", "Storage"), "sink": ("sink", "Sink")}
@@ -90,7 +90,7 @@ def scaffold(name: str, kind: str = "runner", directory: str | Path | None = Non
     files = render(name, kind)
     target = Path(directory) if directory is not None else Path.cwd() / f"taskloom-{name.removeprefix('taskloom-')}"
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ScaffoldError(f"{target} already exists and is not empty: choose another folder with --dir.")
+        raise ScaffoldError(f"{target} already exists and is not an empty folder: choose another folder with --dir.")
     written = []
     for relative, text in files.items():
         path = target / relative

@@ -13,6 +13,7 @@ def taskloom_register_task_runners() -> dict[str, str]:
         "sequential": "taskloom_local:SequentialTaskRunner",
         "concurrent": "taskloom_local:ConcurrentTaskRunner",
         "threads": "taskloom_local:ThreadPoolTaskRunner",
+        "processes": "taskloom_local.processes:ProcessTaskRunner",
     }
 
 
@@ -29,4 +30,5 @@ def taskloom_register_serializers() -> dict[str, str]:
     return {
         "pickle": "taskloom_local:PickleSerializer",
         "json": "taskloom_local:JSONSerializer",
+        "cloudpickle": "taskloom_local.storage:CloudpickleSerializer",
     }

@@ -1,0 +1,147 @@
+"""The processes runner: what only a runner that owns its worker processes can promise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskloom import flow, task
+from taskloom_local.processes import ProcessTaskRunner
+
+pytestmark = pytest.mark.slow
+
+
+@task
+def pid() -> int:
+    return os.getpid()
+
+
+@task
+def die() -> None:
+    os.kill(os.getpid(), 9)
+
+
+@task(timeout_seconds=0.5)
+def blocked_in_c(marker: str) -> None:
+    time.sleep(6)  # one C call: a thread cannot be interrupted inside it, a process can be killed
+    Path(marker).write_text("the timed-out task kept running")
+
+
+def remember_init(value: str) -> None:
+    os.environ["TASKLOOM_TEST_INIT"] = value
+
+
+@task
+def read_init() -> str | None:
+    return os.environ.get("TASKLOOM_TEST_INIT")
+
+
+def test_a_killed_worker_crashes_only_its_run() -> None:
+    @flow(task_runner=ProcessTaskRunner(max_workers=2))
+    def killing() -> dict[str, Any]:
+        doomed = die.submit()
+        doomed.wait()
+        after = [pid.submit() for _ in range(4)]
+        return {"doomed": doomed.state, "after": [f.result() for f in after]}
+
+    result = killing()
+    state = result["doomed"]
+    assert state.is_crashed()
+    assert "exited with code -9 while running the task" in state.message
+    assert all(isinstance(p, int) and p != os.getpid() for p in result["after"]), "the pool replaced the worker"
+
+
+def test_a_crashed_run_with_retries_runs_again() -> None:
+    marker_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"taskloom-crash-{os.getpid()}-{time.time_ns()}"
+    marker_dir.mkdir()
+
+    @task(retries=1)
+    def dies_once(folder: str) -> str:
+        first = not any(Path(folder).iterdir())
+        (Path(folder) / str(os.getpid())).touch()
+        if first:
+            os.kill(os.getpid(), 9)
+        return "second attempt"
+
+    @flow(task_runner=ProcessTaskRunner(max_workers=1))
+    def retried() -> str:
+        return dies_once.submit(str(marker_dir)).result()
+
+    assert retried() == "second attempt"
+    assert len(list(marker_dir.iterdir())) == 2, "two attempts, in two worker processes"
+
+
+def test_timeout_stops_the_work_itself(tmp_path: Path) -> None:
+    marker = tmp_path / "kept-running"
+    runner = ProcessTaskRunner(max_workers=1)
+
+    @flow(task_runner=runner)
+    def timed() -> Any:
+        future = blocked_in_c.submit(str(marker))
+        future.wait()
+        return {"state": future.state}
+
+    state = timed()["state"]
+    assert state.name == "TimedOut"
+    time.sleep(6.5)
+    assert not marker.exists(), "the worker process of a timed-out task must be stopped"
+
+
+def test_initializer_runs_in_each_worker() -> None:
+    @flow(task_runner=ProcessTaskRunner(max_workers=2, initializer=remember_init, initargs=("ready",)))
+    def initialized() -> list[str | None]:
+        return [f.result() for f in [read_init.submit() for _ in range(4)]]
+
+    assert initialized() == ["ready"] * 4
+
+
+def test_unpicklable_argument_is_one_sentence_naming_the_task() -> None:
+    @flow(task_runner="processes")
+    def sends_a_lock() -> Any:
+        return {"state": takes_anything.submit(threading.Lock(), return_state=True)}
+
+    state = sends_a_lock()["state"]
+    assert state.is_failed()
+    assert state.message.endswith("argument 'value' of task 'takes_anything' cannot be sent to a worker process: a lock cannot be pickled (cannot pickle '_thread.lock' object).")
+
+
+@task
+def takes_anything(value: Any) -> str:
+    return type(value).__name__
+
+
+SCRIPT = """
+from taskloom import flow, task, get_run_logger
+
+@task
+def shout(word):
+    get_run_logger().info("worker says %s", word)
+    print("printed by", word, flush=True)
+    return word.upper()
+
+@flow(task_runner="processes")
+def script_flow():
+    return [f.result() for f in shout.map(["a", "b"])]
+
+if __name__ == "__main__":
+    print("RESULT", script_flow())
+"""
+
+
+def test_script_tasks_travel_by_value_and_logs_reach_the_console(tmp_path: Path) -> None:
+    script = tmp_path / "script_flow.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "RESULT ['A', 'B']" in proc.stdout
+    assert "printed by a" in proc.stdout, "a worker's prints reach the flow's console"
+    lines = [line for line in proc.stderr.splitlines() if "worker says a" in line]
+    assert len(lines) == 1 and "| INFO    | Task run 'shout-" in lines[0]
