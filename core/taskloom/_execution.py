@@ -191,7 +191,7 @@ class ResultPlan:
         if self.cache_key is None or task.refresh_cache:
             return None
         try:
-            header, _ = read_record(self.storage, self.key)
+            header, payload = read_record(self.storage, self.key)
         except KeyError:
             return None
         except ResultCorrupt as exc:
@@ -204,7 +204,10 @@ class ResultPlan:
         if expires is not None and expires < time.time():
             return None
         custom = str(header.get("serializer", "")).startswith("custom:")
-        return Cached(data=PersistedResult(self.storage, self.key, self.serializer if custom else None))
+        data = PersistedResult(
+            self.storage, self.key, self.serializer if custom else None, record=(header, payload)
+        )
+        return Cached(data=data)
 
     def persist(self, recorder: _EventRecorder, value: Any) -> State:
         from .results import PersistedResult, write_record

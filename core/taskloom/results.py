@@ -140,24 +140,35 @@ class PersistedResult:
     with it, so a downstream run on another worker needs no shared storage to get it.
     """
 
-    __slots__ = ("storage", "key", "serializer", "_value", "_loaded")
+    __slots__ = ("storage", "key", "serializer", "_value", "_loaded", "_record")
 
-    def __init__(self, storage: ResultStorage, key: str, serializer: Any, value: Any = None, loaded: bool = False) -> None:
+    def __init__(
+        self,
+        storage: ResultStorage,
+        key: str,
+        serializer: Any,
+        value: Any = None,
+        loaded: bool = False,
+        record: tuple[dict[str, Any], bytes] | None = None,
+    ) -> None:
         self.storage = storage
         self.key = key
         self.serializer = serializer
         self._value = value
         self._loaded = loaded
+        # A record already read (by a cache look-up): loading then needs no second read.
+        self._record = record
 
     def __repr__(self) -> str:
         return f"PersistedResult(key={self.key!r}, storage={self.storage!r})"
 
     def __reduce__(self) -> Any:
-        return (PersistedResult, (self.storage, self.key, self.serializer, self._value, self._loaded))
+        return (PersistedResult, (self.storage, self.key, self.serializer, self._value, self._loaded, self._record))
 
     def __taskloom_load__(self) -> Any:
         if not self._loaded:
-            header, payload = read_record(self.storage, self.key)
+            header, payload = self._record or read_record(self.storage, self.key)
+            self._record = None
             serializer = self.serializer
             if serializer is None or isinstance(serializer, str):
                 serializer = get_serializer(serializer or header["serializer"])
