@@ -77,6 +77,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "INPUTS",
+    "NONE",
+    "TASK_SOURCE",
     "AwaitingRetry",
     "Cached",
     "Cancelled",
@@ -103,13 +106,10 @@ __all__ = [
     "get_run_logger",
     "get_task_run",
     "hookimpl",
-    "INPUTS",
-    "NONE",
-    "TASK_SOURCE",
-    "task_input_hash",
     "quote",
     "tags",
     "task",
+    "task_input_hash",
     "unmapped",
     "wait",
 ]

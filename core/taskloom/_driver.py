@@ -55,7 +55,7 @@ def _new_id() -> uuid.UUID:
 class _Inputs:
     """Futures found in a call's arguments, numbered in the order the runner passes them."""
 
-    __slots__ = ("futures", "slots", "allow")
+    __slots__ = ("allow", "futures", "slots")
 
     def __init__(self) -> None:
         self.futures: list[TaskRunFuture[Any]] = []

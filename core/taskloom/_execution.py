@@ -20,7 +20,7 @@ from .states import Cached, Failed, State, StateType
 if TYPE_CHECKING:
     from .engine import TaskRunCall, _EventRecorder
 
-__all__ = ["TaskTimeout", "execute", "ResultPlan", "wants_results", "run_state_hooks"]
+__all__ = ["ResultPlan", "TaskTimeout", "execute", "run_state_hooks", "wants_results"]
 
 
 class TaskTimeout(BaseException):

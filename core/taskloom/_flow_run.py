@@ -28,7 +28,17 @@ from .engine import RunDefaults
 from .futures import TaskRunFuture
 from .logging import setup_logging
 from .runners import resolve_task_runner
-from .states import AwaitingRetry, Cancelled, Completed, Crashed, Failed, Retrying, State, StateType, TimedOut
+from .states import (
+    AwaitingRetry,
+    Cancelled,
+    Completed,
+    Crashed,
+    Failed,
+    Retrying,
+    State,
+    StateType,
+    TimedOut,
+)
 
 if TYPE_CHECKING:
     from .flows import Flow

@@ -11,7 +11,7 @@ import string
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["check_retries", "check_delay", "check_timeout", "check_hooks", "check_run_name", "as_seconds"]
+__all__ = ["as_seconds", "check_delay", "check_hooks", "check_retries", "check_run_name", "check_timeout"]
 
 
 def _kind(value: Any) -> str:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .context import FlowRun, TaskRun
     from .tasks import Task
 
-__all__ = ["CachePolicy", "CacheContext", "INPUTS", "TASK_SOURCE", "NONE", "task_input_hash", "stable_hash"]
+__all__ = ["INPUTS", "NONE", "TASK_SOURCE", "CacheContext", "CachePolicy", "stable_hash", "task_input_hash"]
 
 
 class CacheContext(NamedTuple):

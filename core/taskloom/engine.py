@@ -125,7 +125,7 @@ _PICKLED = (
 class _EventRecorder:
     """The per-run sink of states and log records on the worker side."""
 
-    __slots__ = ("task_run", "flow_run", "emit", "events", "keep", "seq", "log_level", "state")
+    __slots__ = ("emit", "events", "flow_run", "keep", "log_level", "seq", "state", "task_run")
 
     def __init__(
         self, call: TaskRunCall, emit: Callable[[TaskRunEvent], None] | None, keep: bool

@@ -140,7 +140,7 @@ class PersistedResult:
     with it, so a downstream run on another worker needs no shared storage to get it.
     """
 
-    __slots__ = ("storage", "key", "serializer", "_value", "_loaded", "_record")
+    __slots__ = ("_loaded", "_record", "_value", "key", "serializer", "storage")
 
     def __init__(
         self,

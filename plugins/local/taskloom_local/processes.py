@@ -77,7 +77,7 @@ def _worker_main(conn: Connection, initializer: bytes, initargs: bytes) -> None:
 
 
 class _Job:
-    __slots__ = ("call", "payload", "future", "upstream", "started", "worker")
+    __slots__ = ("call", "future", "payload", "started", "upstream", "worker")
 
     def __init__(self, call: TaskRunCall, payload: bytes, future: Future[Any]) -> None:
         self.call = call
@@ -89,7 +89,7 @@ class _Job:
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "job")
+    __slots__ = ("conn", "job", "process")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from taskloom.engine import TaskRunCall, run_task_call
@@ -55,6 +56,59 @@ class _PoolRun(Future[Any]):
             self.set_exception(exc)
 
 
+class _Threads:
+    """Worker threads fed from one queue; a new thread starts only when none is idle.
+
+    ThreadPoolExecutor's policy, without its second future and work item per run: each run
+    is already a `_PoolRun`, which is the future the flow waits on.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        self._queue: queue.SimpleQueue[_PoolRun | None] = queue.SimpleQueue()
+        self._max = max_workers
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+
+    def submit(self, run: _PoolRun) -> None:
+        self._queue.put(run)
+        if self._idle.acquire(blocking=False):
+            return
+        with self._lock:
+            if len(self._threads) < self._max:
+                thread = threading.Thread(
+                    target=self._work, name=f"taskloom-task-{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            run = self._queue.get()
+            if run is None:
+                return
+            run._from_pool()
+            del run
+            self._idle.release()
+
+    def shutdown(self, wait: bool, cancel: bool) -> None:
+        if cancel:
+            while True:
+                try:
+                    run = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if run is not None:
+                    run.cancel()
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
 class ConcurrentTaskRunner(TaskRunner):
     """Runs task runs on a pool of threads in the flow's process.
 
@@ -71,16 +125,13 @@ class ConcurrentTaskRunner(TaskRunner):
         if max_workers is not None and max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}.")
         self.max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _Threads | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_workers={self.max_workers!r})"
 
     def __enter__(self) -> ConcurrentTaskRunner:
-        # A huge bound makes ThreadPoolExecutor grow only while no thread is idle.
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.max_workers or 1 << 20, thread_name_prefix="taskloom-task"
-        )
+        self._pool = _Threads(self.max_workers or 1 << 20)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -88,7 +139,7 @@ class ConcurrentTaskRunner(TaskRunner):
             # After an error or an interrupt: cancel what has not started, and do not wait
             # for running tasks (a thread cannot be stopped; it finishes on its own).
             failed = exc_info[0] is not None
-            self._pool.shutdown(wait=not failed, cancel_futures=failed)
+            self._pool.shutdown(wait=not failed, cancel=failed)
             self._pool = None
 
     def duplicate(self) -> ConcurrentTaskRunner:
@@ -98,7 +149,7 @@ class ConcurrentTaskRunner(TaskRunner):
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
         run = _PoolRun(call, upstream_handles(call, _is_native), contextvars.copy_context())
-        self._pool.submit(run._from_pool)
+        self._pool.submit(run)
         return run
 
 
