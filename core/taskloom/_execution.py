@@ -66,7 +66,8 @@ def execute(call: TaskRunCall, parameters: dict[str, Any], hook: Callable[..., A
         if task.is_async:
             invoke: Callable[[], Any] = lambda: _run_coroutine(task._invoke(parameters), task.timeout_seconds)  # noqa: E731
         elif task.timeout_seconds is not None:
-            invoke = lambda: _call_with_timeout(task._invoke, parameters, task.timeout_seconds)  # noqa: E731
+            timeout = task.timeout_seconds
+            invoke = lambda: _call_with_timeout(task._invoke, parameters, timeout)  # noqa: E731
         else:
             invoke = lambda: task._invoke(parameters)  # noqa: E731
         if hook is None:

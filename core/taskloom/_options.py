@@ -76,11 +76,11 @@ def check_hooks(owner: str, option: str, hooks: Any) -> list[Callable[..., Any]]
         return []
     if callable(hooks):
         hooks = [hooks]
-    hooks = list(hooks)
-    for hook in hooks:
+    checked: list[Callable[..., Any]] = list(hooks)
+    for hook in checked:
         if not callable(hook):
             raise TypeError(f"{owner}: every {option} hook must be a function, got {hook!r}.")
-    return hooks
+    return checked
 
 
 def check_run_name(owner: str, template: Any, parameters: Iterable[str], described: str) -> Any:

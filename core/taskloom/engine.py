@@ -102,7 +102,7 @@ class TaskRunCall:
     log_level: int = logging.INFO
     emit: Callable[[TaskRunEvent], None] | None = None
     allow_failure: tuple[bool, ...] = ()
-    defaults: RunDefaults = RunDefaults()
+    defaults: RunDefaults = RunDefaults()  # noqa: RUF009 - an immutable named tuple
     retries_used: int = 0
 
     def __getstate__(self) -> dict[str, Any]:

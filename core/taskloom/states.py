@@ -125,7 +125,8 @@ class State:
             }.get(self.type, RuntimeError)
             return kind(self.message or f"Run ended in state {self!r} without a result.")
         # Only an exception that crossed from a worker lost its frames; give it the text.
-        if self.traceback and exc.__traceback__ is None and not getattr(exc, "__taskloom_note__", False):
+        crossed = exc.__traceback__ is None
+        if self.traceback and crossed and not getattr(exc, "__taskloom_note__", False):
             try:
                 exc.add_note("\nTraceback where the task ran:\n" + self.traceback.rstrip())
                 exc.__taskloom_note__ = True  # type: ignore[attr-defined]

@@ -354,6 +354,23 @@ class Task(Generic[P, R]):
         return futures  # type: ignore[no-any-return]
 
 
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _unknown_options(where: str, name: str, unknown: list[str]) -> str:
+    return (
+        f"{where} got unknown option{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(repr(u) for u in unknown)} for task {name!r}. Options: {', '.join(_OPTIONS)}."
+    )
+
+
 @overload
 def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 @overload
@@ -383,30 +400,13 @@ def task(
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
-def _in_event_loop() -> bool:
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _unknown_options(where: str, name: str, unknown: list[str]) -> str:
-    return (
-        f"{where} got unknown option{'s' if len(unknown) > 1 else ''} "
-        f"{', '.join(repr(u) for u in unknown)} for task {name!r}. Options: {', '.join(_OPTIONS)}."
-    )
-
-
 def task(__fn: Any = None, **options: Any) -> Any:
     """Make a function a task: ``@task`` or ``@task(name=..., retries=2, ...)``."""
     unknown = sorted(set(options) - set(_OPTIONS))
 
     def make(fn: Any) -> Task[Any, Any]:
         if unknown:
-            name = options.get("name") or getattr(fn, "__name__", repr(fn))
+            name = str(options.get("name") or getattr(fn, "__name__", repr(fn)))
             raise TypeError(_unknown_options("@task", name, unknown))
         return Task(fn, **options)
 

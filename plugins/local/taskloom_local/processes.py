@@ -114,7 +114,7 @@ class _Pool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(
+        process = self._context.Process(  # type: ignore[attr-defined]
             target=_worker_main, args=(child, *self._init), name="taskloom-worker", daemon=True
         )
         process.start()
