@@ -159,7 +159,7 @@ def test_plugin_commands_and_json_listing(site: Path, capsys: pytest.CaptureFixt
     assert main(["plugins", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     by_name = {p["name"]: p for p in listing["plugins"]}
-    assert by_name["local"]["provides"]["task_runner"] == ["sequential", "concurrent", "threads"]
+    assert by_name["local"]["provides"]["task_runner"] == ["sequential", "concurrent", "threads", "processes"]
     assert by_name["hello"]["distribution"] == "taskloom-hello"
 
 

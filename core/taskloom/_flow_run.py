@@ -170,7 +170,12 @@ class _Run:
         if self.parent is not None:
             self.parent.logger.info("Created subflow run %r for flow %r", flow_run.name, flow.name)
         else:
-            engine_logger.info("Created flow run %r for flow %r", flow_run.name, flow.name)
+            engine_logger.info(
+                "Created flow run %r for flow %r",
+                flow_run.name,
+                flow.name,
+                extra={"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name},
+            )
         if flow.task_runner is not None and self.settings.sources.get("task_runner") == "cli":
             engine_logger.warning(
                 "Flow %r names its task runner in code; --runner %s is ignored.",

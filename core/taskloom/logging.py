@@ -31,12 +31,10 @@ class MissingContextError(RuntimeError):
 
 def run_prefix(record: logging.LogRecord) -> str:
     """What stands before the message: ``Task run '...'``, ``Flow run '...'`` or the logger."""
-    task_run_name = getattr(record, "task_run_name", None)
-    if task_run_name is not None:
-        return f"Task run {task_run_name!r}"
-    flow_run_name = getattr(record, "flow_run_name", None)
-    if flow_run_name is not None:
-        return f"Flow run {flow_run_name!r}"
+    if record.name == "taskloom.task_runs":
+        return f"Task run {getattr(record, 'task_run_name', '?')!r}"
+    if record.name == "taskloom.flow_runs":
+        return f"Flow run {getattr(record, 'flow_run_name', '?')!r}"
     return record.name
 
 
@@ -136,12 +134,14 @@ def setup_logging(settings: Any) -> int:
             f"got {settings['logging.level']!r} ({settings.sources['logging.level']})."
         )
     sink_names = tuple(settings["logging.sinks"])
+    # Every logging.* setting, a plugin's own included, goes to the sink factories.
     options = {
-        "level": level_name,
-        "file": settings["logging.file"],
-        "json_file": settings["logging.json_file"],
+        key.split(".", 1)[1]: value
+        for key, value in settings.values.items()
+        if key.startswith("logging.") and key not in ("logging.sinks", "logging.level")
     }
-    key = (sink_names, tuple(sorted(options.items())))
+    options["level"] = level_name
+    key = (sink_names, tuple(sorted((k, repr(v)) for k, v in options.items())))
     root = logging.getLogger(ROOT)
     with _setup_lock:
         root.setLevel(level)

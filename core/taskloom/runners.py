@@ -168,7 +168,13 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
         if isinstance(value, str) and (source == "cli" or source.startswith("env ")):
             value = coerce(value, types.get(option), f"Option {option!r} of runner {name!r} ({source})")
         options[option] = value
-    return factory(**options)  # type: ignore[no-any-return]
+    try:
+        return factory(**options)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        where = ", ".join(f"{k} from {src}" for k, (_, src) in settings.runner_options(name).items())
+        raise ConfigError(
+            f"Runner {name!r} refused its options ({where or 'none given'}): {exc}"
+        ) from None
 
 
 _EXTRA_OF_CLASS = {"DaskTaskRunner": "dask", "RayTaskRunner": "ray"}
