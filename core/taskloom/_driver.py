@@ -421,12 +421,7 @@ class _FlowRunDriver:
         ready: list[tuple[TaskRunCall, TaskRunFuture[Any]]] = []
         with self._lock:
             self._pending.discard(future)
-            if state.type is StateType.COMPLETED:
-                self._completed += 1
-            else:
-                self._final_counts[state.type] += 1
-                if self._first_failure is None and state.type in (StateType.FAILED, StateType.CRASHED):
-                    self._first_failure = (future.task_run.name, state)
+            self._count(future.task_run.name, state)
             if self._limits is not None:
                 tags = self._limits.limited(future.task_run.tags)
                 if tags:
@@ -437,12 +432,16 @@ class _FlowRunDriver:
     def record_subflow(self, name: str, state: State) -> None:
         """A child flow run counts in this flow run's final state like a task run."""
         with self._lock:
-            if state.type is StateType.COMPLETED:
-                self._completed += 1
-            else:
-                self._final_counts[state.type] += 1
-                if self._first_failure is None and state.type in (StateType.FAILED, StateType.CRASHED):
-                    self._first_failure = (f"subflow {name}", state)
+            self._count(f"subflow {name}", state)
+
+    def _count(self, name: str, state: State) -> None:
+        """Count a final state for the flow's own; the caller holds the lock."""
+        if state.type is StateType.COMPLETED:
+            self._completed += 1
+            return
+        self._final_counts[state.type] += 1
+        if self._first_failure is None and state.type in (StateType.FAILED, StateType.CRASHED):
+            self._first_failure = (name, state)
 
     def _log_task(self, task_run: TaskRun, level: int, message: str) -> None:
         if level < self.log_level:

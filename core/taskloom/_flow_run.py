@@ -266,6 +266,14 @@ def _interrupted(driver: _FlowRunDriver, exc: BaseException) -> State:
     return Cancelled(f"Flow run was cancelled: {type(exc).__name__}{f' ({exc})' if str(exc) else ''}.")
 
 
+def _timed_out(run: _Run, driver: _FlowRunDriver) -> State:
+    driver.cancel_pending()
+    driver.runner.__exit__(TimeoutError, None, None)
+    message = f"Flow run exceeded timeout of {run.flow.timeout_seconds:g} second(s)"
+    driver.logger.error(message)
+    return TimedOut(message, exception=TimeoutError(message))
+
+
 def _error_log(driver: _FlowRunDriver, error: BaseException | None) -> None:
     if error is not None:
         driver.logger.error(
@@ -306,11 +314,7 @@ def _attempt(run: _Run, driver: _FlowRunDriver) -> tuple[State, BaseException | 
         try:
             value = _call_body(run, driver)
         except _FlowTimeout:
-            driver.cancel_pending()
-            driver.runner.__exit__(TimeoutError, None, None)
-            message = f"Flow run exceeded timeout of {run.flow.timeout_seconds:g} second(s)"
-            driver.logger.error(message)
-            return TimedOut(message, exception=TimeoutError(message)), None
+            return _timed_out(run, driver), None
         except Exception as exc:
             error = exc
         driver.wait_all()
@@ -378,11 +382,7 @@ async def _attempt_async(run: _Run, driver: _FlowRunDriver) -> tuple[State, Base
                 value = await run.flow._invoke(run.parameters)
         except TimeoutError as exc:
             if timeout is not None and exc.__cause__ is None and isinstance(exc.__context__, asyncio.CancelledError):
-                driver.cancel_pending()
-                driver.runner.__exit__(TimeoutError, None, None)
-                message = f"Flow run exceeded timeout of {timeout:g} second(s)"
-                driver.logger.error(message)
-                return TimedOut(message, exception=TimeoutError(message)), None
+                return _timed_out(run, driver), None
             error = exc
         except Exception as exc:
             error = exc
