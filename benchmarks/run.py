@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
-import importlib.util
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import sys

@@ -140,5 +140,5 @@ def test_concurrency_limits_and_logging_level_from_file(in_tmp: Path) -> None:
 
 def test_invalid_toml_is_one_clear_error(in_tmp: Path) -> None:
     (in_tmp / "taskloom.toml").write_text("task_runner = \n")
-    with pytest.raises(ConfigError, match="taskloom.toml is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"taskloom.toml is not valid TOML"):
         load_settings()

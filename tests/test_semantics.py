@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import os
 import signal
 import subprocess
@@ -108,7 +109,7 @@ def test_retry_delays_and_condition(run_logs: Any) -> None:
     state = retrying()["state"]
     assert state.is_failed() and isinstance(state.exception, KeyError)
     assert len(attempts) == 3, "the KeyError on the third attempt is not retried"
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2
     assert sum("Received non-final state 'AwaitingRetry' when proposing final state 'Failed'" in m for m in run_logs.messages()) == 2
 
