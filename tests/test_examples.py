@@ -90,6 +90,8 @@ def _examples() -> list[Any]:
 @pytest.mark.parametrize("path", _examples())
 def test_example_runs(path: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    # A private Ray otherwise writes ~/.ray/auth_token, which later `ray start`s pick up.
+    env.setdefault("RAY_AUTH_MODE", "disabled")
     proc = subprocess.run(
         [sys.executable, str(path)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
     )

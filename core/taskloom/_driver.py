@@ -8,6 +8,7 @@ for the flow's own final state.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -205,6 +206,10 @@ class _FlowRunDriver:
             task_run, self._light_flow_run, task, parameters, upstream, names,
             self.log_level, future._emit, allow, self.defaults,
         )
+        if self._limits is not None or task.retries:
+            # A run handed over later (a freed tag slot, a crash retry) is submitted from
+            # another thread; it must still see the submitter's context (remote_options...).
+            future._context = contextvars.copy_context()
         if self.log_level <= logging.INFO:
             self.logger.info("Created task run %r for task %r", task_run.name, task.name)
         if self._created_hook is not None:
@@ -245,7 +250,8 @@ class _FlowRunDriver:
 
     def _hand_over(self, call: TaskRunCall, future: TaskRunFuture[Any]) -> None:
         try:
-            native = self.runner.submit(call)
+            context = future._context
+            native = self.runner.submit(call) if context is None else context.run(self.runner.submit, call)
         except Exception as exc:
             self._submit_failed(call, future, exc)
         else:

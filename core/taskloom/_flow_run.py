@@ -149,7 +149,7 @@ class _Run:
             result_storage=settings["results.storage"],
             result_path=settings["results.path"],
             result_serializer=settings["results.serializer"],
-            log_prints=bool(flow.log_prints),
+            log_prints=flow.log_prints,
         )
         self.hook = plugins.get_plugin_manager().hook
 

@@ -66,7 +66,7 @@ class RunDefaults(NamedTuple):
     result_storage: str = "local-file"
     result_path: str | None = ".taskloom/storage"
     result_serializer: str = "pickle"
-    log_prints: bool = False
+    log_prints: bool | None = None  # the flow's setting: None when it gives none
 
 
 class _Upstream:

@@ -63,6 +63,7 @@ class TaskRunFuture(Generic[T]):
     __slots__ = (
         "_call",
         "_callbacks",
+        "_context",
         "_driver",
         "_event",
         "_final",
@@ -82,6 +83,7 @@ class TaskRunFuture(Generic[T]):
         self._driver = driver
         self._seq = 0  # the last event number the driver handled; it drops repeats
         self._call: Any = None  # kept until final, so the driver can retry a crash
+        self._context: Any = None  # the submitter's context, for a hand-over made later
 
     def __repr__(self) -> str:
         return f"TaskRunFuture({self.task_run.name!r}, state={self.state!r})"

@@ -59,7 +59,19 @@ class CancelledRun(Exception):
     """Raised by ``result()`` of a run that was cancelled before it finished."""
 
 
-_NO_DATA: Any = attrs.make_class("_NoData", [], repr=False)()
+class _NoData:
+    """The `data` of a state that has none; one per process, even after a pickle round trip."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_NO_DATA"
+
+    def __repr__(self) -> str:
+        return "<no data>"
+
+
+_NO_DATA: Any = _NoData()
 
 
 @attrs.frozen(repr=False, eq=False)

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["RayNotInstalledError", "RayConnectionError", "RaySession", "import_ray", "open_session"]
+__all__ = ["RayConnectionError", "RayNotInstalledError", "RaySession", "import_ray", "open_session"]
 
 logger = logging.getLogger("taskloom.task_runner.ray")
 
@@ -145,7 +145,7 @@ def _current_address(ray: ModuleType) -> str:
     try:
         from ray.util.client import ray as client
 
-        if client.is_connected():
+        if client.is_connected():  # type: ignore[no-untyped-call]
             return "ray://" + str(getattr(client, "_addr", "?") or "?")
     except Exception:
         pass
@@ -245,6 +245,8 @@ def open_session(
         text = str(exc).strip()
         raise RayConnectionError(
             f"Could not connect to the Ray instance at {address} "
-            f"({type(exc).__name__}: {text.splitlines()[0] if text else '-'})."
+            f"({type(exc).__name__}: {text.splitlines()[0] if text else '-'}): if that cluster "
+            "uses token authentication, give this process its token (RAY_AUTH_MODE=token and "
+            "RAY_AUTH_TOKEN, or ~/.ray/auth_token)."
         ) from exc
     return RaySession(ray, target, owned=True, auth_mode_before=auth_before)

@@ -2,7 +2,9 @@
 
 It has the `concurrent.futures.Future` shape the core follows (``result``, ``done``,
 ``add_done_callback``) and keeps the ``ObjectRef`` itself, so a downstream submit passes the
-ref to Ray, which resolves it on the worker.
+ref to Ray, which resolves it on the worker. It follows the ref with Ray's completion
+callback rather than ``ObjectRef.future()``: no condition variable per run, and the pickled
+outcome is loaded once, when first asked for.
 
 When Ray reports an error instead of an outcome, the engine did not finish on the worker
 (`run_task_call` never raises for a task's own errors). Two cases are told apart:
@@ -15,13 +17,29 @@ When Ray reports an error instead of an outcome, the engine did not finish on th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from typing import Any
 
 from taskloom.engine import TaskRunCall, TaskRunOutcome, run_task_call
 from taskloom.states import Completed, Crashed, State
 
+from ._wire import loads
+
 __all__ = ["RayTaskFuture", "RayWorkerError"]
+
+# Guards the hand-over between Ray's callback thread and a thread that starts waiting.
+_lock = threading.Lock()
+_PENDING = object()
+
+
+def _is_cancelled(exc: BaseException) -> bool:
+    from ray import exceptions as rex
+
+    return isinstance(exc, rex.TaskCancelledError) or (
+        isinstance(exc, rex.RayTaskError) and isinstance(exc.cause, rex.TaskCancelledError)
+    )
 
 
 class RayWorkerError(RuntimeError):
@@ -29,8 +47,7 @@ class RayWorkerError(RuntimeError):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
+    for line in str(exc).strip().splitlines():
         line = line.strip()
         if line and not line.startswith("ray::") and set(line) != {"^"}:
             return line
@@ -41,71 +58,133 @@ def describe(exc: BaseException, run_name: str, task_name: str) -> RayWorkerErro
     """One sentence for a Ray error in place of an outcome."""
     from ray import exceptions as rex
 
+    cause: BaseException | None = None
     if isinstance(exc, rex.RayTaskError):
         cause = exc.cause
-        if isinstance(cause, (ImportError, AttributeError)):
-            return RayWorkerError(
-                f"Ray workers could not load task {task_name!r} ({type(cause).__name__}: "
-                f"{cause}): install its module on the workers, or ship it with "
-                "runtime_env={'py_modules': [...]} or {'working_dir': ...}."
-            )
+    elif isinstance(exc, rex.RaySystemError) and isinstance(exc.client_exc, BaseException):
+        cause = exc.client_exc
+    text = _first_line(cause if cause is not None else exc)
+    if isinstance(cause, ImportError) or "No module named" in text:
         return RayWorkerError(
-            f"Ray could not return the outcome of task run {run_name!r} from its worker "
-            f"({type(cause).__name__}: {_first_line(cause) if cause else _first_line(exc)}); "
-            "return a picklable value."
+            f"Ray workers could not load task {task_name!r} ({text}): install its module on "
+            "the workers, or ship it with runtime_env={'working_dir': ...} or "
+            "{'py_modules': [...]}."
         )
+    if isinstance(exc, (rex.RayTaskError, rex.RaySystemError)):
+        return RayWorkerError(f"Ray could not return the outcome of task run {run_name!r}: {text}.")
     return RayWorkerError(
         f"The Ray worker running task run {run_name!r} was lost before it finished "
-        f"({type(exc).__name__}: {_first_line(exc)})."
+        f"({type(exc).__name__}: {text})."
     )
 
 
 class RayTaskFuture:
     """A concurrent.futures-shaped handle on the `TaskRunOutcome` behind one ``ObjectRef``."""
 
-    __slots__ = ("ref", "_future", "_task_run", "_light_call", "_upstream", "_outcome")
+    __slots__ = (
+        "_call",
+        "_callbacks",
+        "_data",
+        "_event",
+        "_outcome",
+        "_task_run",
+        "_upstream",
+        "ref",
+    )
 
     def __init__(self, ref: Any, call: TaskRunCall, upstream: tuple[Any, ...] = ()) -> None:
         self.ref = ref
-        self._future = ref.future()
+        self._data: Any = _PENDING  # the pickled outcome, or the error Ray reported
+        self._callbacks: list[Callable[[RayTaskFuture], object]] = []
+        self._event: threading.Event | None = None
+        self._outcome: TaskRunOutcome | None = None
         self._task_run = call.task_run
-        # Kept for the NotReady case only, without the run's parameters.
-        self._upstream = upstream  # RayTaskFuture or State, in the call's upstream order
-        self._light_call: TaskRunCall | None = None
+        # For the NotReady case only: the upstream handles (or states), and the run's
+        # identity without its parameters.
+        self._upstream = upstream
+        self._call: TaskRunCall | None = None
         if upstream:
-            self._light_call = TaskRunCall(
+            self._call = TaskRunCall(
                 call.task_run, call.flow_run, call.task, {}, (), call.upstream_names, call.log_level
             )
-        self._outcome: TaskRunOutcome | None = None
+        ref._on_completed(self._completed)
 
     def __repr__(self) -> str:
         return f"RayTaskFuture({self._task_run.name!r}, done={self.done()})"
 
+    # -- fed by Ray -------------------------------------------------------------------------
+
+    def _completed(self, data: Any) -> None:
+        if not isinstance(data, BaseException):
+            self._upstream, self._call = (), None  # only a failed run looks upstream
+        with _lock:
+            self._data = data
+            callbacks, self._callbacks = self._callbacks, []
+            event = self._event
+        if event is not None:
+            event.set()
+        for fn in callbacks:
+            fn(self)
+
+    # -- the concurrent.futures shape ---------------------------------------------------------
+
     def done(self) -> bool:
-        return bool(self._future.done())
+        return self._data is not _PENDING
 
     def add_done_callback(self, fn: Callable[[RayTaskFuture], object]) -> None:
-        self._future.add_done_callback(lambda _: fn(self))
+        with _lock:
+            if self._data is _PENDING:
+                self._callbacks.append(fn)
+                return
+        fn(self)
 
     def result(self, timeout: float | None = None) -> TaskRunOutcome:
-        try:
-            return self._future.result(timeout)  # type: ignore[no-any-return]
-        except TimeoutError:
-            raise
-        except Exception as exc:
-            if self._outcome is None:
-                self._outcome = self._not_ready()
-            if self._outcome is None:
-                raise describe(exc, self._task_run.name, self._task_run.task_name) from exc
+        if self._outcome is not None:
             return self._outcome
+        if self._data is _PENDING and not self._wait(timeout):
+            raise TimeoutError(f"Task run {self._task_run.name!r} is still running on Ray.")
+        data = self._data
+        if not isinstance(data, BaseException):
+            outcome: TaskRunOutcome = loads(data)
+            self._outcome = outcome
+            self._data = None  # keep one copy of the result, not two
+            return outcome
+        not_ready = self._not_ready()
+        if not_ready is None:
+            if _is_cancelled(data):
+                raise CancelledError(f"Task run {self._task_run.name!r} was cancelled on Ray.")
+            raise describe(data, self._task_run.name, self._task_run.task_name) from data
+        self._outcome = not_ready
+        return not_ready
+
+    def cancel(self) -> bool:
+        """Ask Ray to stop the run (the core calls it when the flow run is interrupted)."""
+        if self.done():
+            return False
+        import ray
+
+        try:
+            ray.cancel(self.ref)
+        except Exception:
+            return False
+        return True
+
+    def _wait(self, timeout: float | None) -> bool:
+        with _lock:
+            if self._data is not _PENDING:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def failed(self) -> bool:
         """Whether Ray reported an error instead of an outcome (False until done)."""
-        return self.done() and self._future.exception() is not None
+        return isinstance(self._data, BaseException)
 
     def _not_ready(self) -> TaskRunOutcome | None:
         """The engine's outcome for this run when an upstream run was lost, else None."""
-        if self._light_call is None:
+        if self._call is None:
             return None
         states: list[State] = []
         lost = False
@@ -116,9 +195,9 @@ class RayTaskFuture:
                 lost = True
                 states.append(Crashed("Its Ray worker was lost."))
             elif handle.done():
-                states.append(handle._future.result().state)
+                states.append(handle.result().state)
             else:
                 states.append(Completed())  # not reached: an earlier upstream decides
         if not lost:
             return None
-        return run_task_call(self._light_call, *states)
+        return run_task_call(self._call, *states)

@@ -20,7 +20,7 @@ def _dumps(value: Any) -> BaseException | None:
     from ray import cloudpickle
 
     try:
-        cloudpickle.dumps(value)
+        cloudpickle.dumps(value)  # type: ignore[no-untyped-call]
     except Exception as exc:  # what pickling raises varies: TypeError, PicklingError, ...
         return exc
     return None

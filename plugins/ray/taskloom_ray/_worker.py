@@ -1,47 +1,49 @@
-"""What runs on a Ray worker: the engine's `run_task_call`, and prints turned into run logs.
+"""What runs on a Ray worker: the engine's `run_task_call` over a pickled call.
 
-Ray resolves the upstream ``ObjectRef`` arguments to their `TaskRunOutcome` on the worker
-before the call, so results move from worker to worker without passing through the flow's
-process. The call's states and log records come back inside the returned outcome, and the
-driver replays them in order.
+The call arrives pickled by the driver (see `_wire`); Ray resolves the upstream ``ObjectRef``
+arguments to their pickled `TaskRunOutcome` on the worker before the call, so results move
+from worker to worker without passing through the flow's process. The outcome, carrying the
+run's states and log records, goes back pickled the same way, and the driver replays it.
 
-Ray forwards a worker's stdout to the driver as ``(print_values pid=4242) AAAA``. With
-``capture_prints`` (the runner's default), a ``print()`` to stdout made inside a task run
-becomes an INFO line of that run instead, shown in the flow's console in taskloom's format
-with the run's name, in order with the run's other logs. Prints outside a task run (another
-thread, import time) are left to Ray.
+Prints: Ray forwards a worker's stdout to the driver as ``(print_values pid=4242) AAAA``,
+outside taskloom's format and order. With the runner's ``capture_prints`` (the default), a
+task that does not set ``log_prints`` itself runs with it on (the encoder sets it in the
+call's run defaults), so its ``print()`` lines become INFO lines of its run, shown in the
+flow's console with the run's name, by the engine's own ``log_prints``.
 """
 
 from __future__ import annotations
 
-import builtins
-import sys
 from typing import Any
 
-from taskloom import get_run_logger, get_task_run
-from taskloom.engine import TaskRunCall, TaskRunOutcome, run_task_call
+from taskloom.engine import run_task_call
 
-__all__ = ["run_call", "run_call_capturing_prints"]
+from ._wire import decode_call, dumps, loads
 
-_builtin_print = builtins.print
-
-
-def _print_as_log(
-    *values: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
-) -> None:
-    if (file is None or file is sys.stdout) and get_task_run() is not None:
-        get_run_logger().info((" " if sep is None else sep).join(map(str, values)))
-        return
-    _builtin_print(*values, sep=sep, end=end, file=file, flush=flush)
+__all__ = ["run_call", "run_call_alone"]
 
 
-def run_call(call: TaskRunCall, *upstream: Any) -> TaskRunOutcome:
-    """Run one task run on this worker; ``upstream`` are the outcomes Ray resolved."""
-    return run_task_call(call, *upstream)
+def _run(data: bytes, upstream: tuple[Any, ...]) -> bytes:
+    call = decode_call(data)
+    outcome = run_task_call(call, *[loads(u) if type(u) is bytes else u for u in upstream])
+    try:
+        return dumps(outcome)
+    except Exception as exc:
+        raise TypeError(
+            f"the result of task run {call.task_run.name!r} cannot be pickled to send it "
+            f"back ({type(exc).__name__}: {exc})"
+        ) from None
 
 
-def run_call_capturing_prints(call: TaskRunCall, *upstream: Any) -> TaskRunOutcome:
-    """`run_call`, with ``print()`` inside task runs logged as the run's INFO lines."""
-    if builtins.print is not _print_as_log:
-        builtins.print = _print_as_log  # this process is a Ray worker of the flow's job
-    return run_task_call(call, *upstream)
+def run_call(data: bytes, *upstream: Any) -> bytes:
+    """Run one pickled call here (see `_wire`); ``upstream`` are the outcomes Ray resolved."""
+    return _run(data, upstream)
+
+
+def run_call_alone(data: bytes, *upstream: Any) -> bytes:
+    """`run_call` for a worker process that Ray ends after the call (``max_calls=1``).
+
+    Used for tasks with a ``timeout_seconds``: the engine reports TimedOut at the timeout and
+    abandons the task's thread, which may still be busy; ending the process stops that work.
+    """
+    return _run(data, upstream)

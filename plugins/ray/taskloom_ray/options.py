@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["remote_options", "current_remote_options"]
+__all__ = ["current_remote_options", "remote_options"]
 
 _EMPTY: Mapping[str, Any] = {}
 _current: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(

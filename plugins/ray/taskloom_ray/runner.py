@@ -8,20 +8,20 @@ run's states and logs back to the flow's process, which replays them.
 
 from __future__ import annotations
 
-import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from taskloom.context import TaskRun
 from taskloom.engine import TaskRunCall
-from taskloom.runners import TaskRunner, upstream_handles
+from taskloom.runners import NativeFuture, TaskRunner, upstream_handles
 
 from ._connect import RaySession, open_session
 from ._handles import RayTaskFuture
+from ._wire import CallEncoder
 from .options import current_remote_options
 
 __all__ = ["RayTaskRunner"]
-
-logger = logging.getLogger("taskloom.task_runner.ray")
 
 
 def _is_native(native: Any) -> bool:
@@ -67,13 +67,20 @@ class RayTaskRunner(TaskRunner):
         capture_prints: bool = True,
         connect_timeout: float = 10.0,
     ) -> None:
-        self.address = address or None
+        self.address = None if address in (None, "", "local") else address
         self.init_kwargs: dict[str, Any] = dict(init_kwargs or {})
         self.capture_prints = capture_prints
         self.connect_timeout = connect_timeout
         self._session: RaySession | None = None
-        self._remote: Any = None
+        self._remote: Any = None  # the remote function of task runs
+        self._remote_alone: Any = None  # the same, in a worker process ended after the run
         self._with_options: dict[Any, Any] = {}
+        self._encoder = CallEncoder(capture_prints)
+        # remote_options in force when a run was first submitted, for its crash retries
+        # (the engine re-submits them from a timer thread, outside the `with` block).
+        self._block_options: weakref.WeakKeyDictionary[TaskRun, Mapping[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(address={self.address!r}, init_kwargs={self.init_kwargs!r})"
@@ -92,9 +99,12 @@ class RayTaskRunner(TaskRunner):
         session = open_session(self.address, self.init_kwargs, self.connect_timeout)
         from . import _worker
 
-        fn = _worker.run_call_capturing_prints if self.capture_prints else _worker.run_call
+        ray = session.ray
         try:
-            self._remote = session.ray.remote(fn)
+            # max_retries=0: a lost worker is reported at once, and the engine's own retries
+            # (the task's `retries`) decide what happens next, with their states and logs.
+            self._remote = ray.remote(max_retries=0)(_worker.run_call)
+            self._remote_alone = ray.remote(max_retries=0, max_calls=1)(_worker.run_call_alone)
         except BaseException:
             session.close()
             raise
@@ -103,8 +113,9 @@ class RayTaskRunner(TaskRunner):
 
     def __exit__(self, *exc_info: object) -> None:
         session, self._session = self._session, None
-        self._remote = None
+        self._remote = self._remote_alone = None
         self._with_options.clear()
+        self._encoder = CallEncoder(self.capture_prints)
         if session is not None:
             session.close()
 
@@ -112,24 +123,26 @@ class RayTaskRunner(TaskRunner):
 
     def _remote_for(self, call: TaskRunCall) -> Any:
         """The remote function with this run's Ray options (cached per distinct options)."""
-        remote = self._remote
+        alone = call.task.timeout_seconds is not None
+        remote = self._remote_alone if alone else self._remote
         if remote is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
         extra = current_remote_options()
+        if extra:
+            self._block_options[call.task_run] = extra
+        elif call.retries_used:
+            extra = self._block_options.get(call.task_run, extra)
         own = call.task_run.runner_options
         if not extra and not own:
             return remote
         options = {**extra, **own} if extra else own
-        key = _freeze(options)
+        key = (alone, _freeze(options))
         cached = self._with_options.get(key)
         if cached is None:
             try:
                 cached = remote.options(**options)
             except (ValueError, TypeError) as exc:
-                raise ValueError(
-                    f"Task {call.task.name!r} has Ray options that Ray refuses ({exc}): fix its "
-                    "runner_options or the remote_options(...) around its submit."
-                ) from None
+                raise ValueError(_options_error(call, options, exc)) from None
             self._with_options[key] = cached
         return cached
 
@@ -142,19 +155,35 @@ class RayTaskRunner(TaskRunner):
         else:
             args = []
         try:
-            ref = remote.remote(call, *args)
+            ref = remote.remote(self._encoder.encode(call), *args)
         except Exception as exc:
             raise _submit_error(call, exc) from None
         return RayTaskFuture(ref, call, upstream)
 
-    def map(self, calls: Sequence[TaskRunCall]) -> list[RayTaskFuture]:
+    def map(self, calls: Sequence[TaskRunCall]) -> list[NativeFuture]:
         """Submit every call without waiting: each ``.remote()`` returns at once."""
         submit = self.submit
         return [submit(call) for call in calls]
 
 
+def _options_error(call: TaskRunCall, options: Mapping[str, Any], exc: Exception) -> str:
+    """Ray's refusal of ``.options(...)`` as one sentence naming the task and the option."""
+    text = str(exc)
+    unknown = [name for name in options if f"keyword {name} " in text or f"'{name}'" in text]
+    if unknown:
+        return (
+            f"Task {call.task.name!r} has the runner option {unknown[0]!r}, which Ray does not "
+            "accept: fix its runner_options or the remote_options(...) around its submit."
+        )
+    first = text.split(". ")[0].strip().rstrip(".")
+    return (
+        f"Task {call.task.name!r} has Ray options that Ray refuses ({first}): fix its "
+        "runner_options or the remote_options(...) around its submit."
+    )
+
+
 def _submit_error(call: TaskRunCall, exc: Exception) -> Exception:
-    """Ray's refusal of a call as one sentence naming the task (pickling) or Ray's first line."""
+    """A call that cannot be pickled, as one sentence naming the task and the culprit."""
     from ._pickling import unpicklable_message
 
     message = unpicklable_message(call, exc)
@@ -162,4 +191,4 @@ def _submit_error(call: TaskRunCall, exc: Exception) -> Exception:
         return TypeError(message)
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
-    return RuntimeError(f"Ray refused task {call.task.name!r} ({type(exc).__name__}: {first}).")
+    return TypeError(f"Task {call.task.name!r} cannot be sent to Ray workers ({first}).")
