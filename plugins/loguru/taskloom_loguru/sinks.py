@@ -24,8 +24,8 @@ _RUN_FIELDS = ("flow_run_id", "flow_run_name", "task_run_id", "task_run_name")
 
 def _private_logger() -> Any:
     # An independent loguru logger: loguru.logger.add/remove by the user do not touch it.
-    return Logger(
-        core=Core(),
+    return Logger(  # type: ignore[no-untyped-call]
+        core=Core(),  # type: ignore[no-untyped-call]
         exception=None,
         depth=0,
         record=False,
@@ -66,7 +66,7 @@ class LoguruHandler(logging.Handler):
                 message += "\n" + record.exc_text.rstrip()
             created = datetime.fromtimestamp(record.created, tz=UTC).astimezone()
             clock = created.strftime("%H:%M:%S.") + f"{int(record.msecs):03d}"
-            extra = {"prefix": run_prefix(record), "logger": record.name, "clock": clock}
+            extra: dict[str, Any] = {"prefix": run_prefix(record), "logger": record.name, "clock": clock}
             for field in _RUN_FIELDS:
                 extra[field] = getattr(record, field, None)
             extra["json"] = self._json(record, created, message, extra)
