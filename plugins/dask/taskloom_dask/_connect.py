@@ -103,7 +103,7 @@ def start_cluster(
     try:
         if adapt_kwargs is not None:
             cluster.adapt(**adapt_kwargs)
-        client = Client(cluster, **client_kwargs)
+        client = Client(cluster, **client_kwargs)  # type: ignore[no-untyped-call]
     except BaseException:
         cluster.close()
         raise
@@ -120,7 +120,7 @@ def connect(address: str, client_kwargs: dict[str, Any]) -> Any:
     timeout = client_kwargs.get("timeout") or dask.config.get("distributed.comm.timeouts.connect")
     seconds = dask.utils.parse_timedelta(timeout, "s")
     try:
-        client = Client(address, **client_kwargs)
+        client = Client(address, **client_kwargs)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError, ValueError) as exc:
         raise DaskConnectionError(
             f"Could not connect to the Dask scheduler at {address} within {seconds:g} s "

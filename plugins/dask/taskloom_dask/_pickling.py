@@ -1,12 +1,14 @@
-"""Naming what cannot be pickled, so a task run that cannot reach a worker says why in one line.
+"""Pickling task-run calls for the trip to a worker, and naming what does not pickle.
 
-Only called after Dask failed to serialize a call: the happy path pickles once, in Dask.
+A call travels to Dask as bytes, pickled once here: the scheduler passes bytes on without
+unpickling and pickling the call again (and without importing the user's modules), and a call
+that does not pickle fails here, in the flow's thread, with one sentence naming the task and
+the type of the value, instead of Dask's tracebacks.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ def _type_name(value: Any) -> str:
 
 
 def _pickles(value: Any) -> bool:
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     try:
         cloudpickle.dumps(value)
@@ -86,22 +88,27 @@ def unpicklable_message(call: TaskRunCall) -> str | None:
     return None
 
 
-class QuietSerializationErrors(logging.Filter):
-    """Drops distributed's own multi-traceback log of a failed pickle, in the submitting thread.
+def dumps_call(call: TaskRunCall) -> bytes:
+    """The call as bytes; by value (cloudpickle) when it holds code from a script."""
+    try:
+        blob = pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+        if b"__main__" not in blob:
+            return blob
+    except Exception:
+        pass
+    import cloudpickle  # type: ignore[import-untyped]
 
-    The runner turns that failure into one clear sentence on the task run; Dask's log would
-    bury it under three tracebacks.
-    """
+    try:
+        return cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as exc:
+        message = unpicklable_message(call)
+        if message is None:
+            message = (
+                f"Task {call.task.name!r} cannot be sent to the Dask workers because its call "
+                f"does not pickle ({type(exc).__name__}: {exc})."
+            )
+        raise TypeError(message) from exc
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._local = threading.local()
 
-    def active(self) -> bool:
-        return getattr(self._local, "active", False)
-
-    def set_active(self, active: bool) -> None:
-        self._local.active = active
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not self.active()
+def loads_call(blob: bytes) -> TaskRunCall:
+    return pickle.loads(blob)  # type: ignore[no-any-return]

@@ -15,7 +15,9 @@ import threading
 import time
 from typing import Any
 
-from taskloom.engine import TaskRunCall, TaskRunEvent, TaskRunOutcome, run_task_call
+from taskloom.engine import TaskRunEvent, TaskRunOutcome, run_task_call
+
+from ._pickling import loads_call
 
 #: The one Dask event topic taskloom publishes on. One fixed name keeps the scheduler's event
 #: log bounded (Dask keeps each topic's recent events); drivers pick theirs by ``to``.
@@ -45,7 +47,8 @@ class _Outbox:
                     target=self._flush_forever, name="taskloom-events", daemon=True
                 )
                 self._thread.start()
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     def discard(self, run_id: str) -> None:
         """Forget a finished run's pending events: its outcome carries them all."""
@@ -72,15 +75,32 @@ class _Outbox:
             try:
                 payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
                 worker.log_event(TOPIC, {"to": token, "events": payload})
-            except Exception:  # noqa: S110 - best effort: the outcome carries every event
+            except Exception:
                 pass
 
 
 _outbox = _Outbox()
 
 
-def run_on_worker(call: TaskRunCall, token: str, *upstream: Any) -> TaskRunOutcome:
-    """Run one task run on this worker; ``upstream`` are the outcomes Dask resolved here."""
+def _register_sizeof() -> None:
+    """Tell Dask an outcome's size is its result's: walking its events costs more than the task.
+
+    Dask measures every result it keeps (for memory limits and spilling); without this it
+    walks the outcome's states and log records, about as long as running a small task.
+    """
+    from dask.sizeof import sizeof
+
+    @sizeof.register(TaskRunOutcome)  # type: ignore[misc, no-untyped-call, untyped-decorator]
+    def _outcome_size(outcome: TaskRunOutcome) -> int:
+        return 1000 + int(sizeof(outcome.state.data))
+
+
+_register_sizeof()
+
+
+def run_on_worker(blob: bytes, token: str, *upstream: Any) -> TaskRunOutcome:
+    """Run one pickled task run on this worker; ``upstream`` are the outcomes Dask resolved."""
+    call = loads_call(blob)
     try:
         from distributed import get_worker
 

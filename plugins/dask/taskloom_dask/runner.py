@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskloom.engine import TaskRunCall
 from taskloom.runners import TaskRunner
 
-from ._connect import connect, start_cluster
-from ._session import RunHandle, Session
+if TYPE_CHECKING:
+    from taskloom.engine import TaskRunCall
+
+    from ._handles import RunHandle
+    from ._session import Session
 
 __all__ = ["DaskTaskRunner"]
 
@@ -119,6 +121,9 @@ class DaskTaskRunner(TaskRunner):
     def __enter__(self) -> DaskTaskRunner:
         if self._session is not None:
             raise RuntimeError(f"{self!r} is already started; use duplicate() for another run.")
+        from ._connect import connect, start_cluster
+        from ._session import Session
+
         # Our client is not made the process's default Dask client, unless asked.
         client_kwargs = {"set_as_default": False, **(self.client_kwargs or {})}
         if self.address:

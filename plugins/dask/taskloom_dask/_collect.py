@@ -1,0 +1,153 @@
+"""The collector: one thread per started runner that settles handles as Dask tasks finish.
+
+Dask tells the client when a task is done; its handle is queued here, and the collector
+fetches the outcomes of everything queued meanwhile with one ``gather``. While more runs are
+in flight it waits `LINGER_SECONDS` first, so a fan-out of thousands of runs costs a few dozen
+round trips, not one per run; a lone run is fetched at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from taskloom.states import Failed
+
+from ._handles import GONE, RunHandle, driver_outcome
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+_STOP = object()
+MAX_BATCH = 2000
+LINGER_SECONDS = 0.02
+
+
+class Collector:
+    """Settles the handles of one session, in batches, on its own thread."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name="taskloom-dask-collector", daemon=True
+        )
+        self._thread.start()
+
+    def put(self, handle: RunHandle) -> None:
+        """Called (on Dask's callback thread) when the handle's Dask future is done."""
+        self._queue.put(handle)
+
+    def stop(self, timeout: float = 30) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            stop = self._drain(batch)
+            if not stop and self._session.in_flight() > len(batch):
+                time.sleep(LINGER_SECONDS)  # more runs are on their way: take them in one go
+                stop = self._drain(batch)
+            try:
+                self._settle_batch(batch)
+            except Exception as exc:  # never leave a run unsettled
+                for handle in batch:
+                    self._session.finish(handle, exception=exc)
+            if stop:
+                return
+
+    def _drain(self, batch: list[Any]) -> bool:
+        """Move what is queued into ``batch``; return whether the stop mark came."""
+        while len(batch) < MAX_BATCH:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if more is _STOP:
+                return True
+            batch.append(more)
+        return False
+
+    def _settle_batch(self, batch: list[RunHandle]) -> None:
+        finished = [h for h in batch if h.dask_future.status == "finished"]
+        others = [h for h in batch if h.dask_future.status != "finished"]
+        if finished:
+            try:
+                outcomes = self._session.client.gather([h.dask_future for h in finished])
+            except Exception:
+                others = finished + others  # find the one that failed, one by one
+            else:
+                for handle, outcome in zip(finished, outcomes, strict=True):
+                    self._session.finish(handle, outcome=outcome)
+        for handle in others:
+            self._settle_one(handle)
+
+    def _settle_one(self, handle: RunHandle) -> None:
+        future = handle.dask_future
+        status = future.status
+        if status == "lost":
+            # Its data was lost with a worker; Dask computes it again. Wait aside for that.
+            threading.Thread(target=self._when_found, args=(handle,), daemon=True).start()
+            return
+        try:
+            # "finished", "error" or "cancelled": result() returns or raises at once, except
+            # that a finished one fetches its data.
+            outcome = future.result()
+        except BaseException as exc:
+            if status == "finished":
+                self._session.finish(handle, outcome=_unsendable(handle, exc))
+            elif handle.call is not None and any(
+                u.dask_future is not None and u.dask_future.status in GONE for u in handle.upstream
+            ):
+                # Dask never ran it: an input's Dask task failed (its worker died). When those
+                # runs are final (the flow may retry them), send it again with their final
+                # handles or states: the engine then decides, as on any runner.
+                self._after_upstream(handle)
+            else:
+                self._session.finish(handle, exception=exc)
+        else:
+            self._session.finish(handle, outcome=outcome)
+
+    def _when_found(self, handle: RunHandle) -> None:
+        try:
+            handle.dask_future.result()
+        except BaseException:
+            pass
+        self.put(handle)
+
+    def _after_upstream(self, handle: RunHandle) -> None:
+        assert handle.call is not None
+        waiting = [f for f in handle.call.upstream if not f.done()]
+        left = [len(waiting)]
+        lock = threading.Lock()
+
+        def one_done(_: Any) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                self._session.resend(handle)
+
+        if not waiting:
+            self._session.resend(handle)
+        for upstream in waiting:
+            upstream.add_done_callback(one_done)
+
+
+def _unsendable(handle: RunHandle, exc: BaseException) -> Any:
+    """A Failed outcome for a run that finished but whose outcome did not travel back."""
+    assert handle.call is not None
+    message = (
+        f"Task run {handle.call.task_run.name!r} finished on its Dask worker but its result "
+        f"could not be sent back ({type(exc).__name__}: {exc}); return a value (and raise "
+        "exceptions) that pickle."
+    )
+    return driver_outcome(handle.call, Failed(message, exception=exc))

@@ -1,0 +1,82 @@
+"""What the core holds for a task run on Dask, and the small rules about Dask's side of it."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from taskloom.engine import TaskRunCall, TaskRunEvent, TaskRunOutcome
+from taskloom.states import State
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+#: Statuses of a Dask future that will never give a result.
+GONE = frozenset({"error", "cancelled"})
+
+
+class RunHandle(Future):  # type: ignore[type-arg]
+    """The native future the core holds for one task run, settled with its `TaskRunOutcome`.
+
+    Until the sender hands it to Dask, ``blob`` is the pickled call and ``inputs`` the upstream
+    runs' handles (of this session) or final states; then ``dask_future`` is its Dask future.
+    A run that never goes to Dask (its call did not pickle) has ``sendable`` false.
+    """
+
+    def __init__(self, call: TaskRunCall | None, session: Session | None) -> None:
+        super().__init__()
+        self.call = call
+        self.session = session
+        self.dask_future: Any = None
+        self.blob: bytes | None = None
+        self.inputs: list[Any] = []
+        self.options: dict[str, Any] = {}
+        self.sendable = True
+
+    @property
+    def upstream(self) -> list[RunHandle]:
+        """The inputs that are runs of this session (passed to Dask as Dask futures)."""
+        return [h for h in self.inputs if isinstance(h, RunHandle)]
+
+
+def submit_keywords() -> frozenset[str]:
+    """The `Client.submit` keywords a task's runner_options may set (not key, pure, actor)."""
+    from distributed import Client
+
+    names = {
+        name
+        for name, p in inspect.signature(Client.submit).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    return frozenset(names - {"key", "pure", "actor", "actors"})
+
+
+def dask_options(call: TaskRunCall, allowed: frozenset[str]) -> dict[str, Any]:
+    """The task's runner_options, checked: a key Client.submit does not take fails the run."""
+    options = call.task_run.runner_options
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(
+            f"Task {call.task.name!r} has runner_options {sorted(unknown)} that "
+            f"Dask's Client.submit does not take; use only {', '.join(sorted(allowed))}."
+        )
+    return options
+
+
+def driver_outcome(call: TaskRunCall, state: State, line: str | None = None) -> TaskRunOutcome:
+    """An outcome made in the flow's process for a run whose worker never reported one.
+
+    Its log line is ``line`` (as the core logs a run it could not hand over), else the
+    engine's usual ``Finished in state ...``.
+    """
+    message = line if line is not None else f"Finished in state {state!r}"
+    record = logging.LogRecord("taskloom.task_runs", logging.ERROR, "", 0, message, None, None)
+    record.task_run_name = call.task_run.name
+    record.task_run_id = str(call.task_run.id)
+    record.flow_run_name = call.task_run.flow_run_name
+    record.flow_run_id = str(call.task_run.flow_run_id)
+    # seq -1: accepted whatever the driver saw of this run before.
+    events = (TaskRunEvent(-1, new=state), TaskRunEvent(-1, record=record))
+    return TaskRunOutcome(state, events)
