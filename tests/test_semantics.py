@@ -422,3 +422,26 @@ def test_sigterm_cancels_the_flow_and_exits_non_zero(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "Finished in state Cancelled('Flow run was cancelled: KeyboardInterrupt (signal 15).')" in stderr
     assert "Finished in state Cancelled('Task run was cancelled before it finished: the flow run was interrupted.')" in stderr
+
+
+def test_waiting_with_timeouts() -> None:
+    @task
+    def nap(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @flow
+    def waits() -> dict[str, Any]:
+        slow, fast = nap.submit(1.5), nap.submit(0.0)
+        done, not_done = taskloom.wait([slow, fast], timeout=0.5)
+        with pytest.raises(TimeoutError, match=r"Task run 'nap-\w+-0' did not finish within 0.1 seconds"):
+            slow.result(timeout=0.1)
+        first = []
+        with pytest.raises(TimeoutError, match="1 of 2 futures not finished within 0.5 seconds"):
+            for future in taskloom.as_completed([slow, fast], timeout=0.5):
+                first.append(future.result())
+        return {"done": done, "not_done": not_done, "first": first, "fast": fast, "slow": slow}
+
+    result = waits()
+    assert result["done"] == {result["fast"]} and result["not_done"] == {result["slow"]}
+    assert result["first"] == [0.0]
