@@ -75,7 +75,11 @@ def descendants(pid: int) -> list[tuple[int, float]]:
     import psutil
 
     found = []
-    for child in psutil.Process(pid).children(recursive=True):
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return found  # it is gone already: nothing below it to find
+    for child in children:
         try:
             found.append((child.pid, child.create_time()))
         except psutil.NoSuchProcess:
