@@ -100,10 +100,16 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
         "| runner | case | raw engine | taskloom µs/task | raw µs/task | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
+    engines = {"dask": "distributed.Client.submit / map", "ray": "ray.remote + ray.get"}
     for row in per_task:
+        if "taskloom_us_per_task" not in row:
+            continue
+        ratio = f"{row['ratio']:.2f}"
+        if "cpu_ratio" in row:
+            ratio += f" (CPU {row['cpu_ratio']:.2f})"
         lines.append(
-            f"| {row['runner']} | {row['case']} | {row.get('engine', '')} | "
-            f"{row['taskloom_us_per_task']:.1f} | {row['raw_us_per_task']:.1f} | {row['ratio']:.2f} |"
+            f"| {row['runner']} | {row['case']} | {row.get('engine', engines.get(row['runner'], ''))} | "
+            f"{row['taskloom_us_per_task']:.1f} | {row['raw_us_per_task']:.1f} | {ratio} |"
         )
     lines += ["", "Goals: " + "; ".join(f"{k}: {v}" for k, v in GOALS.items()) + "."]
     lines += ["", "## Start-up and memory", "", "| case | taskloom | baseline | note |", "| --- | ---: | ---: | --- |"]
@@ -113,9 +119,18 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
         else:
             ours, raw = f"{row['taskloom_ms']:.0f} ms", f"{row['raw_ms']:.0f} ms"
         lines.append(f"| {row['case']} | {ours} | {raw} | {row.get('note', '')} |")
-    extra = [r for r in per_task if "peak_mib" in r]
-    for row in extra:
-        lines.append(f"| {row['runner']}: {row['case']} | {row['peak_mib']:.0f} MiB | | {row.get('note', '')} |")
+    for row in per_task:
+        if "taskloom_seconds" in row:
+            lines.append(
+                f"| {row['runner']}: {row['case']}, time | {row['taskloom_seconds']:.1f} s | "
+                f"{row['raw_seconds']:.1f} s | ratio {row['ratio']:.2f} |"
+            )
+        if "taskloom_peak_rss_mib" in row:
+            lines.append(
+                f"| {row['runner']}: {row['case']}, flow process peak memory | "
+                f"{row['taskloom_peak_rss_mib']:.0f} MiB | {row['raw_peak_rss_mib']:.0f} MiB | "
+                f"{row.get('taskloom_rss_before_flow_mib', 0):.0f} MiB before the flow started |"
+            )
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]
     lines += [
