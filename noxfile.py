@@ -55,8 +55,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the core and the local plugin (the typed public API)."""
-    _install_project(session)
+    """mypy --strict over the core and the first-party plugins (the typed public API)."""
+    _install_project(session, *CLUSTER_PLUGINS, *EXTRA_PLUGINS)
     session.install("mypy>=1.10", "pytest>=8")
     session.run("mypy", *session.posargs)
     session.run("mypy", "docs/examples/typed_api.py")
