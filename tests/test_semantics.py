@@ -445,3 +445,15 @@ def test_waiting_with_timeouts() -> None:
     result = waits()
     assert result["done"] == {result["fast"]} and result["not_done"] == {result["slow"]}
     assert result["first"] == [0.0]
+
+
+def test_cache_keys_are_the_same_in_every_process() -> None:
+    code = "from taskloom.caching import stable_hash; print(stable_hash({'a', 'b', 'c', 'd'}, {'x': frozenset({1, 2})}))"
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(4)
+    }
+    assert len(keys) == 1, "a set's key must not depend on the process's string hashing"

@@ -32,7 +32,8 @@ class CacheContext(NamedTuple):
 
 def _encode(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
-        return sorted(_encode(v) for v in value)
+        # Sets iterate in an order that differs between processes: sort their encodings.
+        return sorted(json.dumps(v, sort_keys=True, default=_encode) for v in value)
     if isinstance(value, bytes):
         return {"__bytes__": value.hex()}
     raise TypeError

@@ -209,7 +209,7 @@ def test_script_tasks_run_on_the_head_with_logs_in_our_format(
     script = scripts / "script_flow_for_ray.py"
     script.write_text(SCRIPT_FLOW)
     address = ray_connected.client_address if kind == "client" else ray_connected.address
-    for _ in range(2):
+    for _ in range(3):
         if kind == "taskloom-run":  # the CLI loads the file as a module of no importable name
             command = [str(Path(sys.executable).with_name("taskloom")), "run"]
             command += [f"{script}:script_flow", "--runner", "ray", "--runner-option"]
@@ -219,8 +219,10 @@ def test_script_tasks_run_on_the_head_with_logs_in_our_format(
                 script, elsewhere, TASKLOOM_TASK_RUNNER="ray", TASKLOOM_RUNNERS_RAY_ADDRESS=address
             )
         # The head's Ray Client proxy starts a server process per client, and on a loaded
-        # machine that start sometimes fails on Ray's side; a second client then works.
-        if "Starting Ray client server failed" not in proc.stderr:
+        # machine that start sometimes fails on Ray's side (either message below, from Ray's
+        # proxier); a new client then works. Anything else is a real failure.
+        ray_side = ("Starting Ray client server failed", "Initialization failure from server")
+        if not any(message in proc.stderr for message in ray_side):
             break
     if kind == "taskloom-run":
         assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
