@@ -437,7 +437,7 @@ def test_waiting_with_timeouts() -> None:
         with pytest.raises(TimeoutError, match=r"Task run 'nap-\w+-0' did not finish within 0.1 seconds"):
             slow.result(timeout=0.1)
         first = []
-        with pytest.raises(TimeoutError, match="1 of 2 futures not finished within 0.5 seconds"):
+        with pytest.raises(TimeoutError, match=r"1 of 2 futures not finished within 0\.5 seconds"):
             for future in taskloom.as_completed([slow, fast], timeout=0.5):
                 first.append(future.result())
         return {"done": done, "not_done": not_done, "first": first, "fast": fast, "slow": slow}
