@@ -24,6 +24,7 @@ import attrs
 from . import plugins
 from .context import FlowRun, TaskRun
 from .engine import (
+    _ATOMIC,
     FLOW_RUN_LOGGER,
     TASK_RUN_LOGGER,
     RunDefaults,
@@ -33,6 +34,7 @@ from .engine import (
     _Upstream,
     retry_delay,
     run_task_call,
+    walk,
 )
 from .futures import TaskRunFuture
 from .runners import CompletedNative
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["_FlowRunDriver"]
 
 _ids = random.Random(os.urandom(32))
-_ATOMIC = frozenset({str, bytes, int, float, bool, type(None)})
 
 
 def _new_id() -> uuid.UUID:
@@ -75,24 +76,17 @@ class _Inputs:
 
     def collect(self, value: Any, allowed: bool = False) -> Any:
         """``value`` with every future replaced by a placeholder (recursively)."""
-        if type(value) in _ATOMIC:
-            return value
-        if isinstance(value, TaskRunFuture):
-            return _Upstream(self.add(value, allowed))
-        if isinstance(value, allow_failure):
-            return self.collect(value.value, True)
-        if isinstance(value, quote):
-            return value.value
-        if isinstance(value, list):
-            return [self.collect(v, allowed) for v in value]
-        if isinstance(value, tuple):
-            items = [self.collect(v, allowed) for v in value]
-            return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-        if isinstance(value, dict):
-            return {k: self.collect(v, allowed) for k, v in value.items()}
-        if isinstance(value, (set, frozenset)):
-            return type(value)(self.collect(v, allowed) for v in value)
-        return value
+
+        def leaf(item: Any) -> Any:
+            if isinstance(item, TaskRunFuture):
+                return _Upstream(self.add(item, allowed))
+            if isinstance(item, allow_failure):
+                return self.collect(item.value, True)
+            if isinstance(item, quote):
+                return item.value
+            return item
+
+        return walk(value, leaf)
 
 
 class _Limits:

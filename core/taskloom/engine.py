@@ -183,19 +183,29 @@ def _upstream_state(item: Any) -> State:
     return _upstream_state(item.result())
 
 
-def _substitute(value: Any, values: Sequence[Any]) -> Any:
-    if isinstance(value, _Upstream):
-        return values[value.index]
+_ATOMIC = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def walk(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``value`` rebuilt with ``leaf`` applied to everything that is not a list, tuple
+    (named ones too), dict or set: how futures are found in arguments on the driver and
+    replaced by their values on the worker."""
+    if type(value) in _ATOMIC:
+        return value
     if isinstance(value, list):
-        return [_substitute(v, values) for v in value]
+        return [walk(v, leaf) for v in value]
     if isinstance(value, tuple):
-        items = [_substitute(v, values) for v in value]
+        items = [walk(v, leaf) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, dict):
-        return {k: _substitute(v, values) for k, v in value.items()}
+        return {k: walk(v, leaf) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
-        return type(value)(_substitute(v, values) for v in value)
-    return value
+        return type(value)(walk(v, leaf) for v in value)
+    return leaf(value)
+
+
+def _substitute(value: Any, values: Sequence[Any]) -> Any:
+    return walk(value, lambda v: values[v.index] if isinstance(v, _Upstream) else v)
 
 
 def run_task_call(

@@ -7,8 +7,11 @@ A `ResultStorage` keeps bytes under string keys (a directory, a bucket, memory);
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import tempfile
 import threading
 import time
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +23,7 @@ __all__ = [
     "ResultCorrupt",
     "ResultStorage",
     "Serializer",
+    "atomic_write_file",
     "get_result_storage",
     "get_serializer",
     "read_record",
@@ -70,8 +74,26 @@ class ResultCorrupt(Exception):
     """A persisted result that does not read back as it was written (checksum, format)."""
 
 
-class ResultExpired(Exception):
-    """A cached result whose ``cache_expiration`` has passed."""
+def atomic_write_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a local file so that a reader sees the old content or all the new.
+
+    For storage plugins: the bytes go to a temporary file in the same directory (so the
+    rename cannot cross file systems), are flushed to disk, and are renamed over ``path``.
+    A failure or an interrupt leaves the old file and no temporary one.
+    """
+    directory, name = os.path.split(os.fspath(path))
+    os.makedirs(directory or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def resolve_storage(spec: Any, path: str | None) -> ResultStorage:

@@ -23,12 +23,12 @@ the previous value in place. How to get that depends on what the backend guarant
 
 from __future__ import annotations
 
-import os
 import posixpath
-import tempfile
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from taskloom.results import atomic_write_file
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
@@ -65,22 +65,7 @@ def write_in_one_step(fs: AbstractFileSystem, path: str, data: bytes) -> None:
 
 
 def write_local(fs: AbstractFileSystem, path: str, data: bytes) -> None:
-    directory, name = os.path.split(path)
-    os.makedirs(directory, exist_ok=True)
-    # Same directory as the target, so the rename cannot cross file systems.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_file(path, data)
 
 
 def write_then_move(fs: AbstractFileSystem, path: str, data: bytes) -> None:

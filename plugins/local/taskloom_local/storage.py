@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+from taskloom.results import atomic_write_file
 
 __all__ = ["JSONSerializer", "LocalFileStorage", "MemoryStorage", "PickleSerializer"]
 
@@ -48,22 +49,7 @@ class LocalFileStorage:
         return self.path / key
 
     def write(self, key: str, data: bytes) -> None:
-        target = self._file(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Same directory as the target, so the rename cannot cross file systems.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_file(self._file(key), data)
 
     def read(self, key: str) -> bytes:
         try:
