@@ -187,6 +187,7 @@ class _FlowRunDriver:
         names: tuple[str, ...] = ()
         allow: tuple[bool, ...] = ()
         needs_walk = wait_for is not None or any(type(v) not in _ATOMIC for v in parameters.values())
+        given = parameters
         if needs_walk:
             inputs = _Inputs()
             parameters = inputs.collect(parameters)
@@ -207,7 +208,7 @@ class _FlowRunDriver:
         if self.log_level <= logging.INFO:
             self.logger.info("Created task run %r for task %r", task_run.name, task.name)
         if self._created_hook is not None:
-            self._created_hook(task_run=task_run)
+            self._created_hook(task_run=task_run, parameters=given)
         if self._state_hook is not None:
             with self._lock:
                 future._state = Pending()

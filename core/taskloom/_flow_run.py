@@ -182,7 +182,7 @@ class _Run:
                 flow.name,
                 self.settings["task_runner"],
             )
-        self.hook.taskloom_flow_run_started(flow_run=flow_run)
+        self.hook.taskloom_flow_run_started(flow_run=flow_run, task_runner=self.runner)
 
     def driver(self, attempt: int) -> _FlowRunDriver:
         runner = self.runner if attempt == 0 else self.runner.duplicate()

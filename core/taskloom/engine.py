@@ -12,7 +12,9 @@ states and log records the driver replays.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,7 +25,7 @@ import attrs
 from . import _execution, plugins
 from ._ctx import _task_run_recorder
 from .context import FlowRun, TaskRun
-from .states import AwaitingRetry, Failed, Pending, Retrying, State, StateType, TimedOut
+from .states import AwaitingRetry, Failed, Pending, State, StateType, TimedOut
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -173,6 +175,14 @@ class _EventRecorder:
         self._push(TaskRunEvent(self.seq, record=record))
 
 
+_HOST = os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "localhost")
+
+
+def _worker() -> str:
+    """Where this code runs, as ``host/pid/thread``: the row of a run in a timeline."""
+    return f"{_HOST}/{os.getpid()}/{threading.current_thread().name}"
+
+
 def _upstream_state(item: Any) -> State:
     """The final state of an upstream run, whatever form the runner delivered it in."""
     if isinstance(item, TaskRunOutcome):
@@ -283,7 +293,7 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
     attempt = call.retries_used
     while True:
         recorder.set_state(
-            State(StateType.RUNNING, "Running") if attempt == 0 else Retrying()
+            State(StateType.RUNNING, "Running" if attempt == 0 else "Retrying", worker=_worker())
         )
         final = _attempt(call, recorder, parameters, results)
         if final.type is StateType.COMPLETED or retries_left <= 0:

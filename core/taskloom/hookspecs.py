@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from .config import Setting
     from .context import FlowRun, TaskRun
+    from .runners import TaskRunner
     from .states import State
 
 hookspec = pluggy.HookspecMarker("taskloom")
@@ -113,10 +114,12 @@ def taskloom_add_commands(subparsers: _SubParsersAction[Any]) -> None:
 
 
 @hookspec
-def taskloom_flow_run_started(flow_run: FlowRun) -> None:
-    """A flow run was created and is about to run its body.
+def taskloom_flow_run_started(flow_run: FlowRun, task_runner: TaskRunner) -> None:
+    """A flow run was created and is about to run its body on ``task_runner``.
 
-    Called in the flow's process, before the task runner starts. The return value is ignored.
+    Called in the flow's process, in the thread that runs the flow, before the task runner
+    starts; for a subflow too (``flow_run.parent_task_run_id`` is then set). The return value
+    is ignored.
     """
 
 
@@ -129,10 +132,12 @@ def taskloom_flow_run_finished(flow_run: FlowRun, state: State) -> None:
 
 
 @hookspec
-def taskloom_task_run_created(task_run: TaskRun) -> None:
+def taskloom_task_run_created(task_run: TaskRun, parameters: Mapping[str, Any]) -> None:
     """A task run was created, before it is handed to the runner.
 
     Called in the flow's process, in the thread that called ``.submit()`` or the task.
+    ``parameters`` are the arguments bound to the task's parameter names as the caller gave
+    them (futures of upstream runs still unresolved); do not change them.
     """
 
 

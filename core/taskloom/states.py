@@ -80,7 +80,8 @@ class State:
 
     ``type`` is the coarse kind (`StateType`); ``name`` the specific one (``"Cached"`` is a
     ``COMPLETED`` type, ``"TimedOut"`` a ``FAILED`` one). ``data`` is the result of a completed
-    run; ``exception`` and ``traceback`` describe a failed or crashed one.
+    run; ``exception`` and ``traceback`` describe a failed or crashed one. ``worker`` says where
+    a task run entered a ``RUNNING`` state, as ``host/pid/thread`` (None for other states).
     """
 
     type: StateType
@@ -90,6 +91,7 @@ class State:
     data: Any = _NO_DATA
     exception: BaseException | None = None
     traceback: str | None = None
+    worker: str | None = None
 
     def is_completed(self) -> bool:
         return self.type is StateType.COMPLETED

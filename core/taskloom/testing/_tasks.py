@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -46,6 +47,12 @@ def interval(seconds: float) -> tuple[float, float, int]:
     started = time.time()
     time.sleep(seconds)
     return started, time.time(), os.getpid()
+
+
+@task
+def where() -> str:
+    """Where this run runs, as a Running state's ``worker`` should say it."""
+    return f"{os.uname().nodename}/{os.getpid()}/{threading.current_thread().name}"
 
 
 @task

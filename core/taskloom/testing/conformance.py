@@ -22,7 +22,7 @@ from taskloom.states import UpstreamTaskError
 from . import _tasks as t
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
-CONFORMANCE_VERSION = 2
+CONFORMANCE_VERSION = 3
 
 
 class _HookRecorder:
@@ -34,11 +34,19 @@ class _HookRecorder:
         self.created: list[str] = []
         self.flow_runs: list[tuple[str, str]] = []
         self.pids: set[int] = set()
+        self.parameters: dict[str, dict[str, Any]] = {}
+        self.workers: dict[str, list[str | None]] = {}
+        self.runners: list[Any] = []
 
     @taskloom.hookimpl
-    def taskloom_task_run_created(self, task_run: Any) -> None:
+    def taskloom_flow_run_started(self, flow_run: Any, task_runner: Any) -> None:
+        self.runners.append(task_runner)
+
+    @taskloom.hookimpl
+    def taskloom_task_run_created(self, task_run: Any, parameters: Any) -> None:
         with self.lock:
             self.created.append(task_run.name)
+            self.parameters[task_run.name] = dict(parameters)
             self.pids.add(os.getpid())
 
     @taskloom.hookimpl
@@ -47,6 +55,8 @@ class _HookRecorder:
             self.states.setdefault(task_run.name, []).append(
                 (old.name if old is not None else None, new.name)
             )
+            if new.is_running():
+                self.workers.setdefault(task_run.name, []).append(new.worker)
             self.pids.add(os.getpid())
 
     @taskloom.hookimpl
@@ -297,6 +307,29 @@ class RunnerConformance:
         assert by_task["fail"] == [(None, "Pending"), ("Pending", "Running"), ("Running", "Failed")]
         assert hooks.pids == {os.getpid()}, "lifecycle hooks must run in the flow's process"
         assert hooks.flow_runs and hooks.flow_runs[-1][1] == "Failed"
+
+    def test_hooks_see_what_runs_were_given_and_where_they_ran(
+        self, taskloom_runner: Any, hooks: _HookRecorder
+    ) -> None:
+        @flow(task_runner=taskloom_runner)
+        def located() -> str:
+            first = t.add.submit(1, y=2)
+            t.identity.submit(first)
+            return t.where.submit().result()
+
+        worker = located()
+        assert len(hooks.runners) == 1 and hasattr(hooks.runners[0], "submit"), (
+            "taskloom_flow_run_started must receive the flow run's task runner"
+        )
+        given = {name.split("-")[0]: params for name, params in hooks.parameters.items()}
+        assert given["add"] == {"x": 1, "y": 2}
+        assert isinstance(given["identity"]["value"], taskloom.futures.TaskRunFuture), (
+            "taskloom_task_run_created receives the parameters as given, futures unresolved"
+        )
+        [where_run] = [name for name in hooks.workers if name.startswith("where-")]
+        assert hooks.workers[where_run] == [worker], (
+            "a Running state's worker must say host/pid/thread of the code that ran the task"
+        )
 
     def test_run_logs_reach_the_flow_process(self, taskloom_runner: Any, run_logs: _Capture) -> None:
         @flow(task_runner=taskloom_runner)
