@@ -23,7 +23,7 @@ from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
 from ._names import run_name
 from .config import Settings, load_settings
-from .context import FlowRun
+from .context import FlowRun, get_task_run
 from .engine import RunDefaults
 from .futures import TaskRunFuture
 from .logging import setup_logging
@@ -142,7 +142,12 @@ class _Run:
         self.settings: Settings = load_settings()
         self.log_level = setup_logging(self.settings)
         self.runner = resolve_task_runner(flow.task_runner, self.settings)
-        self.flow_run = FlowRun(uuid.uuid4(), self._name(), flow.name, parameters)
+        parent_task_run = get_task_run()
+        self.flow_run = FlowRun(
+            uuid.uuid4(), self._name(), flow.name, parameters,
+            parent_task_run_id=parent_task_run.id if parent_task_run is not None else None,
+            parent_flow_run_id=self.parent.flow_run.id if self.parent is not None else None,
+        )
         settings = self.settings
         self.defaults = RunDefaults(
             persist_result=bool(flow.persist_result if flow.persist_result is not None else settings["results.persist"]),

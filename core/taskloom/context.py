@@ -18,13 +18,18 @@ __all__ = ["FlowRun", "TaskRun", "get_flow_run", "get_task_run"]
 
 @attrs.frozen(eq=False)
 class FlowRun:
-    """One run of a flow: its id, its readable name and the parameters it was called with."""
+    """One run of a flow: its id, its readable name and the parameters it was called with.
+
+    A subflow run names the flow run it was called in (``parent_flow_run_id``) and, when it
+    was called from inside a task, that task run (``parent_task_run_id``).
+    """
 
     id: uuid.UUID
     name: str
     flow_name: str
     parameters: dict[str, Any] = attrs.field(factory=dict, repr=False)
     parent_task_run_id: uuid.UUID | None = None
+    parent_flow_run_id: uuid.UUID | None = None
 
 
 @attrs.frozen(eq=False)

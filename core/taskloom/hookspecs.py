@@ -118,7 +118,7 @@ def taskloom_flow_run_started(flow_run: FlowRun, task_runner: TaskRunner) -> Non
     """A flow run was created and is about to run its body on ``task_runner``.
 
     Called in the flow's process, in the thread that runs the flow, before the task runner
-    starts; for a subflow too (``flow_run.parent_task_run_id`` is then set). The return value
+    starts; for a subflow too (``flow_run.parent_flow_run_id`` is then set). The return value
     is ignored.
     """
 
