@@ -1,0 +1,261 @@
+"""Recording runs: hooks append to a queue, one writer thread per history file writes batches.
+
+The hooks run on the flow's hot path (several per task run), so they only append a tuple to a
+`collections.deque` (thread-safe, no lock). The writer thread wakes every quarter second,
+turns what queued up into rows and writes them in one transaction. A top-level flow run's end
+waits for its rows to be written, so `taskloom runs` sees a run as soon as the flow returns.
+Nothing here may fail a flow: a history file that cannot be used is reported once and the
+runs are not recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import reprlib
+import sqlite3
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from taskloom.context import FlowRun, TaskRun
+from taskloom.states import State, StateType
+
+from .store import HistoryError, _explain, connect
+
+logger = logging.getLogger("taskloom.history")
+
+_FLOW_START, _FLOW_END, _TASK, _STATE, _FLUSH = range(5)
+_INTERVAL = 0.25
+_HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
+
+
+class _ParameterRepr(reprlib.Repr):
+    """Short reprs of parameters; a future shows the run it stands for, not its live state."""
+
+    def __init__(self) -> None:
+        super().__init__()  # keyword options arrived only in Python 3.12
+        self.maxlevel, self.maxstring, self.maxother, self.maxlist, self.maxdict = 3, 120, 120, 10, 10
+
+    def repr_instance(self, obj: Any, level: int) -> str:
+        task_run = getattr(obj, "task_run", None)
+        if isinstance(task_run, TaskRun):
+            return f"<future of {task_run.name}>"
+        try:
+            return super().repr_instance(obj, level)
+        except Exception:
+            return f"<{type(obj).__name__} object>"
+
+
+_repr = _ParameterRepr().repr
+
+
+def parameters_text(parameters: Any) -> str | None:
+    """The parameters as a JSON object of short reprs (what `taskloom runs show` prints)."""
+    if not parameters:
+        return None
+    try:
+        return json.dumps({str(name): _repr(value) for name, value in dict(parameters).items()})
+    except Exception as exc:  # a mapping that changed while it was read
+        return json.dumps({"<unreadable>": f"{type(exc).__name__}: {exc}"})
+
+
+class Recorder:
+    """Writes the runs of one history file; started by the first flow run that uses it."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.active = 0  # flow runs in this process writing here
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        # Writer thread only: per task run (by identity of its TaskRun), the row so far.
+        self._runs: dict[TaskRun, list[Any]] = {}
+        self._seq: dict[TaskRun, int] = {}
+        self._warned = False
+
+    # -- called by the hooks, in the flow's threads ------------------------------------------
+
+    def open(self) -> None:
+        """Open the file and start the writer; raises `HistoryError` if the file is unusable."""
+        if self._thread is None:
+            self._conn = connect(self.path, self.timeout)
+            self._thread = threading.Thread(
+                target=self._loop, name=f"taskloom-history-{self.path.name}", daemon=True
+            )
+            self._thread.start()
+
+    def flow_started(self, flow_run: FlowRun, runner_name: str) -> None:
+        self.queue.append((_FLOW_START, flow_run, runner_name, time.time(), os.getpid()))
+
+    def flow_finished(self, flow_run: FlowRun, state: State, wait: bool) -> None:
+        self.queue.append((_FLOW_END, flow_run, state))
+        if wait:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Wait until everything queued so far is written; False if that took too long."""
+        done = threading.Event()
+        self.queue.append((_FLUSH, done))
+        self._wake.set()
+        return done.wait(self.timeout + 5.0)
+
+    def close(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            self._thread = None
+            self.queue.append((_FLUSH, None))  # None: stop after this batch
+            self._wake.set()
+            thread.join(self.timeout + 5.0)
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                self._wake.wait(_INTERVAL)
+                self._wake.clear()
+                if self._drain():
+                    return
+        finally:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    def _drain(self) -> bool:
+        """Write what is queued; True when asked to stop."""
+        queue = self.queue
+        flows: list[tuple[Any, ...]] = []
+        flow_ends: list[tuple[Any, ...]] = []
+        states: list[tuple[Any, ...]] = []
+        touched: dict[TaskRun, list[Any]] = {}
+        waiters: list[threading.Event] = []
+        stop = False
+        runs, seqs = self._runs, self._seq
+        while True:
+            try:
+                item = queue.popleft()
+            except IndexError:
+                break
+            kind = item[0]
+            if kind == _STATE:
+                task_run, state = item[1], item[2]
+                row = runs.get(task_run)
+                if row is None:  # a state of a run created before history started
+                    continue
+                seq = seqs[task_run] = seqs[task_run] + 1
+                stype = state.type
+                states.append(
+                    (row[0], seq, stype.value, state.name, state.timestamp, state.message, state.worker)
+                )
+                if stype is StateType.RUNNING:
+                    row[15] += 1
+                    row[14] = state.worker
+                    if row[8] is None:
+                        row[8] = state.timestamp
+                elif stype.is_final:
+                    row[9] = state.timestamp
+                    row[13] = state.traceback
+                    del runs[task_run], seqs[task_run]
+                row[10], row[11], row[12] = stype.value, state.name, state.message
+                touched[task_run] = row
+            elif kind == _TASK:
+                task_run, parameters, created = item[1], item[2], item[3]
+                row = [
+                    str(task_run.id), str(task_run.flow_run_id), task_run.name, task_run.task_name,
+                    task_run.task_key, ",".join(sorted(task_run.tags)) or None,
+                    parameters_text(parameters), created, None, None,
+                    "PENDING", "Pending", None, None, None, 0,
+                ]
+                runs[task_run] = row
+                seqs[task_run] = 0
+                touched[task_run] = row
+            elif kind == _FLOW_START:
+                flow_run, runner_name, started, pid = item[1], item[2], item[3], item[4]
+                flows.append((
+                    str(flow_run.id), flow_run.name, flow_run.flow_name,
+                    parameters_text(flow_run.parameters),
+                    _str(flow_run.parent_flow_run_id), _str(flow_run.parent_task_run_id),
+                    runner_name, _HOST, pid, started, None, "RUNNING", "Running", None, None,
+                ))
+            elif kind == _FLOW_END:
+                flow_run, state = item[1], item[2]
+                flow_ends.append((
+                    state.timestamp, state.type.value, state.name, state.message,
+                    _flow_traceback(state), str(flow_run.id),
+                ))
+            else:
+                if item[1] is None:
+                    stop = True
+                else:
+                    waiters.append(item[1])
+        if flows or flow_ends or states or touched:
+            self._write(flows, flow_ends, states, list(touched.values()))
+        for waiter in waiters:
+            waiter.set()
+        return stop
+
+    def _write(
+        self,
+        flows: list[tuple[Any, ...]],
+        flow_ends: list[tuple[Any, ...]],
+        states: list[tuple[Any, ...]],
+        task_rows: list[list[Any]],
+    ) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if flows:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO flow_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", flows
+                    )
+                if task_rows:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        task_rows,
+                    )
+                if states:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO task_run_states VALUES (?,?,?,?,?,?,?)", states
+                    )
+                if flow_ends:
+                    conn.executemany(
+                        "UPDATE flow_runs SET end_time = ?, state_type = ?, state_name = ?, "
+                        "message = ?, traceback = ? WHERE id = ?",
+                        flow_ends,
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._warn(_explain(self.path, exc, self.timeout))
+
+    def _warn(self, error: HistoryError) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning("Run history: some runs were not recorded: %s.", error)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _flow_traceback(state: State) -> str | None:
+    if state.traceback:
+        return state.traceback
+    exc = state.exception
+    if exc is None:
+        return None
+    import traceback
+
+    return "".join(traceback.format_exception(exc))

@@ -1,0 +1,132 @@
+"""Entry point of taskloom-history: settings, the lifecycle hooks that record runs, commands."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from taskloom import hookimpl
+from taskloom.config import Setting, load_settings
+
+TASKLOOM_PLUGIN_API = 1
+
+logger = logging.getLogger("taskloom.history")
+
+_lock = threading.Lock()
+_recorders: dict[Path, Any] = {}  # history file -> its Recorder
+_by_flow_run: dict[uuid.UUID, Any] = {}  # flow run id -> the Recorder writing it
+_reported: set[str] = set()
+_TASK, _STATE = 2, 3  # kinds of queued items, as _recorder reads them
+
+
+@hookimpl
+def taskloom_add_settings() -> list[Setting]:
+    return [
+        Setting("history.enabled", bool, True, "Record flow and task runs in the history file."),
+        Setting("history.path", str, ".taskloom/history.db", "The SQLite file run history goes to."),
+        Setting(
+            "history.timeout", float, 5.0,
+            "Seconds to wait for a history file that another process is writing.",
+        ),
+    ]
+
+
+@hookimpl
+def taskloom_add_commands(subparsers: Any) -> None:
+    from .cli import add_commands
+
+    add_commands(subparsers)
+
+
+def history_path(settings: Any = None) -> Path:
+    """The history file the settings name, made absolute against the current directory."""
+    settings = settings if settings is not None else load_settings()
+    return Path(settings["history.path"]).expanduser().resolve()
+
+
+@hookimpl
+def taskloom_flow_run_started(flow_run: Any, task_runner: Any) -> None:
+    try:
+        recorder = _recorder_for(flow_run)
+    except Exception as exc:  # never a reason for a flow to fail
+        _report(f"Run history is off for flow run {flow_run.name!r}: {exc}.")
+        return
+    if recorder is not None:
+        recorder.flow_started(flow_run, getattr(task_runner, "name", type(task_runner).__name__))
+
+
+def _recorder_for(flow_run: Any) -> Any:
+    if flow_run.parent_flow_run_id is not None:
+        # A subflow writes where its parent writes, whatever the settings say now.
+        recorder = _by_flow_run.get(flow_run.parent_flow_run_id)
+        if recorder is not None:
+            with _lock:
+                recorder.active += 1
+                _by_flow_run[flow_run.id] = recorder
+        return recorder
+    settings = load_settings()
+    if not settings["history.enabled"]:
+        return None
+    path = history_path(settings)
+    from ._recorder import Recorder
+
+    with _lock:
+        recorder = _recorders.get(path)
+        if recorder is None:
+            recorder = _recorders[path] = Recorder(path, float(settings["history.timeout"]))
+        recorder.active += 1
+        try:
+            recorder.open()
+        except BaseException:
+            recorder.active -= 1
+            if not recorder.active:
+                del _recorders[path]
+            raise
+        _by_flow_run[flow_run.id] = recorder
+    return recorder
+
+
+@hookimpl
+def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
+    recorder = _by_flow_run.get(task_run.flow_run_id)
+    if recorder is not None:
+        recorder.queue.append((_TASK, task_run, parameters, time.time()))
+
+
+@hookimpl
+def taskloom_task_run_state_changed(task_run: Any, old: Any, new: Any) -> None:
+    recorder = _by_flow_run.get(task_run.flow_run_id)
+    if recorder is not None:
+        recorder.queue.append((_STATE, task_run, new))
+
+
+@hookimpl
+def taskloom_flow_run_finished(flow_run: Any, state: Any) -> None:
+    recorder = _by_flow_run.get(flow_run.id)
+    if recorder is None:
+        return
+    top_level = flow_run.parent_flow_run_id is None
+    try:
+        recorder.flow_finished(flow_run, state, wait=top_level)
+    finally:
+        with _lock:
+            del _by_flow_run[flow_run.id]
+            recorder.active -= 1
+            last = recorder.active == 0 and _recorders.get(recorder.path) is recorder
+            if last:
+                del _recorders[recorder.path]
+        if last:
+            recorder.close()
+
+
+def _report(message: str) -> None:
+    # Once per process and problem: a loop of flows should not repeat it on every run.
+    key = message.split(": ", 1)[-1]
+    if key not in _reported:
+        _reported.add(key)
+        logger.warning("%s", message)
+
