@@ -18,7 +18,6 @@ from .store import (
     find_flow_run,
     recent_flow_runs,
     subflow_runs,
-    task_run_states,
     task_runs,
 )
 
@@ -33,6 +32,5 @@ __all__ = [
     "recent_flow_runs",
     "render_report",
     "subflow_runs",
-    "task_run_states",
     "task_runs",
 ]

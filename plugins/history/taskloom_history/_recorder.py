@@ -30,6 +30,8 @@ logger = logging.getLogger("taskloom.history")
 
 _FLOW_START, _FLOW_END, _TASK, _STATE, _FLUSH = range(5)
 _INTERVAL = 0.25
+_FINAL = frozenset(t for t in StateType if t.is_final)
+_FAILED = frozenset({StateType.FAILED, StateType.CRASHED})
 _HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
 
 
@@ -51,16 +53,25 @@ class _ParameterRepr(reprlib.Repr):
 
 
 _repr = _ParameterRepr().repr
+_ATOMIC = frozenset({int, float, bool, type(None)})
+
+
+def _short(value: Any) -> str:
+    if type(value) in _ATOMIC:
+        return repr(value)
+    if type(value) is str and len(value) <= 120:
+        return repr(value)
+    return _repr(value)
 
 
 def parameters_text(parameters: Any) -> str | None:
-    """The parameters as a JSON object of short reprs (what `taskloom runs show` prints)."""
+    """The parameters as ``name=repr, ...`` with each repr shortened."""
     if not parameters:
         return None
     try:
-        return json.dumps({str(name): _repr(value) for name, value in dict(parameters).items()})
+        return ", ".join(f"{name}={_short(value)}" for name, value in dict(parameters).items())
     except Exception as exc:  # a mapping that changed while it was read
-        return json.dumps({"<unreadable>": f"{type(exc).__name__}: {exc}"})
+        return f"<unreadable: {type(exc).__name__}: {exc}>"
 
 
 class Recorder:
@@ -74,9 +85,10 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        # Writer thread only: per task run (by identity of its TaskRun), the row so far.
+        # Writer thread only: per unfinished task run (by identity of its TaskRun), its row.
         self._runs: dict[TaskRun, list[Any]] = {}
-        self._seq: dict[TaskRun, int] = {}
+        # Writer thread only: per flow run id, [task runs created, task runs failed].
+        self._counts: dict[str, list[int]] = {}
         self._warned = False
 
     # -- called by the hooks, in the flow's threads ------------------------------------------
@@ -132,11 +144,14 @@ class Recorder:
         queue = self.queue
         flows: list[tuple[Any, ...]] = []
         flow_ends: list[tuple[Any, ...]] = []
-        states: list[tuple[Any, ...]] = []
         touched: dict[TaskRun, list[Any]] = {}
         waiters: list[threading.Event] = []
         stop = False
-        runs, seqs = self._runs, self._seq
+        runs, counts = self._runs, self._counts
+        running, pending, final = StateType.RUNNING, StateType.PENDING, _FINAL
+        failed_types = _FAILED
+        last_flow_run_id: Any = None
+        last_flow_run_text = ""
         while True:
             try:
                 item = queue.popleft()
@@ -148,54 +163,61 @@ class Recorder:
                 row = runs.get(task_run)
                 if row is None:  # a state of a run created before history started
                     continue
-                seq = seqs[task_run] = seqs[task_run] + 1
                 stype = state.type
-                states.append(
-                    (row[0], seq, stype.value, state.name, state.timestamp, state.message, state.worker)
-                )
-                if stype is StateType.RUNNING:
-                    row[15] += 1
-                    row[14] = state.worker
-                    if row[8] is None:
-                        row[8] = state.timestamp
-                elif stype.is_final:
-                    row[9] = state.timestamp
-                    row[13] = state.traceback
-                    del runs[task_run], seqs[task_run]
-                row[10], row[11], row[12] = stype.value, state.name, state.message
+                if stype is pending and not row[14] and state.name == "Pending":
+                    continue  # the Pending a run is created in: the row says so already
+                row[14].append(state)
+                if stype is running:
+                    row[13] += 1
+                    row[12] = state.worker
+                    if row[6] is None:
+                        row[6] = state.timestamp
+                elif stype in final or state.name == "NotReady":  # NotReady: it never runs
+                    row[7] = state.timestamp
+                    row[11] = state.traceback
+                    del runs[task_run]
+                    if stype in failed_types:
+                        counts[row[15]][1] += 1
+                row[8], row[9], row[10] = stype._value_, state.name, state.message
                 touched[task_run] = row
             elif kind == _TASK:
                 task_run, parameters, created = item[1], item[2], item[3]
+                flow_run_id = task_run.flow_run_id
+                if flow_run_id is not last_flow_run_id:  # the same object for a flow's runs
+                    last_flow_run_id, last_flow_run_text = flow_run_id, str(flow_run_id)
+                    counts.setdefault(last_flow_run_text, [0, 0])
+                counts[last_flow_run_text][0] += 1
                 row = [
-                    str(task_run.id), str(task_run.flow_run_id), task_run.name, task_run.task_name,
-                    task_run.task_key, ",".join(sorted(task_run.tags)) or None,
-                    parameters_text(parameters), created, None, None,
-                    "PENDING", "Pending", None, None, None, 0,
+                    str(task_run.id), task_run.name, task_run.task_name,
+                    ",".join(sorted(task_run.tags)) if task_run.tags else None,
+                    parameters, created, None, None, "PENDING", "Pending", None, None, None, 0, [],
+                    last_flow_run_text,
                 ]
-                runs[task_run] = row
-                seqs[task_run] = 0
-                touched[task_run] = row
+                runs[task_run] = touched[task_run] = row
             elif kind == _FLOW_START:
                 flow_run, runner_name, started, pid = item[1], item[2], item[3], item[4]
                 flows.append((
                     str(flow_run.id), flow_run.name, flow_run.flow_name,
                     parameters_text(flow_run.parameters),
                     _str(flow_run.parent_flow_run_id), _str(flow_run.parent_task_run_id),
-                    runner_name, _HOST, pid, started, None, "RUNNING", "Running", None, None,
+                    runner_name, _HOST, pid, started, None, "RUNNING", "Running", None, None, 0, 0,
                 ))
             elif kind == _FLOW_END:
                 flow_run, state = item[1], item[2]
+                text = str(flow_run.id)
+                created, failed = counts.pop(text, (0, 0))
+                for task_run in [t for t, r in runs.items() if r[15] == text]:
+                    del runs[task_run]  # runs the flow run left unfinished: nothing more comes
                 flow_ends.append((
                     state.timestamp, state.type.value, state.name, state.message,
-                    _flow_traceback(state), str(flow_run.id),
+                    _flow_traceback(state), created, failed, text,
                 ))
+            elif item[1] is None:
+                stop = True
             else:
-                if item[1] is None:
-                    stop = True
-                else:
-                    waiters.append(item[1])
-        if flows or flow_ends or states or touched:
-            self._write(flows, flow_ends, states, list(touched.values()))
+                waiters.append(item[1])
+        if flows or flow_ends or touched:
+            self._write(flows, flow_ends, _batches(touched.values()))
         for waiter in waiters:
             waiter.set()
         return stop
@@ -204,8 +226,7 @@ class Recorder:
         self,
         flows: list[tuple[Any, ...]],
         flow_ends: list[tuple[Any, ...]],
-        states: list[tuple[Any, ...]],
-        task_rows: list[list[Any]],
+        batches: list[tuple[str, float, str]],
     ) -> None:
         conn = self._conn
         if conn is None:
@@ -215,21 +236,19 @@ class Recorder:
             try:
                 if flows:
                     conn.executemany(
-                        "INSERT OR REPLACE INTO flow_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", flows
+                        "INSERT OR REPLACE INTO flow_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        flows,
                     )
-                if task_rows:
+                if batches:
                     conn.executemany(
-                        "INSERT OR REPLACE INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        task_rows,
-                    )
-                if states:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO task_run_states VALUES (?,?,?,?,?,?,?)", states
+                        "INSERT INTO task_run_batches (flow_run_id, written, task_runs) VALUES (?,?,?)",
+                        batches,
                     )
                 if flow_ends:
                     conn.executemany(
                         "UPDATE flow_runs SET end_time = ?, state_type = ?, state_name = ?, "
-                        "message = ?, traceback = ? WHERE id = ?",
+                        "message = ?, traceback = ?, task_run_count = ?, failed_count = ? "
+                        "WHERE id = ?",
                         flow_ends,
                     )
                 conn.execute("COMMIT")
@@ -244,6 +263,26 @@ class Recorder:
         if not self._warned:
             self._warned = True
             logger.warning("Run history: some runs were not recorded: %s.", error)
+
+
+def _batches(rows: Any) -> list[tuple[str, float, str]]:
+    """One (flow run id, time, JSON array of task runs) per flow run, in `TASK_RUN_FIELDS` order."""
+    by_flow_run: dict[str, list[list[Any]]] = {}
+    for row in rows:
+        if row[4] is not None and type(row[4]) is not str:
+            row[4] = parameters_text(row[4])  # once, here, off the flow's threads
+        states = row[14]
+        by_flow_run.setdefault(row[15], []).append([*row[:14], _states_list(states)])
+    now = time.time()
+    return [(flow_run_id, now, json.dumps(runs)) for flow_run_id, runs in by_flow_run.items()]
+
+
+def _states_list(states: list[State]) -> list[Any] | None:
+    """The states after the first Pending; None for the usual Running then a final state
+    (the row's own fields say all of that), which saves most of the encoding."""
+    if len(states) == 2 and states[0].name == "Running" and states[1].type is not StateType.PENDING:
+        return None
+    return [(s.type._value_, s.name, s.timestamp, s.message, s.worker) for s in states]
 
 
 def _str(value: Any) -> str | None:

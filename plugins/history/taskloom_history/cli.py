@@ -181,12 +181,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _parameters(text: str | None, width: int | None = None) -> str:
-    if not text:
-        return "-"
-    try:
-        shown = ", ".join(f"{k}={v}" for k, v in json.loads(text).items())
-    except ValueError:
-        shown = text
+    shown = text or "-"
     if width is not None and len(shown) > width:
         shown = shown[: width - 3] + "..."
     return shown
@@ -207,9 +202,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         run = _find(conn, path, args.run)
         subflows = store.subflow_runs(conn, run.id)
         tasks: list[TaskRunRecord] = store.task_runs(conn, [run.id, *(s.id for s in subflows)])
-        states = store.task_run_states(conn, [t.id for t in tasks])
     output = Path(args.output or f"{run.name}.html")
-    html = render_report(run, subflows, tasks, states)
+    html = render_report(run, subflows, tasks)
     from taskloom.results import atomic_write_file
 
     try:

@@ -12,11 +12,11 @@ import datetime
 import html
 import json
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from .store import FlowRunRecord, StateRecord, TaskRunRecord
+from .store import FlowRunRecord, TaskRunRecord
 
 __all__ = ["STATE_COLOURS", "render_report"]
 
@@ -43,9 +43,10 @@ class _Bar:
         self.index, self.worker, self.start, self.end, self.outcome = index, worker, start, end, outcome
 
 
-def _attempts(task: TaskRunRecord, states: Sequence[StateRecord], now: float) -> list[tuple[str, float, float, str]]:
+def _attempts(task: TaskRunRecord, now: float) -> list[tuple[str, float, float, str]]:
     """(worker, start, end, outcome) of each attempt: from a Running state to the next one."""
     found = []
+    states = task.states
     for i, state in enumerate(states):
         if state.type != "RUNNING":
             continue
@@ -86,12 +87,8 @@ def render_report(
     run: FlowRunRecord,
     subflows: Sequence[FlowRunRecord],
     tasks: Sequence[TaskRunRecord],
-    states: Sequence[StateRecord],
 ) -> str:
     """The HTML page of ``run`` (with its subflow runs' task runs)."""
-    by_run: dict[str, list[StateRecord]] = defaultdict(list)
-    for state in states:
-        by_run[state.task_run_id].append(state)
     flow_names = {run.id: run.name, **{s.id: s.name for s in subflows}}
     start = run.start_time
     last = max([run.end_time or 0.0, *(t.end_time or 0.0 for t in tasks), start])
@@ -100,7 +97,7 @@ def render_report(
     bars: list[_Bar] = []
     details: list[dict[str, Any]] = []
     for task in tasks:
-        attempts = _attempts(task, by_run.get(task.id, []), last)
+        attempts = _attempts(task, last)
         for number, (worker, begin, end, outcome) in enumerate(attempts, 1):
             bars.append(_Bar(len(details), worker, begin, end, outcome))
             details.append({
@@ -167,7 +164,7 @@ def render_report(
         facts=_facts(run, subflows, tasks),
         legend=_legend(bars),
         chart="\n".join(svg) if bars else '<p class="empty">No task run of this flow run ran on a worker.</p>',
-        summary=_summary(tasks, by_run),
+        summary=_summary(tasks),
         data=json.dumps(details).replace("</", "<\\/"),
         css=_CSS,
         script=_SCRIPT,
@@ -177,18 +174,13 @@ def render_report(
 def _tick_text(value: float, step: float) -> str:
     if step >= 60:
         return f"{value / 60:g} min"
-    if step >= 1:
-        return f"{value:g} s"
-    return f"{value * 1000:g} ms"
+    if step >= 0.5:
+        return f"{round(value, 1):g} s"
+    return f"{round(value * 1000, 3):g} ms"
 
 
 def _parameters(text: str | None) -> str:
-    if not text:
-        return ""
-    try:
-        return ", ".join(f"{k}={v}" for k, v in json.loads(text).items())[:300]
-    except ValueError:
-        return text[:300]
+    return (text or "")[:300]
 
 
 def _facts(run: FlowRunRecord, subflows: Sequence[FlowRunRecord], tasks: Sequence[TaskRunRecord]) -> str:
@@ -219,7 +211,7 @@ def _legend(bars: Sequence[_Bar]) -> str:
     )
 
 
-def _summary(tasks: Sequence[TaskRunRecord], by_run: dict[str, list[StateRecord]]) -> str:
+def _summary(tasks: Sequence[TaskRunRecord]) -> str:
     counts = Counter(t.state_name for t in tasks)
     parts = ['<section><h2>Task runs by final state</h2><table class="counts"><tr><th>State</th><th>Task runs</th></tr>']
     for name, count in sorted(counts.items(), key=lambda item: -item[1]):
@@ -227,7 +219,7 @@ def _summary(tasks: Sequence[TaskRunRecord], by_run: dict[str, list[StateRecord]
         parts.append(f'<tr><td><i class="dot" style="background:{colour}"></i>{html.escape(name)}</td><td>{count}</td></tr>')
     parts.append("</table></section>")
 
-    retried = [t for t in tasks if t.attempts > 1 or any(s.name == "AwaitingRetry" for s in by_run.get(t.id, []))]
+    retried = [t for t in tasks if t.attempts > 1 or any(s.name == "AwaitingRetry" for s in t.states)]
     parts.append('<section><h2>Retries</h2>')
     if retried:
         parts.append('<table class="retries"><tr><th>Task run</th><th>Attempts</th><th>Final state</th></tr>')

@@ -8,6 +8,7 @@ taskloom-history is recognised and left alone rather than misread.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import attrs
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TASK_RUN_FIELDS",
     "FlowRunRecord",
     "HistoryError",
     "StateRecord",
@@ -26,11 +28,16 @@ __all__ = [
     "find_flow_run",
     "recent_flow_runs",
     "subflow_runs",
-    "task_run_states",
     "task_runs",
 ]
 
 SCHEMA_VERSION = 1
+
+#: The fields of one task run in a batch's JSON array, in order (the `task_runs` view's columns).
+TASK_RUN_FIELDS = (
+    "id", "name", "task_name", "tags", "parameters", "created", "start_time", "end_time",
+    "state_type", "state_name", "message", "traceback", "worker", "attempts", "states",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flow_runs (
@@ -48,39 +55,35 @@ CREATE TABLE IF NOT EXISTS flow_runs (
     state_type TEXT NOT NULL,
     state_name TEXT NOT NULL,
     message TEXT,
-    traceback TEXT
+    traceback TEXT,
+    task_run_count INTEGER NOT NULL DEFAULT 0,
+    failed_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS flow_runs_by_start ON flow_runs (start_time);
 CREATE INDEX IF NOT EXISTS flow_runs_by_parent ON flow_runs (parent_flow_run_id);
-CREATE TABLE IF NOT EXISTS task_runs (
-    id TEXT PRIMARY KEY,
+-- Task runs are written a batch at a time: one row holds a JSON array of the task runs of
+-- one flow run that changed in that batch (a run that changed again later appears again,
+-- newer). One row per batch instead of one per run is what keeps recording cheap.
+CREATE TABLE IF NOT EXISTS task_run_batches (
+    seq INTEGER PRIMARY KEY,
     flow_run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    task_name TEXT NOT NULL,
-    task_key TEXT,
-    tags TEXT,
-    parameters TEXT,
-    created REAL NOT NULL,
-    start_time REAL,
-    end_time REAL,
-    state_type TEXT NOT NULL,
-    state_name TEXT NOT NULL,
-    message TEXT,
-    traceback TEXT,
-    worker TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0
+    written REAL NOT NULL,
+    task_runs TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS task_runs_by_flow_run ON task_runs (flow_run_id);
-CREATE TABLE IF NOT EXISTS task_run_states (
-    task_run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    name TEXT NOT NULL,
-    timestamp REAL NOT NULL,
-    message TEXT,
-    worker TEXT,
-    PRIMARY KEY (task_run_id, seq)
-) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS task_run_batches_by_flow_run ON task_run_batches (flow_run_id);
+"""
+
+# For SQL by hand: the latest version of every task run, one row each.
+_VIEW = f"""
+CREATE VIEW IF NOT EXISTS task_runs AS
+SELECT flow_run_id, {", ".join(TASK_RUN_FIELDS)} FROM (
+    SELECT b.flow_run_id AS flow_run_id,
+           {", ".join(f"json_extract(j.value, '$[{i}]') AS {name}" for i, name in enumerate(TASK_RUN_FIELDS))},
+           row_number() OVER (
+               PARTITION BY json_extract(j.value, '$[0]') ORDER BY b.seq DESC, j.key DESC
+           ) AS version
+    FROM task_run_batches AS b, json_each(b.task_runs) AS j
+) WHERE version = 1;
 """
 
 
@@ -155,6 +158,10 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    try:
+        conn.execute(_VIEW)
+    except sqlite3.Error:
+        pass  # an SQLite without JSON functions: the view is a convenience, not needed here
 
 
 # -- reading runs back ------------------------------------------------------------------------
@@ -200,6 +207,17 @@ class FlowRunRecord:
 
 
 @attrs.frozen
+class StateRecord:
+    """One state a task run went through (``worker`` is set on RUNNING states)."""
+
+    type: str
+    name: str
+    timestamp: float
+    message: str | None
+    worker: str | None
+
+
+@attrs.frozen
 class TaskRunRecord:
     """A task run as the history recorded it: its final (or latest) state and where it ran."""
 
@@ -207,7 +225,6 @@ class TaskRunRecord:
     flow_run_id: str
     name: str
     task_name: str
-    task_key: str | None
     tags: str | None
     parameters: str | None
     created: float
@@ -219,6 +236,7 @@ class TaskRunRecord:
     traceback: str | None
     worker: str | None
     attempts: int
+    states: tuple[StateRecord, ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -227,24 +245,10 @@ class TaskRunRecord:
         return self.end_time - self.start_time
 
 
-@attrs.frozen
-class StateRecord:
-    task_run_id: str
-    seq: int
-    type: str
-    name: str
-    timestamp: float
-    message: str | None
-    worker: str | None
-
-
 _FLOW_COLUMNS = (
     "f.id, f.name, f.flow_name, f.parameters, f.parent_flow_run_id, f.parent_task_run_id, "
     "f.task_runner, f.host, f.pid, f.start_time, f.end_time, f.state_type, f.state_name, "
-    "f.message, f.traceback, "
-    "(SELECT count(*) FROM task_runs t WHERE t.flow_run_id = f.id), "
-    "(SELECT count(*) FROM task_runs t WHERE t.flow_run_id = f.id "
-    "AND t.state_type IN ('FAILED', 'CRASHED'))"
+    "f.message, f.traceback, f.task_run_count, f.failed_count"
 )
 
 
@@ -302,29 +306,30 @@ def subflow_runs(conn: sqlite3.Connection, flow_run_id: str) -> list[FlowRunReco
 
 
 def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[TaskRunRecord]:
-    """The task runs of the given flow runs, in the order they were created."""
-    marks = ",".join("?" * len(flow_run_ids))
-    rows = conn.execute(
-        "SELECT id, flow_run_id, name, task_name, task_key, tags, parameters, created, "
-        "start_time, end_time, state_type, state_name, message, traceback, worker, attempts "
-        f"FROM task_runs WHERE flow_run_id IN ({marks}) ORDER BY created",
-        list(flow_run_ids),
-    ).fetchall()
-    return [TaskRunRecord(*row) for row in rows]
-
-
-def task_run_states(conn: sqlite3.Connection, task_run_ids: Sequence[str]) -> list[StateRecord]:
-    """Every recorded state of the given task runs, by run and in order."""
-    found: list[StateRecord] = []
-    ids = list(task_run_ids)
-    for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    """The task runs of the given flow runs, latest version of each, in creation order."""
+    latest: dict[str, TaskRunRecord] = {}
+    for flow_run_id in flow_run_ids:
         rows = conn.execute(
-            "SELECT task_run_id, seq, type, name, timestamp, message, worker FROM task_run_states "
-            f"WHERE task_run_id IN ({marks}) ORDER BY task_run_id, seq",
-            chunk,
+            "SELECT task_runs FROM task_run_batches WHERE flow_run_id = ? ORDER BY seq",
+            (flow_run_id,),
         ).fetchall()
-        found += [StateRecord(*row) for row in rows]
-    return found
+        for (batch,) in rows:
+            for fields in json.loads(batch):
+                latest[fields[0]] = TaskRunRecord(
+                    fields[0], flow_run_id, *fields[1:-1], states=_states(fields)
+                )
+    return sorted(latest.values(), key=lambda run: run.created)
 
+
+def _states(fields: list[Any]) -> tuple[StateRecord, ...]:
+    """The run's states after its first Pending; the recorder leaves out the usual two
+    (Running, then a final state), which the other fields already say."""
+    run = dict(zip(TASK_RUN_FIELDS, fields, strict=True))
+    if run["states"] is not None:
+        return tuple(StateRecord(*state) for state in run["states"])
+    found = []
+    if run["start_time"] is not None:
+        found.append(StateRecord("RUNNING", "Running", run["start_time"], None, run["worker"]))
+    if run["end_time"] is not None:
+        found.append(StateRecord(run["state_type"], run["state_name"], run["end_time"], run["message"], None))
+    return tuple(found)

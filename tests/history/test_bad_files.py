@@ -1,0 +1,70 @@
+"""A history file that cannot be used is one clear warning; the flow runs all the same."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from taskloom import flow, task
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@flow
+def doubled(n: int = 3) -> list[int]:
+    return [f.result() for f in double.map(range(n))]
+
+
+def _warnings(run_logs) -> list[str]:
+    return [r.getMessage() for r in run_logs.records if r.name == "taskloom.history"]
+
+
+def test_a_file_that_is_not_a_database(in_tmp: Path, run_logs) -> None:
+    (in_tmp / ".taskloom").mkdir()
+    (in_tmp / ".taskloom" / "history.db").write_bytes(b"this is not sqlite" * 100)
+    assert doubled() == [0, 2, 4]
+    [message] = _warnings(run_logs)
+    assert "is not a usable taskloom history database" in message
+    assert "move it away or set history.path" in message
+    assert "\n" not in message
+
+
+def test_a_file_from_a_newer_schema_is_left_alone(in_tmp: Path, run_logs) -> None:
+    path = in_tmp / ".taskloom" / "history.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+        conn.execute("CREATE TABLE future (x)")
+    assert doubled() == [0, 2, 4]
+    [message] = _warnings(run_logs)
+    assert "newer taskloom-history (schema 99; this one reads up to 1)" in message
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (99,)
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["future"]
+
+
+def test_a_locked_file_delays_nothing_but_the_history(in_tmp: Path, run_logs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKLOOM_HISTORY_TIMEOUT", "0.3")
+    doubled(1)  # creates the file
+    holder = sqlite3.connect(in_tmp / ".taskloom" / "history.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # what another program holding the file does
+    try:
+        assert doubled() == [0, 2, 4]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    [message] = _warnings(run_logs)
+    assert "stayed locked by another program for 0.3s" in message
+    assert "raise history.timeout" in message
+
+
+def test_a_directory_in_the_way(in_tmp: Path, run_logs) -> None:
+    (in_tmp / ".taskloom" / "history.db").mkdir(parents=True)
+    assert doubled() == [0, 2, 4]
+    [message] = _warnings(run_logs)
+    assert "cannot be opened" in message and "history.db" in message

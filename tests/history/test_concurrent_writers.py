@@ -1,0 +1,99 @@
+"""Several flow processes writing one history file at once, and a flow process that dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from history_helpers import History
+
+from taskloom.cli import main
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from taskloom import flow, task
+
+    @task
+    def square(x: int) -> int:
+        return x * x
+
+    @task
+    def nap(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @flow
+    def squares(n: int, nap_seconds: float = 0.0) -> int:
+        futures = square.map(range(n))
+        if nap_seconds:
+            nap.submit(nap_seconds).result()
+        return sum(f.result() for f in futures)
+
+    if __name__ == "__main__":
+        print(squares(int(sys.argv[1]), float(sys.argv[2])))
+    """
+)
+
+
+def _start(folder: Path, n: int, nap: float = 0.0) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    env["TASKLOOM_LOGGING_LEVEL"] = "WARNING"
+    return subprocess.Popen(
+        [sys.executable, "squares.py", str(n), str(nap)],
+        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_flows_in_several_processes_write_one_file(history: History, in_tmp: Path) -> None:
+    (in_tmp / "squares.py").write_text(SCRIPT)
+    procs = [_start(in_tmp, 300) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == str(sum(i * i for i in range(300)))
+        assert "history" not in err.lower(), err
+    runs = history.flow_runs()
+    assert len(runs) == 3 and len({r.pid for r in runs}) == 3
+    for run in runs:
+        assert run.state_name == "Completed" and run.task_run_count == 300
+        tasks = history.task_runs(run)
+        assert len(tasks) == 300 and {t.state_name for t in tasks} == {"Completed"}
+    with sqlite3.connect(history.path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        # The view for SQL by hand shows each task run once, in its latest state.
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM task_runs").fetchone() == (900, 900)
+
+
+def test_a_flow_process_that_dies_shows_as_crashed(history: History, in_tmp: Path, capsys) -> None:
+    (in_tmp / "squares.py").write_text(SCRIPT)
+    proc = _start(in_tmp, 5, nap=60.0)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the run and its tasks are on file
+            if history.path.exists():
+                runs = history.flow_runs()
+                if runs and any(t.state_name == "Running" for t in history.task_runs(runs[0])):
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the flow run never reached the history file")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    run = history.only_flow_run()
+    assert run.state_name == "Running" and run.shown_state == "Crashed"
+    tasks = history.task_runs(run)
+    assert [t.state_name for t in tasks if t.task_name == "nap"] == ["Running"]
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    assert "Crashed" in capsys.readouterr().out
