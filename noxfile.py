@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -14,7 +16,7 @@ nox.options.sessions = ["quick"]
 nox.options.default_venv_backend = "venv"
 
 ROOT = Path(__file__).parent
-CORE = ["./core", "./plugins/local", "./plugins/loguru"]
+CORE = ["./core", "./plugins/local", "./plugins/loguru", "./plugins/history"]
 CLUSTER_PLUGINS = [p for p in ("./plugins/dask", "./plugins/ray") if (ROOT / p / "pyproject.toml").exists()]
 EXTRA_PLUGINS = ["./plugins/fsspec"]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
@@ -32,10 +34,26 @@ def _install_project(session: nox.Session, *plugins: str, editable: bool = True)
 def tests(session: nox.Session) -> None:
     """The whole suite, with the Dask and Ray runners on real clusters."""
     _install_project(session, *CLUSTER_PLUGINS, *EXTRA_PLUGINS)
-    session.install(*TEST_DEPS, "moto[server]>=5", "s3fs")
+    session.install(*TEST_DEPS, "moto[server]>=5", "s3fs", "playwright>=1.40")
+    _ensure_chromium(session)
     for extra in sorted((ROOT / "docs" / "examples").glob("plugin-*/pyproject.toml")):
         session.install(str(extra.parent))
     session.run("pytest", *session.posargs)
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """The report's browser test drives Debian's Chromium (Playwright's own download needs
+    a network this project does not assume); install it where we may."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run(
+            "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
+            external=True, env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+    else:
+        session.warn("Chromium is not installed: the report's browser test will be skipped.")
 
 
 @nox.session

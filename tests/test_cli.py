@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from taskloom.cli import main
 
 FLOW_FILE = """
 from taskloom import flow, task
@@ -111,3 +114,13 @@ def test_version_lists_plugins(project: Path) -> None:
     assert proc.returncode == 0
     assert proc.stdout.startswith("taskloom 0.1.0\n")
     assert "taskloom-local 0.1.0" in proc.stdout
+
+
+def test_plugins_lists_the_hooks_each_plugin_implements(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--json"]) == 0
+    found = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
+    assert found["history"]["hooks"] == [
+        "add_commands", "add_settings", "flow_run_finished", "flow_run_started",
+        "task_run_created", "task_run_state_changed",
+    ]
+    assert found["local"]["provides"]["task_runner"] and "register_task_runners" in found["local"]["hooks"]

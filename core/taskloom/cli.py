@@ -118,6 +118,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                             "distribution": i.distribution,
                             "version": i.version,
                             "provides": i.provides,
+                            "hooks": i.hooks,
                         }
                         for i in infos
                     ],
@@ -136,6 +137,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{info.name} ({info.distribution} {info.version})")
         for kind, names in sorted(info.provides.items()):
             print(f"    {kind.replace('_', ' ')}s: {', '.join(sorted(names))}")
+        if info.hooks:
+            print(f"    hooks: {', '.join(info.hooks)}")
     for failure in failed:
         print(f"FAILED {failure.name} ({failure.distribution}): {failure.reason}")
     return 0

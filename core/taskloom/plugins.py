@@ -67,6 +67,8 @@ class PluginInfo:
     distribution: str | None
     version: str | None
     provides: dict[str, list[str]] = attrs.field(factory=dict)
+    #: The hooks it implements, without the ``taskloom_`` prefix.
+    hooks: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -192,7 +194,8 @@ def _start() -> pluggy.PluginManager:
             _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
             log.warning("Plugin %r (%s) is refused: %s", ep.name, ep.value, reason)
             continue
-        _state.infos[ep.name] = PluginInfo(ep.name, ep.value, dist, version)
+        hooks = sorted(c.name.removeprefix("taskloom_") for c in pm.get_hookcallers(module) or ())
+        _state.infos[ep.name] = PluginInfo(ep.name, ep.value, dist, version, hooks=hooks)
     if os.environ.get("TASKLOOM_TRACE_HOOKS", "").lower() in ("1", "true", "yes"):
         trace_log = logging.getLogger("taskloom.hooks")
         pm.trace.root.setwriter(lambda msg: trace_log.info(msg.rstrip()))

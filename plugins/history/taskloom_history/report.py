@@ -66,7 +66,7 @@ def _worker_label(worker: str, hosts: int) -> str:
 
 def _tick_step(span: float) -> float:
     raw = span / 8 if span > 0 else 1.0
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     for factor in (1, 2, 5, 10):
         if raw <= factor * power:
             return factor * power
@@ -143,14 +143,14 @@ def render_report(
             f"{html.escape(_worker_label(worker, hosts))}<title>{html.escape(worker)}</title></text>"
         )
     for bar in bars:
-        y = _AXIS + row_of[bar.worker] * _ROW + _GAP / 2
+        top = _AXIS + row_of[bar.worker] * _ROW + _GAP / 2
         bx = x(bar.start)
         width = max(x(bar.end) - bx, 1.5)
         info = details[bar.index]
         title = f"{info['task_run']}: {bar.outcome}, {info['duration']}"
         svg.append(
             f'<rect class="bar" data-i="{bar.index}" data-state="{html.escape(bar.outcome)}" '
-            f'x="{bx:.2f}" y="{y:.1f}" width="{width:.2f}" height="{_ROW - _GAP}" rx="3" '
+            f'x="{bx:.2f}" y="{top:.1f}" width="{width:.2f}" height="{_ROW - _GAP}" rx="3" '
             f'fill="{STATE_COLOURS.get(bar.outcome, _OTHER)}"><title>{html.escape(title)}</title></rect>'
         )
     svg.append("</svg>")

@@ -315,9 +315,8 @@ def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[Tas
         ).fetchall()
         for (batch,) in rows:
             for fields in json.loads(batch):
-                latest[fields[0]] = TaskRunRecord(
-                    fields[0], flow_run_id, *fields[1:-1], states=_states(fields)
-                )
+                values: list[Any] = [fields[0], flow_run_id, *fields[1:-1], _states(fields)]
+                latest[fields[0]] = TaskRunRecord(*values)
     return sorted(latest.values(), key=lambda run: run.created)
 
 
