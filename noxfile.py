@@ -18,7 +18,7 @@ nox.options.default_venv_backend = "venv"
 ROOT = Path(__file__).parent
 CORE = ["./core", "./plugins/local", "./plugins/loguru", "./plugins/history"]
 CLUSTER_PLUGINS = [p for p in ("./plugins/dask", "./plugins/ray") if (ROOT / p / "pyproject.toml").exists()]
-EXTRA_PLUGINS = ["./plugins/fsspec"]
+EXTRA_PLUGINS = ["./plugins/fsspec", "./plugins/otel"]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
 
 
@@ -34,7 +34,7 @@ def _install_project(session: nox.Session, *plugins: str, editable: bool = True)
 def tests(session: nox.Session) -> None:
     """The whole suite, with the Dask and Ray runners on real clusters."""
     _install_project(session, *CLUSTER_PLUGINS, *EXTRA_PLUGINS)
-    session.install(*TEST_DEPS, "moto[server]>=5", "s3fs", "playwright>=1.40")
+    session.install(*TEST_DEPS, "moto[server]>=5", "s3fs", "playwright>=1.40", "opentelemetry-sdk>=1.20")
     _ensure_chromium(session)
     for extra in sorted((ROOT / "docs" / "examples").glob("plugin-*/pyproject.toml")):
         session.install(str(extra.parent))
@@ -59,8 +59,8 @@ def _ensure_chromium(session: nox.Session) -> None:
 @nox.session
 def quick(session: nox.Session) -> None:
     """The fast part of the suite: no clusters, no sleeping examples."""
-    _install_project(session)
-    session.install(*TEST_DEPS)
+    _install_project(session, "./plugins/otel")
+    session.install(*TEST_DEPS, "opentelemetry-sdk>=1.20")
     session.run("pytest", "-m", "not slow and not dask and not ray", *session.posargs)
 
 

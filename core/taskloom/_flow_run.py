@@ -210,6 +210,18 @@ class _Run:
         driver.logger.info("%s", Retrying(f"attempt {attempt + 2} of {flow.retries + 1}"))
         return True
 
+    def abandon(self, driver: _FlowRunDriver | None, exc: BaseException) -> None:
+        """End a flow run that stopped between attempts, so observers always see its end."""
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            state = Cancelled(f"Flow run was cancelled: {type(exc).__name__}.")
+        else:
+            state = Crashed(f"Flow run crashed: {type(exc).__name__}: {exc}", exception=exc)
+        if driver is not None:
+            driver.logger.info("Finished in state %r", state)
+        self.hook.taskloom_flow_run_finished(flow_run=self.flow_run, state=state)
+        if self.parent is not None:
+            self.parent.record_subflow(self.flow_run.name, state)
+
     def finish(self, driver: _FlowRunDriver, state: State, return_state: bool) -> Any:
         flow = self.flow
         hooks = {
@@ -295,16 +307,23 @@ def run_flow(flow: Flow[..., Any], parameters: dict[str, Any], return_state: boo
     run = _Run(flow, parameters)
     run.start()
     attempt = 0
+    driver: _FlowRunDriver | None = None
     with _sigterm_interrupts():
-        while True:
-            driver = run.driver(attempt)
-            state, interrupt = _attempt(run, driver)
-            if interrupt is not None:
-                run.finish(driver, state, return_state=True)
-                raise interrupt
-            if not run.retry(driver, state, attempt):
-                break
-            attempt += 1
+        try:
+            while True:
+                driver = run.driver(attempt)
+                state, interrupt = _attempt(run, driver)
+                if interrupt is not None:
+                    break
+                if not run.retry(driver, state, attempt):
+                    break
+                attempt += 1
+        except BaseException as exc:  # between attempts: Ctrl-C in a retry delay, a runner
+            run.abandon(driver, exc)
+            raise
+    if interrupt is not None:
+        run.finish(driver, state, return_state=True)
+        raise interrupt
     return run.finish(driver, state, return_state)
 
 
@@ -359,15 +378,22 @@ async def run_flow_async(flow: Flow[..., Any], parameters: dict[str, Any], retur
     run = _Run(flow, parameters)
     run.start()
     attempt = 0
-    while True:
-        driver = run.driver(attempt)
-        state, interrupt = await _attempt_async(run, driver)
-        if interrupt is not None:
-            run.finish(driver, state, return_state=True)
-            raise interrupt
-        if not run.retry(driver, state, attempt):
-            break
-        attempt += 1
+    driver: _FlowRunDriver | None = None
+    try:
+        while True:
+            driver = run.driver(attempt)
+            state, interrupt = await _attempt_async(run, driver)
+            if interrupt is not None:
+                break
+            if not run.retry(driver, state, attempt):
+                break
+            attempt += 1
+    except BaseException as exc:
+        run.abandon(driver, exc)
+        raise
+    if interrupt is not None:
+        run.finish(driver, state, return_state=True)
+        raise interrupt
     return run.finish(driver, state, return_state)
 
 

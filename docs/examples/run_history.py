@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import taskloom_history as history
-
 from taskloom import flow, task
 from taskloom.cli import main
 from taskloom_local import ThreadPoolTaskRunner

@@ -230,3 +230,20 @@ def test_an_interrupted_flow_cancels_its_dask_tasks(runner: DaskTaskRunner) -> N
         interrupted()
     state = seen["sleeper"].state
     assert state.is_cancelled(), state
+
+
+def test_run_history_names_the_dask_worker_processes(runner: Any, in_tmp: Any) -> None:
+    import taskloom_history as history
+
+    @flow(task_runner=runner)
+    def spread() -> list[tuple[str, int]]:
+        return [f.result() for f in [where.submit() for _ in range(6)]]
+
+    places = spread()
+    with history.connect(in_tmp / ".taskloom" / "history.db", create=False) as conn:
+        [run] = history.recent_flow_runs(conn)
+        tasks = history.task_runs(conn, [run.id])
+    assert run.task_runner == "dask" and len(tasks) == 6
+    recorded = sorted(int(t.worker.split("/")[1]) for t in tasks)
+    assert recorded == sorted(pid for _, pid in places), "each run's worker is the process that ran it"
+    assert os.getpid() not in recorded

@@ -100,3 +100,39 @@ def test_a_flow_process_that_dies_shows_as_crashed(history: History, in_tmp: Pat
     capsys.readouterr()
     assert main(["runs"]) == 0
     assert "Crashed" in capsys.readouterr().out
+
+
+RETRYING = textwrap.dedent(
+    """
+    from taskloom import flow
+
+    @flow(retries=1, retry_delay_seconds=60)
+    def patient() -> None:
+        raise RuntimeError("first attempt fails")
+
+    if __name__ == "__main__":
+        patient()
+    """
+)
+
+
+def test_ctrl_c_in_a_flow_retry_delay_still_ends_the_run(history: History, in_tmp: Path) -> None:
+    (in_tmp / "patient.py").write_text(RETRYING)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "patient.py"], cwd=in_tmp, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "will attempt to run again" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "Finished in state Cancelled('Flow run was cancelled: KeyboardInterrupt.')" in err
+    run = history.only_flow_run()
+    assert run.state_name == "Cancelled" and run.end_time is not None

@@ -384,3 +384,24 @@ def test_loading_the_plugin_and_the_runner_class_does_not_import_ray() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@task
+def pid() -> int:
+    return os.getpid()
+
+
+def test_run_history_names_the_ray_worker_processes(head_runner: Any, in_tmp: Path) -> None:
+    import taskloom_history as history
+
+    @flow(task_runner=head_runner)
+    def spread() -> list[int]:
+        return [f.result() for f in [pid.submit() for _ in range(4)]]
+
+    pids = spread()
+    with history.connect(in_tmp / ".taskloom" / "history.db", create=False) as conn:
+        [run] = history.recent_flow_runs(conn)
+        tasks = history.task_runs(conn, [run.id])
+    assert run.task_runner == "ray" and len(tasks) == 4
+    assert sorted(int(t.worker.split("/")[1]) for t in tasks) == sorted(pids)
+    assert os.getpid() not in pids
