@@ -30,8 +30,10 @@ logger = logging.getLogger("taskloom.history")
 
 _FLOW_START, _FLOW_END, _TASK, _STATE, _FLUSH = range(5)
 _INTERVAL = 0.25
-_FINAL = frozenset(t for t in StateType if t.is_final)
-_FAILED = frozenset({StateType.FAILED, StateType.CRASHED})
+_SHOW_AFTER = 1.0
+# By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
+_FINAL = frozenset(t.value for t in StateType if t.is_final)
+_FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
 _HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
 
 
@@ -56,20 +58,19 @@ _repr = _ParameterRepr().repr
 _ATOMIC = frozenset({int, float, bool, type(None)})
 
 
-def _short(value: Any) -> str:
-    if type(value) in _ATOMIC:
-        return repr(value)
-    if type(value) is str and len(value) <= 120:
-        return repr(value)
-    return _repr(value)
-
-
 def parameters_text(parameters: Any) -> str | None:
     """The parameters as ``name=repr, ...`` with each repr shortened."""
     if not parameters:
         return None
     try:
-        return ", ".join(f"{name}={_short(value)}" for name, value in dict(parameters).items())
+        parts = []
+        for name, value in dict(parameters).items():
+            kind = type(value)
+            if kind in _ATOMIC or (kind is str and len(value) <= 120):
+                parts.append(f"{name}={value!r}")  # the common case, without reprlib's walk
+            else:
+                parts.append(f"{name}={_repr(value)}")
+        return ", ".join(parts)
     except Exception as exc:  # a mapping that changed while it was read
         return f"<unreadable: {type(exc).__name__}: {exc}>"
 
@@ -87,6 +88,8 @@ class Recorder:
         self._conn: sqlite3.Connection | None = None
         # Writer thread only: per unfinished task run (by identity of its TaskRun), its row.
         self._runs: dict[TaskRun, list[Any]] = {}
+        # Writer thread only: rows changed but not written yet (too young to show).
+        self._held: dict[TaskRun, list[Any]] = {}
         # Writer thread only: per flow run id, [task runs created, task runs failed].
         self._counts: dict[str, list[int]] = {}
         self._warned = False
@@ -147,8 +150,9 @@ class Recorder:
         touched: dict[TaskRun, list[Any]] = {}
         waiters: list[threading.Event] = []
         stop = False
-        runs, counts = self._runs, self._counts
-        running, pending, final = StateType.RUNNING, StateType.PENDING, _FINAL
+        runs, counts, held = self._runs, self._counts, self._held
+        forced: list[list[Any]] = []
+        running, final = StateType.RUNNING, _FINAL
         failed_types = _FAILED
         last_flow_run_id: Any = None
         last_flow_run_text = ""
@@ -164,19 +168,17 @@ class Recorder:
                 if row is None:  # a state of a run created before history started
                     continue
                 stype = state.type
-                if stype is pending and not row[14] and state.name == "Pending":
-                    continue  # the Pending a run is created in: the row says so already
                 row[14].append(state)
                 if stype is running:
                     row[13] += 1
                     row[12] = state.worker
                     if row[6] is None:
                         row[6] = state.timestamp
-                elif stype in final or state.name == "NotReady":  # NotReady: it never runs
+                elif stype._value_ in final or state.name == "NotReady":  # NotReady: never runs
                     row[7] = state.timestamp
                     row[11] = state.traceback
                     del runs[task_run]
-                    if stype in failed_types:
+                    if stype._value_ in failed_types:
                         counts[row[15]][1] += 1
                 row[8], row[9], row[10] = stype._value_, state.name, state.message
                 touched[task_run] = row
@@ -207,7 +209,9 @@ class Recorder:
                 text = str(flow_run.id)
                 created, failed = counts.pop(text, (0, 0))
                 for task_run in [t for t, r in runs.items() if r[15] == text]:
-                    del runs[task_run]  # runs the flow run left unfinished: nothing more comes
+                    # Runs the flow run left unfinished: nothing more comes, write them now.
+                    forced.append(runs.pop(task_run))
+                    held.pop(task_run, None)
                 flow_ends.append((
                     state.timestamp, state.type.value, state.name, state.message,
                     _flow_traceback(state), created, failed, text,
@@ -216,8 +220,16 @@ class Recorder:
                 stop = True
             else:
                 waiters.append(item[1])
-        if flows or flow_ends or touched:
-            self._write(flows, flow_ends, _batches(touched.values()))
+        # A run still going is written once it is a second old, so a long task shows while
+        # it runs; a quick one waits for its final state and is written once.
+        held.update(touched)
+        rows = forced
+        if held:
+            young = time.time() - _SHOW_AFTER
+            ready = [t for t, r in held.items() if r[7] is not None or r[5] < young]
+            rows += [held.pop(t) for t in ready]
+        if flows or flow_ends or rows:
+            self._write(flows, flow_ends, _batches(rows))
         for waiter in waiters:
             waiter.set()
         return stop

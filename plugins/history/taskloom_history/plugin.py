@@ -99,6 +99,8 @@ def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
 
 @hookimpl
 def taskloom_task_run_state_changed(task_run: Any, old: Any, new: Any) -> None:
+    if old is None:
+        return  # the Pending a run is created in: its creation says as much
     recorder = _by_flow_run.get(task_run.flow_run_id)
     if recorder is not None:
         recorder.queue.append((_STATE, task_run, new))
