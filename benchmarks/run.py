@@ -65,7 +65,10 @@ def _collect(only: set[str] | None) -> tuple[list[dict[str, Any]], list[dict[str
     per_task: list[dict[str, Any]] = []
     startup: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for module_name, plugin in (("bench_local", None), ("bench_dask", "taskloom_dask"), ("bench_ray", "taskloom_ray")):
+    for module_name, plugin in (
+        ("bench_local", None), ("bench_history", "taskloom_history"),
+        ("bench_dask", "taskloom_dask"), ("bench_ray", "taskloom_ray"),
+    ):
         short = module_name.removeprefix("bench_")
         if only and short not in only:
             continue
@@ -112,6 +115,25 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
             f"{row['taskloom_us_per_task']:.1f} | {row['raw_us_per_task']:.1f} | {ratio} |"
         )
     lines += ["", "Goals: " + "; ".join(f"{k}: {v}" for k, v in GOALS.items()) + "."]
+    history = [row for row in per_task if "off_us_per_task" in row]
+    if history:
+        lines += [
+            "",
+            "## What run history costs",
+            "",
+            "The thread runner (`concurrent`) with taskloom-history off and on, alternating in one",
+            "process (the rows above are with it on, as installed). CPU is the process's CPU time",
+            "per task, all threads (the history writer's too); goal: at most +20%.",
+            "",
+            "| case | off µs/task | on µs/task | overhead | CPU off | CPU on | CPU overhead |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in history:
+            lines.append(
+                f"| {row['case']} | {row['off_us_per_task']:.1f} | {row['on_us_per_task']:.1f} | "
+                f"{row['overhead']:+.0%} | {row['cpu_off_us_per_task']:.1f} | "
+                f"{row['cpu_on_us_per_task']:.1f} | {row['cpu_overhead']:+.0%} |"
+            )
     lines += ["", "## Start-up and memory", "", "| case | taskloom | baseline | note |", "| --- | ---: | ---: | --- |"]
     for row in startup:
         if "taskloom_mib" in row:
@@ -145,7 +167,7 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", action="append", help="local, dask, ray or startup (repeatable)")
+    parser.add_argument("--only", action="append", help="local, history, dask, ray or startup (repeatable)")
     parser.add_argument("--output", default=str(HERE.parent / "docs" / "performance.md"))
     args = parser.parse_args()
     os.environ.setdefault("TASKLOOM_LOGGING_LEVEL", "WARNING")
