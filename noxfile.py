@@ -18,7 +18,7 @@ nox.options.default_venv_backend = "venv"
 ROOT = Path(__file__).parent
 CORE = ["./core", "./plugins/local", "./plugins/loguru", "./plugins/history"]
 CLUSTER_PLUGINS = [p for p in ("./plugins/dask", "./plugins/ray") if (ROOT / p / "pyproject.toml").exists()]
-EXTRA_PLUGINS = ["./plugins/fsspec", "./plugins/otel"]
+EXTRA_PLUGINS = ["./plugins/fsspec", "./plugins/otel", "./plugins/rich"]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
 
 
@@ -59,7 +59,7 @@ def _ensure_chromium(session: nox.Session) -> None:
 @nox.session
 def quick(session: nox.Session) -> None:
     """The fast part of the suite: no clusters, no sleeping examples."""
-    _install_project(session, "./plugins/otel")
+    _install_project(session, "./plugins/otel", "./plugins/rich")
     session.install(*TEST_DEPS, "opentelemetry-sdk>=1.20")
     session.run("pytest", "-m", "not slow and not dask and not ray", *session.posargs)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from taskloom import flow, get_flow_run, task
+from taskloom import flow, get_flow_run, plugins, task
 from taskloom.config import ConfigError, load_settings, set_cli_values
 from taskloom.plugins import PluginError
 
@@ -129,6 +129,18 @@ def test_options_for_a_runner_that_is_not_installed_warn(in_tmp: Path) -> None:
     (in_tmp / "taskloom.toml").write_text("[runners.not-installed]\naddress = 'x'\n")
     with pytest.warns(UserWarning, match="runner 'not-installed', which is not installed"):
         load_settings()
+
+
+def test_settings_of_a_disabled_first_party_plugin_warn(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None
+) -> None:
+    (in_tmp / "taskloom.toml").write_text("[history]\npath = 'elsewhere.db'\n")
+    assert load_settings()["history.path"] == "elsewhere.db"
+    monkeypatch.setenv("TASKLOOM_DISABLE_PLUGINS", "history")
+    plugins.reset()
+    with pytest.warns(UserWarning, match="sets 'history.path' for taskloom-history, which is not installed or is disabled"):
+        settings = load_settings()
+    assert "history.path" not in settings.values
 
 
 def test_concurrency_limits_and_logging_level_from_file(in_tmp: Path) -> None:

@@ -240,8 +240,17 @@ def load_settings(
                     sources[f"{_LIMITS}.{tag}"] = where
             else:
                 head = key.split(".", 1)[0]
-                from .plugins import EXTRAS
+                from .plugins import EXTRAS, SETTING_SECTIONS
 
+                if head in SETTING_SECTIONS:
+                    dist, extra = SETTING_SECTIONS[head]
+                    hint = f" (pip install 'taskloom[{extra}]')" if extra else ""
+                    warnings.warn(
+                        f"{where} sets {key!r} for {dist}, which is not installed or is disabled"
+                        f"{hint}; the setting is ignored.",
+                        stacklevel=2,
+                    )
+                    continue
                 if head in EXTRAS:
                     warnings.warn(
                         f"{where} sets {key!r} for plugin {head!r}, which is not installed.",

@@ -46,6 +46,13 @@ log = logging.getLogger("taskloom.plugins")
 # The pip extra that brings each first-party name, for "did you install it?" errors.
 EXTRAS = {"dask": "dask", "ray": "ray", "fsspec": "fsspec", "processes": "local"}
 
+#: Settings sections of first-party plugins: (distribution, the extra that installs it or None).
+#: A config file keeps working when the plugin is missing or disabled: a warning, not an error.
+SETTING_SECTIONS = {
+    "history": ("taskloom-history", None),
+    "progress": ("taskloom-rich", "rich"),
+}
+
 KINDS = {
     "task_runner": "taskloom_register_task_runners",
     "result_storage": "taskloom_register_result_storages",

@@ -1,0 +1,57 @@
+"""Entry point of taskloom-rich: the ``progress.enabled`` setting and the flow-run hooks.
+
+Nothing here imports rich: the display module is imported when a display starts, and the
+per-task hooks (``_counter``) are registered only while one is live.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskloom import hookimpl
+from taskloom.config import Setting
+from taskloom.context import FlowRun, get_flow_run
+from taskloom.states import State
+
+from . import _session
+from ._switch import SETTING
+
+TASKLOOM_PLUGIN_API = 1
+
+
+@hookimpl
+def taskloom_add_settings() -> list[Setting]:
+    # `object`: the value is a bool or the string "auto"; `progress_wanted` checks it.
+    return [
+        Setting(
+            SETTING,
+            object,
+            "auto",
+            'Live progress bars on standard error while a flow runs: true, false or "auto" (when it is a terminal).',
+        )
+    ]
+
+
+@hookimpl
+def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any) -> None:
+    try:
+        # A subflow draws into the display of the flow run it was called in. get_flow_run()
+        # also catches one called where the core did not link it to a parent (a task's own
+        # thread or process), and a core older than parent_flow_run_id.
+        if (
+            getattr(flow_run, "parent_flow_run_id", None) is not None
+            or flow_run.parent_task_run_id is not None
+            or get_flow_run() is not None
+        ):
+            return
+        _session.begin(flow_run.id)
+    except Exception as exc:
+        _session.report(exc)
+
+
+@hookimpl
+def taskloom_flow_run_finished(flow_run: FlowRun, state: State) -> None:
+    try:
+        _session.end(flow_run.id)
+    except Exception as exc:
+        _session.report(exc)
