@@ -7,9 +7,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import taskloom
 from taskloom import flow, plugins, task
 from taskloom.cli import main
 from taskloom.plugins import PluginError
@@ -176,3 +178,38 @@ def test_trace_hooks_logs_each_hook_call(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "taskloom_flow_run_started" in proc.stderr
     assert "taskloom_task_run_created" in proc.stderr
+
+
+def test_observers_are_called_in_pluggy_order(fresh_plugins: None) -> None:
+    calls: list[str] = []
+
+    class Early:
+        @taskloom.hookimpl(tryfirst=True)
+        def taskloom_task_run_state_changed(self, new: Any) -> None:
+            calls.append(f"early {new.name}")
+
+    class Late:
+        @taskloom.hookimpl
+        def taskloom_task_run_state_changed(self, task_run: Any, new: Any) -> None:
+            calls.append(f"late {new.name}")
+
+    class Plain:
+        @taskloom.hookimpl
+        def taskloom_task_run_state_changed(self, old: Any, new: Any) -> None:
+            calls.append(f"plain {new.name}")
+
+    for observer in (Early(), Late(), Plain()):
+        plugins.register(observer)
+
+    @taskloom.task
+    def one() -> int:
+        return 1
+
+    @taskloom.flow(task_runner="sequential")
+    def observed_flow() -> int:
+        return one()
+
+    assert observed_flow() == 1
+    # tryfirst first; then the last registered first, as pluggy calls them.
+    assert calls[:3] == ["early Pending", "plain Pending", "late Pending"]
+    assert calls[-3:] == ["early Completed", "plain Completed", "late Completed"]

@@ -235,13 +235,33 @@ def unregister(plugin: object) -> None:
 
 
 def observed(hook_name: str) -> Any:
-    """The hook caller if any plugin implements it (or hooks are traced), else None.
+    """A caller of the lifecycle hook ``hook_name``, or None if no plugin implements it.
 
-    The driver calls observer hooks for every state change; skipping hooks nobody
-    implements keeps the per-task cost down.
+    The driver calls observer hooks for every state change, so this is on the per-task hot
+    path: a hook nobody implements is skipped, and plain implementations (no wrappers) are
+    called directly, in pluggy's order, for a twentieth of what pluggy's dispatch costs
+    (~0.3 µs against ~6 µs a call). Traced hooks keep pluggy's caller, so tracing sees them.
     """
     caller = getattr(get_plugin_manager().hook, hook_name)
-    return caller if (_state.tracing or caller.get_hookimpls()) else None
+    impls = caller.get_hookimpls()
+    if _state.tracing or any(i.hookwrapper or i.wrapper for i in impls):
+        return caller
+    if not impls:
+        return None
+    functions = [(i.function, tuple(i.argnames)) for i in reversed(impls)]
+    if len(functions) == 1:
+        [(function, names)] = functions
+
+        def call_one(**kwargs: Any) -> None:
+            function(*[kwargs[name] for name in names])
+
+        return call_one
+
+    def call_each(**kwargs: Any) -> None:
+        for function, names in functions:
+            function(*[kwargs[name] for name in names])
+
+    return call_each
 
 
 def wraps_execution() -> bool:
