@@ -1,7 +1,8 @@
 """What recording run history costs per task on the thread runner (goal: at most +20%).
 
-The same flows run with taskloom-history off and on, alternating, in one process; each
-figure is the best of several rounds minus the same flow with no tasks, as in bench_local.
+The same flows run without taskloom-history (the plugin disabled, so not even its hooks are
+called) and with it, alternating, in one process; each figure is the best of several rounds
+minus the same flow with no tasks, as in bench_local.
 Beside wall time per task it reports the process's CPU time per task (all threads, the
 history writer's included), which other programs on the machine disturb less.
 """
@@ -18,14 +19,22 @@ os.environ.setdefault("TASKLOOM_LOGGING_LEVEL", "WARNING")
 
 from bench_local import _map, _submit
 
-from taskloom import flow
+from taskloom import flow, plugins
 
 CASES = [("1000 submitted", _submit, 1000), ("1000-element map", _map, 1000)]
 
 
-def _cost(body: Callable[[int], None], n: int, enabled: bool) -> tuple[float, float]:
+def _use_history(enabled: bool, others: str) -> None:
+    disabled = [name for name in others.split(",") if name]
+    if not enabled:
+        disabled.append("history")
+    os.environ["TASKLOOM_DISABLE_PLUGINS"] = ",".join(disabled)
+    plugins.reset()  # the next flow loads the entry points again, with or without history
+
+
+def _cost(body: Callable[[int], None], n: int, enabled: bool, others: str) -> tuple[float, float]:
     """(wall, CPU) seconds per task: best of five, minus the same flow with no task."""
-    os.environ["TASKLOOM_HISTORY_ENABLED"] = "true" if enabled else "false"
+    _use_history(enabled, others)
 
     @flow(task_runner="concurrent")
     def bench(count: int) -> None:
@@ -46,7 +55,8 @@ def _cost(body: Callable[[int], None], n: int, enabled: bool) -> tuple[float, fl
 
 def run() -> list[dict[str, Any]]:
     rows = []
-    saved = {k: os.environ.get(k) for k in ("TASKLOOM_HISTORY_ENABLED", "TASKLOOM_HISTORY_PATH")}
+    saved = {k: os.environ.get(k) for k in ("TASKLOOM_DISABLE_PLUGINS", "TASKLOOM_HISTORY_PATH")}
+    others = saved["TASKLOOM_DISABLE_PLUGINS"] or ""
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TASKLOOM_HISTORY_PATH"] = os.path.join(tmp, "history.db")
         try:
@@ -54,8 +64,8 @@ def run() -> list[dict[str, Any]]:
                 off: list[tuple[float, float]] = []
                 on: list[tuple[float, float]] = []
                 for _ in range(3):  # alternate, so drift in machine load hits both alike
-                    off.append(_cost(body, n, False))
-                    on.append(_cost(body, n, True))
+                    off.append(_cost(body, n, False, others))
+                    on.append(_cost(body, n, True, others))
                 wall_off, wall_on = min(w for w, _ in off), min(w for w, _ in on)
                 cpu_off, cpu_on = min(c for _, c in off), min(c for _, c in on)
                 rows.append({
@@ -73,6 +83,7 @@ def run() -> list[dict[str, Any]]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+            plugins.reset()
     return rows
 
 
