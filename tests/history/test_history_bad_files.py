@@ -68,3 +68,14 @@ def test_a_directory_in_the_way(in_tmp: Path, run_logs) -> None:
     assert doubled() == [0, 2, 4]
     [message] = _warnings(run_logs)
     assert "cannot be opened" in message and "history.db" in message
+
+
+def test_another_programs_file_with_the_same_version_number(in_tmp: Path, run_logs) -> None:
+    path = in_tmp / ".taskloom" / "history.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("CREATE TABLE flow_runs (id TEXT PRIMARY KEY, name TEXT)")
+    assert doubled() == [0, 2, 4]
+    [message] = _warnings(run_logs)
+    assert "is not a usable taskloom history database (table flow_runs has 2 columns, not 17)" in message

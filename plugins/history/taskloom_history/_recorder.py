@@ -31,6 +31,7 @@ logger = logging.getLogger("taskloom.history")
 _FLOW_START, _FLOW_END, _TASK, _STATE, _FLUSH = range(5)
 _INTERVAL = 0.25
 _SHOW_AFTER = 1.0
+_warned: set[tuple[Path, str]] = set()
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
 _FINAL = frozenset(t.value for t in StateType if t.is_final)
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
@@ -92,7 +93,6 @@ class Recorder:
         self._held: dict[TaskRun, list[Any]] = {}
         # Writer thread only: per flow run id, [task runs created, task runs failed].
         self._counts: dict[str, list[int]] = {}
-        self._warned = False
 
     # -- called by the hooks, in the flow's threads ------------------------------------------
 
@@ -272,8 +272,11 @@ class Recorder:
             self._warn(_explain(self.path, exc, self.timeout))
 
     def _warn(self, error: HistoryError) -> None:
-        if not self._warned:
-            self._warned = True
+        # Once per file and process: a recorder lives for one top-level flow run, the
+        # problem with the file usually for longer.
+        key = (self.path, str(error))
+        if key not in _warned:
+            _warned.add(key)
             logger.warning("Run history: some runs were not recorded: %s.", error)
 
 

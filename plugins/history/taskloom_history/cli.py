@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from . import store
+from .report import seconds_text
 from .store import FlowRunRecord, HistoryError, TaskRunRecord
 
 __all__ = ["add_commands"]
@@ -86,16 +87,6 @@ def _when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 120:
-        return f"{value:.2f}s"
-    return f"{value / 60:.1f}min"
-
-
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -116,7 +107,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [
-            r.id[:8], r.name, r.flow_name, r.shown_state, _when(r.start_time), _seconds(r.duration),
+            r.id[:8], r.name, r.flow_name, r.shown_state, _when(r.start_time), seconds_text(r.duration),
             f"{r.task_run_count}" + (f" ({r.failed_count} failed)" if r.failed_count else ""),
             r.task_runner or "-",
         ]
@@ -151,19 +142,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"Flow run {run.name!r} of flow {run.flow_name!r}: {run.shown_state}")
     print(f"  id          {run.id}")
-    print(f"  started     {_when(run.start_time)}   duration {_seconds(run.duration)}")
+    print(f"  started     {_when(run.start_time)}   duration {seconds_text(run.duration)}")
     print(f"  runner      {run.task_runner or '-'}   on {run.host or '-'} (pid {run.pid or '-'})")
     if run.parameters:
         print(f"  parameters  {_parameters(run.parameters)}")
     if run.message:
         print(f"  message     {run.message.splitlines()[0]}")
     for sub in subflows:
-        print(f"  subflow run {sub.name!r} of flow {sub.flow_name!r}: {sub.shown_state} ({_seconds(sub.duration)})")
+        print(f"  subflow run {sub.name!r} of flow {sub.flow_name!r}: {sub.shown_state} ({seconds_text(sub.duration)})")
     if tasks:
         print()
         flow_names = {run.id: run.name, **{s.id: s.name for s in subflows}}
         rows = [
-            [t.name, t.state_name, _seconds(t.duration), str(max(t.attempts - 1, 0)),
+            [t.name, t.state_name, seconds_text(t.duration), str(max(t.attempts - 1, 0)),
              t.worker or "-", _parameters(t.parameters, 40)]
             + ([flow_names.get(t.flow_run_id, "?")] if subflows else [])
             for t in tasks

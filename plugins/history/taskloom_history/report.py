@@ -18,7 +18,7 @@ from typing import Any
 
 from .store import FlowRunRecord, TaskRunRecord
 
-__all__ = ["STATE_COLOURS", "render_report"]
+__all__ = ["STATE_COLOURS", "render_report", "seconds_text"]
 
 #: Fill colour of an attempt's bar, by the state that ended the attempt.
 STATE_COLOURS = {
@@ -73,14 +73,17 @@ def _tick_step(span: float) -> float:
     return 10 * power
 
 
-def _fmt_seconds(value: float | None) -> str:
+def seconds_text(value: float | None) -> str:
+    """A duration as people read it, one word for a table cell: 0.4ms, 131ms, 4.56s, 7.8min."""
     if value is None:
         return "-"
+    if value < 0.01:
+        return f"{value * 1000:.1f}ms"
     if value < 1:
-        return f"{value * 1000:.1f} ms"
+        return f"{value * 1000:.0f}ms"
     if value < 120:
-        return f"{value:.2f} s"
-    return f"{value / 60:.1f} min"
+        return f"{value:.2f}s"
+    return f"{value / 60:.1f}min"
 
 
 def render_report(
@@ -109,7 +112,7 @@ def render_report(
                 "ended_in": outcome,
                 "worker": worker,
                 "start": f"+{begin - start:.3f} s",
-                "duration": _fmt_seconds(end - begin),
+                "duration": seconds_text(end - begin),
                 "parameters": _parameters(task.parameters),
                 "message": (task.message or "").splitlines()[0][:300] if task.message else "",
             })
@@ -187,7 +190,7 @@ def _facts(run: FlowRunRecord, subflows: Sequence[FlowRunRecord], tasks: Sequenc
     started = datetime.datetime.fromtimestamp(run.start_time).strftime("%Y-%m-%d %H:%M:%S")
     items = [
         ("Started", started),
-        ("Duration", _fmt_seconds(run.duration)),
+        ("Duration", seconds_text(run.duration)),
         ("Task runs", str(len(tasks))),
         ("Runner", run.task_runner or "-"),
         ("Host", f"{run.host or '-'} (pid {run.pid or '-'})"),
@@ -235,7 +238,7 @@ def _summary(tasks: Sequence[TaskRunRecord]) -> str:
     for t in timed:
         parts.append(
             f"<tr><td>{html.escape(t.name)}</td><td>{html.escape(t.state_name)}</td>"
-            f"<td>{_fmt_seconds(t.duration)}</td><td>{html.escape(t.worker or '-')}</td></tr>"
+            f"<td>{seconds_text(t.duration)}</td><td>{html.escape(t.worker or '-')}</td></tr>"
         )
     parts.append("</table></section>")
 

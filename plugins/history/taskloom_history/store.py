@@ -98,7 +98,8 @@ def _explain(path: Path, exc: sqlite3.Error, timeout: float) -> HistoryError:
             f"{path} stayed locked by another program for {timeout:g}s ({text}); "
             "close it or raise history.timeout"
         )
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+    not_ours = ("no such table", "no such column", "columns but", "malformed", "not a database")
+    if not isinstance(exc, sqlite3.OperationalError) or any(part in text for part in not_ours):
         return HistoryError(
             f"{path} is not a usable taskloom history database ({text}); "
             "move it away or set history.path to another file"
@@ -136,6 +137,8 @@ def connect(path: Path, timeout: float = 5.0, create: bool = True) -> sqlite3.Co
             conn.execute("PRAGMA synchronous=NORMAL")
             if version < SCHEMA_VERSION:
                 _create_schema(conn)
+            else:
+                _check_schema(path, conn)
         elif version == 0:
             raise HistoryError(f"{path} holds no taskloom run history; is it the right file?")
     except HistoryError:
@@ -145,6 +148,24 @@ def connect(path: Path, timeout: float = 5.0, create: bool = True) -> sqlite3.Co
         conn.close()
         raise _explain(path, exc, timeout) from None
     return conn
+
+
+_TABLES = {
+    "flow_runs": 17,
+    "task_run_batches": 4,
+}
+
+
+def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
+    """A file that says it has our schema must have our tables (another program's file
+    can carry the same ``user_version``)."""
+    for table, columns in _TABLES.items():
+        found = len(conn.execute(f"PRAGMA table_info({table})").fetchall())
+        if found != columns:
+            raise HistoryError(
+                f"{path} is not a usable taskloom history database (table {table} has "
+                f"{found} columns, not {columns}); move it away or set history.path to another file"
+            )
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
