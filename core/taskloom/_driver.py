@@ -208,11 +208,11 @@ class _FlowRunDriver:
         if self.log_level <= logging.INFO:
             self.logger.info("Created task run %r for task %r", task_run.name, task.name)
         if self._created_hook is not None:
-            self._created_hook(task_run=task_run, parameters=given)
+            self._created_hook(task_run, given)
         if self._state_hook is not None:
             with self._lock:
                 future._state = Pending()
-                self._state_hook(task_run=task_run, old=None, new=future._state)
+                self._state_hook(task_run, None, future._state)
         return call, future
 
     # -- handing them to the runner --------------------------------------------------------
@@ -367,14 +367,14 @@ class _FlowRunDriver:
             assert event.new is not None
             old, future._state = future._state, event.new
             if self._state_hook is not None:
-                self._state_hook(task_run=future.task_run, old=old, new=event.new)
+                self._state_hook(future.task_run, old, event.new)
 
     def _set_state(self, future: TaskRunFuture[Any], state: State) -> None:
         """A state decided in the flow's process (a crash, a cancellation), with its hook."""
         with self._lock:
             old, future._state = future._state, state
             if self._state_hook is not None:
-                self._state_hook(task_run=future.task_run, old=old, new=state)
+                self._state_hook(future.task_run, old, state)
 
     def _on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
         """The runner lost the run. Retry it if the task has retries left; else its final state."""

@@ -235,33 +235,46 @@ def unregister(plugin: object) -> None:
 
 
 def observed(hook_name: str) -> Any:
-    """A caller of the lifecycle hook ``hook_name``, or None if no plugin implements it.
+    """A caller of the lifecycle hook ``hook_name`` taking its arguments by position, in the
+    hook's order, or None if no plugin implements it.
 
     The driver calls observer hooks for every state change, so this is on the per-task hot
     path: a hook nobody implements is skipped, and plain implementations (no wrappers) are
-    called directly, in pluggy's order, for a twentieth of what pluggy's dispatch costs
-    (~0.3 µs against ~6 µs a call). Traced hooks keep pluggy's caller, so tracing sees them.
+    called directly in pluggy's order; one that takes every argument in order is the caller
+    itself. Pluggy's dispatch costs ~6 µs a call here, a direct call ~0.3 µs. Traced hooks
+    and wrappers keep pluggy's caller, so tracing and wrapping see every call.
     """
     caller = getattr(get_plugin_manager().hook, hook_name)
+    names: tuple[str, ...] = tuple(caller.spec.argnames) if caller.spec else ()
     impls = caller.get_hookimpls()
     if _state.tracing or any(i.hookwrapper or i.wrapper for i in impls):
-        return caller
+        return lambda *args: caller(**dict(zip(names, args, strict=True)))
     if not impls:
         return None
-    functions = [(i.function, tuple(i.argnames)) for i in reversed(impls)]
+    functions: list[Callable[..., Any]] = []
+    for impl in reversed(impls):  # pluggy calls the last registered (and tryfirst) first
+        wanted = tuple(impl.argnames)
+        if wanted == names:
+            functions.append(impl.function)
+        else:
+            functions.append(_picking(impl.function, [names.index(n) for n in wanted]))
     if len(functions) == 1:
-        [(function, names)] = functions
+        return functions[0]
 
-        def call_one(**kwargs: Any) -> None:
-            function(*[kwargs[name] for name in names])
-
-        return call_one
-
-    def call_each(**kwargs: Any) -> None:
-        for function, names in functions:
-            function(*[kwargs[name] for name in names])
+    def call_each(*args: Any) -> None:
+        for function in functions:
+            function(*args)
 
     return call_each
+
+
+def _picking(function: Callable[..., Any], positions: list[int]) -> Callable[..., Any]:
+    """``function`` called with the arguments at ``positions`` (an impl taking fewer)."""
+
+    def call(*args: Any) -> Any:
+        return function(*[args[i] for i in positions])
+
+    return call
 
 
 def wraps_execution() -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import reprlib
 import sqlite3
@@ -35,6 +36,7 @@ _warned: set[tuple[Path, str]] = set()
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
 _FINAL = frozenset(t.value for t in StateType if t.is_final)
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
+_RUNNING = StateType.RUNNING
 _HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
 
 
@@ -63,6 +65,11 @@ def parameters_text(parameters: Any) -> str | None:
     """The parameters as ``name=repr, ...`` with each repr shortened."""
     if not parameters:
         return None
+    if len(parameters) == 1:  # the common case, without the loop
+        [(name, value)] = parameters.items()
+        kind = type(value)
+        if kind in _ATOMIC or (kind is str and len(value) <= 120):
+            return f"{name}={value!r}"
     try:
         parts = []
         for name, value in dict(parameters).items():
@@ -87,10 +94,10 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        # Writer thread only: per unfinished task run (by identity of its TaskRun), its row.
+        # Writer thread only: per unfinished task run (by identity of its TaskRun), what
+        # came so far; and those of them that started but were not written since.
         self._runs: dict[TaskRun, list[Any]] = {}
-        # Writer thread only: rows changed but not written yet (too young to show).
-        self._held: dict[TaskRun, list[Any]] = {}
+        self._shown = 0.0
         # Writer thread only: per flow run id, [task runs created, task runs failed].
         self._counts: dict[str, list[int]] = {}
 
@@ -147,13 +154,11 @@ class Recorder:
         queue = self.queue
         flows: list[tuple[Any, ...]] = []
         flow_ends: list[tuple[Any, ...]] = []
-        touched: dict[TaskRun, list[Any]] = {}
+        done: list[list[Any]] = []  # runs to write: ended, or still going and shown
         waiters: list[threading.Event] = []
         stop = False
-        runs, counts, held = self._runs, self._counts, self._held
-        forced: list[list[Any]] = []
-        running, final = StateType.RUNNING, _FINAL
-        failed_types = _FAILED
+        runs, counts = self._runs, self._counts
+        running = _RUNNING
         last_flow_run_id: Any = None
         last_flow_run_text = ""
         while True:
@@ -163,39 +168,25 @@ class Recorder:
                 break
             kind = item[0]
             if kind == _STATE:
-                task_run, state = item[1], item[2]
-                row = runs.get(task_run)
-                if row is None:  # a state of a run created before history started
+                state = item[2]
+                entry = runs.get(item[1])
+                if entry is None:  # a state of a run created before history started
                     continue
-                stype = state.type
-                row[14].append(state)
-                if stype is running:
-                    row[13] += 1
-                    row[12] = state.worker
-                    if row[6] is None:
-                        row[6] = state.timestamp
-                elif stype._value_ in final or state.name == "NotReady":  # NotReady: never runs
-                    row[7] = state.timestamp
-                    row[11] = state.traceback
-                    del runs[task_run]
-                    if stype._value_ in failed_types:
-                        counts[row[15]][1] += 1
-                row[8], row[9], row[10] = stype._value_, state.name, state.message
-                touched[task_run] = row
+                entry[4].append(state)
+                if state.type is running:
+                    continue
+                if state.type._value_ in _FINAL or state.name == "NotReady":  # NotReady: never runs
+                    del runs[item[1]]
+                    done.append(entry)
             elif kind == _TASK:
-                task_run, parameters, created = item[1], item[2], item[3]
+                task_run = item[1]
                 flow_run_id = task_run.flow_run_id
                 if flow_run_id is not last_flow_run_id:  # the same object for a flow's runs
                     last_flow_run_id, last_flow_run_text = flow_run_id, str(flow_run_id)
                     counts.setdefault(last_flow_run_text, [0, 0])
                 counts[last_flow_run_text][0] += 1
-                row = [
-                    str(task_run.id), task_run.name, task_run.task_name,
-                    ",".join(sorted(task_run.tags)) if task_run.tags else None,
-                    parameters, created, None, None, "PENDING", "Pending", None, None, None, 0, [],
-                    last_flow_run_text,
-                ]
-                runs[task_run] = touched[task_run] = row
+                # task run, parameters, created, flow run id, states so far, last written
+                runs[task_run] = [task_run, item[2], item[3], last_flow_run_text, [], 0.0]
             elif kind == _FLOW_START:
                 flow_run, runner_name, started, pid = item[1], item[2], item[3], item[4]
                 flows.append((
@@ -207,11 +198,12 @@ class Recorder:
             elif kind == _FLOW_END:
                 flow_run, state = item[1], item[2]
                 text = str(flow_run.id)
-                created, failed = counts.pop(text, (0, 0))
-                for task_run in [t for t, r in runs.items() if r[15] == text]:
+                for task_run in [t for t, e in runs.items() if e[3] == text]:
                     # Runs the flow run left unfinished: nothing more comes, write them now.
-                    forced.append(runs.pop(task_run))
-                    held.pop(task_run, None)
+                    done.append(runs.pop(task_run))
+                ended = [e for e in done if e[3] == text]  # count this batch's final states too
+                created, failed = counts.pop(text, [0, 0])
+                failed += sum(1 for e in ended if _failed(e))
                 flow_ends.append((
                     state.timestamp, state.type.value, state.name, state.message,
                     _flow_traceback(state), created, failed, text,
@@ -220,16 +212,22 @@ class Recorder:
                 stop = True
             else:
                 waiters.append(item[1])
-        # A run still going is written once it is a second old, so a long task shows while
-        # it runs; a quick one waits for its final state and is written once.
-        held.update(touched)
-        rows = forced
-        if held:
-            young = time.time() - _SHOW_AFTER
-            ready = [t for t, r in held.items() if r[7] is not None or r[5] < young]
-            rows += [held.pop(t) for t in ready]
-        if flows or flow_ends or rows:
-            self._write(flows, flow_ends, _batches(rows))
+        for entry in done:
+            if entry[3] in counts and _failed(entry):
+                counts[entry[3]][1] += 1
+        # A quick run is written once, with its final state. Once a second, runs still going
+        # that changed since they were last written are written too, so a long task shows
+        # while it runs.
+        now = time.time()
+        if runs and now - self._shown >= _SHOW_AFTER:
+            self._shown = now
+            old = now - _SHOW_AFTER
+            going = [e for e in runs.values() if e[4] and e[5] < e[4][-1].timestamp and e[2] < old]
+            for entry in going:
+                entry[5] = now
+            done += going
+        if flows or flow_ends or done:
+            self._write(flows, flow_ends, _batches(done))
         for waiter in waiters:
             waiter.set()
         return stop
@@ -280,24 +278,62 @@ class Recorder:
             logger.warning("Run history: some runs were not recorded: %s.", error)
 
 
-def _batches(rows: Any) -> list[tuple[str, float, str]]:
-    """One (flow run id, time, JSON array of task runs) per flow run, in `TASK_RUN_FIELDS` order."""
+_task_run_fields = operator.attrgetter("id", "name", "task_name", "tags")
+
+
+def _failed(entry: list[Any]) -> bool:
+    states = entry[4]
+    return bool(states) and states[-1].type._value_ in _FAILED
+
+
+def _row(entry: list[Any]) -> list[Any]:
+    """A task run in `TASK_RUN_FIELDS` order, from its queued creation and states."""
+    task_run, parameters, created, _, states, _ = entry
+    run_id, name, task_name, tags = _task_run_fields(task_run)
+    if len(states) == 2:  # the usual Running then final: the fields say all of it
+        first, last = states
+        if first.type is _RUNNING and last.type._value_ in _FINAL:
+            return [
+                str(run_id), name, task_name, ",".join(sorted(tags)) if tags else None,
+                parameters_text(parameters), int(created * 1e6), int(first.timestamp * 1e6),
+                int(last.timestamp * 1e6), last.type._value_, last.name, last.message,
+                last.traceback, first.worker, 1, None,
+            ]
+    start = end = worker = traceback = None
+    attempts = 0
+    for state in states:
+        if state.type is _RUNNING:
+            attempts += 1
+            worker = state.worker
+            if start is None:
+                start = state.timestamp
+    if states:
+        last = states[-1]
+        state_type, state_name, message = last.type._value_, last.name, last.message
+        if state_type in _FINAL or state_name == "NotReady":
+            end, traceback = last.timestamp, last.traceback
+    else:
+        state_type, state_name, message = "PENDING", "Pending", None
+    kept = [(s.type._value_, s.name, int(s.timestamp * 1e6), s.message, s.worker) for s in states]
+    return [
+        str(run_id), name, task_name, ",".join(sorted(tags)) if tags else None,
+        parameters_text(parameters), int(created * 1e6), _micros(start), _micros(end),
+        state_type, state_name, message, traceback, worker, attempts, kept,
+    ]
+
+
+def _micros(timestamp: float | None) -> int | None:
+    # Whole microseconds: JSON writes an int in half the time of a float.
+    return None if timestamp is None else int(timestamp * 1e6)
+
+
+def _batches(entries: list[list[Any]]) -> list[tuple[str, float, str]]:
+    """One (flow run id, time, JSON array of task runs) per flow run."""
     by_flow_run: dict[str, list[list[Any]]] = {}
-    for row in rows:
-        if row[4] is not None and type(row[4]) is not str:
-            row[4] = parameters_text(row[4])  # once, here, off the flow's threads
-        states = row[14]
-        by_flow_run.setdefault(row[15], []).append([*row[:14], _states_list(states)])
+    for entry in entries:
+        by_flow_run.setdefault(entry[3], []).append(_row(entry))
     now = time.time()
-    return [(flow_run_id, now, json.dumps(runs)) for flow_run_id, runs in by_flow_run.items()]
-
-
-def _states_list(states: list[State]) -> list[Any] | None:
-    """The states after the first Pending; None for the usual Running then a final state
-    (the row's own fields say all of that), which saves most of the encoding."""
-    if len(states) == 2 and states[0].name == "Running" and states[1].type is not StateType.PENDING:
-        return None
-    return [(s.type._value_, s.name, s.timestamp, s.message, s.worker) for s in states]
+    return [(flow_run_id, now, json.dumps(rows)) for flow_run_id, rows in by_flow_run.items()]
 
 
 def _str(value: Any) -> str | None:

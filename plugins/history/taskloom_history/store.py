@@ -34,10 +34,14 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 #: The fields of one task run in a batch's JSON array, in order (the `task_runs` view's columns).
+#: Its times (``created``, ``start_time``, ``end_time`` and the states') are whole
+#: microseconds since the epoch in the JSON; the view and `task_runs` give seconds.
 TASK_RUN_FIELDS = (
     "id", "name", "task_name", "tags", "parameters", "created", "start_time", "end_time",
     "state_type", "state_name", "message", "traceback", "worker", "attempts", "states",
 )
+
+_TIME_INDEXES = tuple(TASK_RUN_FIELDS.index(name) for name in ("created", "start_time", "end_time"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flow_runs (
@@ -73,12 +77,20 @@ CREATE TABLE IF NOT EXISTS task_run_batches (
 CREATE INDEX IF NOT EXISTS task_run_batches_by_flow_run ON task_run_batches (flow_run_id);
 """
 
+_TIMES = frozenset({"created", "start_time", "end_time"})
+
+
+def _view_column(index: int, name: str) -> str:
+    value = f"json_extract(j.value, '$[{index}]')"
+    return f"{value} / 1e6 AS {name}" if name in _TIMES else f"{value} AS {name}"
+
+
 # For SQL by hand: the latest version of every task run, one row each.
 _VIEW = f"""
 CREATE VIEW IF NOT EXISTS task_runs AS
 SELECT flow_run_id, {", ".join(TASK_RUN_FIELDS)} FROM (
     SELECT b.flow_run_id AS flow_run_id,
-           {", ".join(f"json_extract(j.value, '$[{i}]') AS {name}" for i, name in enumerate(TASK_RUN_FIELDS))},
+           {", ".join(_view_column(i, name) for i, name in enumerate(TASK_RUN_FIELDS))},
            row_number() OVER (
                PARTITION BY json_extract(j.value, '$[0]') ORDER BY b.seq DESC, j.key DESC
            ) AS version
@@ -336,6 +348,9 @@ def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[Tas
         ).fetchall()
         for (batch,) in rows:
             for fields in json.loads(batch):
+                for i in _TIME_INDEXES:
+                    if fields[i] is not None:
+                        fields[i] /= 1e6
                 values: list[Any] = [fields[0], flow_run_id, *fields[1:-1], _states(fields)]
                 latest[fields[0]] = TaskRunRecord(*values)
     return sorted(latest.values(), key=lambda run: run.created)
@@ -346,7 +361,7 @@ def _states(fields: list[Any]) -> tuple[StateRecord, ...]:
     (Running, then a final state), which the other fields already say."""
     run = dict(zip(TASK_RUN_FIELDS, fields, strict=True))
     if run["states"] is not None:
-        return tuple(StateRecord(*state) for state in run["states"])
+        return tuple(StateRecord(t, n, stamp / 1e6, m, w) for t, n, stamp, m, w in run["states"])
     found = []
     if run["start_time"] is not None:
         found.append(StateRecord("RUNNING", "Running", run["start_time"], None, run["worker"]))
