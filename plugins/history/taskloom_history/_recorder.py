@@ -175,9 +175,12 @@ class Recorder:
                 entry[4].append(state)
                 if state.type is running:
                     continue
-                if state.type._value_ in _FINAL or state.name == "NotReady":  # NotReady: never runs
+                value = state.type._value_
+                if value in _FINAL or state.name == "NotReady":  # NotReady: never runs
                     del runs[item[1]]
                     done.append(entry)
+                    if value in _FAILED:
+                        counts[entry[3]][1] += 1
             elif kind == _TASK:
                 task_run = item[1]
                 flow_run_id = task_run.flow_run_id
@@ -201,9 +204,7 @@ class Recorder:
                 for task_run in [t for t, e in runs.items() if e[3] == text]:
                     # Runs the flow run left unfinished: nothing more comes, write them now.
                     done.append(runs.pop(task_run))
-                ended = [e for e in done if e[3] == text]  # count this batch's final states too
                 created, failed = counts.pop(text, [0, 0])
-                failed += sum(1 for e in ended if _failed(e))
                 flow_ends.append((
                     state.timestamp, state.type.value, state.name, state.message,
                     _flow_traceback(state), created, failed, text,
@@ -212,9 +213,6 @@ class Recorder:
                 stop = True
             else:
                 waiters.append(item[1])
-        for entry in done:
-            if entry[3] in counts and _failed(entry):
-                counts[entry[3]][1] += 1
         # A quick run is written once, with its final state. Once a second, runs still going
         # that changed since they were last written are written too, so a long task shows
         # while it runs.
@@ -281,11 +279,6 @@ class Recorder:
 _task_run_fields = operator.attrgetter("id", "name", "task_name", "tags")
 
 
-def _failed(entry: list[Any]) -> bool:
-    states = entry[4]
-    return bool(states) and states[-1].type._value_ in _FAILED
-
-
 def _row(entry: list[Any]) -> list[Any]:
     """A task run in `TASK_RUN_FIELDS` order, from its queued creation and states."""
     task_run, parameters, created, _, states, _ = entry
@@ -294,7 +287,7 @@ def _row(entry: list[Any]) -> list[Any]:
         first, last = states
         if first.type is _RUNNING and last.type._value_ in _FINAL:
             return [
-                str(run_id), name, task_name, ",".join(sorted(tags)) if tags else None,
+                run_id.hex, name, task_name, ",".join(sorted(tags)) if tags else None,
                 parameters_text(parameters), int(created * 1e6), int(first.timestamp * 1e6),
                 int(last.timestamp * 1e6), last.type._value_, last.name, last.message,
                 last.traceback, first.worker, 1, None,
@@ -316,7 +309,7 @@ def _row(entry: list[Any]) -> list[Any]:
         state_type, state_name, message = "PENDING", "Pending", None
     kept = [(s.type._value_, s.name, int(s.timestamp * 1e6), s.message, s.worker) for s in states]
     return [
-        str(run_id), name, task_name, ",".join(sorted(tags)) if tags else None,
+        run_id.hex, name, task_name, ",".join(sorted(tags)) if tags else None,
         parameters_text(parameters), int(created * 1e6), _micros(start), _micros(end),
         state_type, state_name, message, traceback, worker, attempts, kept,
     ]

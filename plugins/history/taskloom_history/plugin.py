@@ -19,6 +19,9 @@ logger = logging.getLogger("taskloom.history")
 _lock = threading.Lock()
 _recorders: dict[Path, Any] = {}  # history file -> its Recorder
 _by_flow_run: dict[uuid.UUID, Any] = {}  # flow run id -> the Recorder writing it
+# The same, keyed by the identity of the id object, which a flow run's task runs share: a
+# UUID hashes through Python code, and the task hooks look this up three times per run.
+_by_flow_run_object: dict[int, Any] = {}
 _reported: set[str] = set()
 _TASK, _STATE = 2, 3  # kinds of queued items, as _recorder reads them
 
@@ -66,7 +69,7 @@ def _recorder_for(flow_run: Any) -> Any:
         if recorder is not None:
             with _lock:
                 recorder.active += 1
-                _by_flow_run[flow_run.id] = recorder
+                _by_flow_run[flow_run.id] = _by_flow_run_object[id(flow_run.id)] = recorder
         return recorder
     settings = load_settings()
     if not settings["history.enabled"]:
@@ -86,13 +89,15 @@ def _recorder_for(flow_run: Any) -> Any:
             if not recorder.active:
                 del _recorders[path]
             raise
-        _by_flow_run[flow_run.id] = recorder
+        _by_flow_run[flow_run.id] = _by_flow_run_object[id(flow_run.id)] = recorder
     return recorder
 
 
 @hookimpl
 def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
-    recorder = _by_flow_run.get(task_run.flow_run_id)
+    recorder = _by_flow_run_object.get(id(task_run.flow_run_id))
+    if recorder is None:
+        recorder = _by_flow_run.get(task_run.flow_run_id)
     if recorder is not None:
         recorder.queue.append((_TASK, task_run, parameters, time.time()))
 
@@ -101,7 +106,9 @@ def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
 def taskloom_task_run_state_changed(task_run: Any, old: Any, new: Any) -> None:
     if old is None:
         return  # the Pending a run is created in: its creation says as much
-    recorder = _by_flow_run.get(task_run.flow_run_id)
+    recorder = _by_flow_run_object.get(id(task_run.flow_run_id))
+    if recorder is None:
+        recorder = _by_flow_run.get(task_run.flow_run_id)
     if recorder is not None:
         recorder.queue.append((_STATE, task_run, new))
 
@@ -116,7 +123,7 @@ def taskloom_flow_run_finished(flow_run: Any, state: Any) -> None:
         recorder.flow_finished(flow_run, state, wait=top_level)
     finally:
         with _lock:
-            del _by_flow_run[flow_run.id]
+            del _by_flow_run[flow_run.id], _by_flow_run_object[id(flow_run.id)]
             recorder.active -= 1
             last = recorder.active == 0 and _recorders.get(recorder.path) is recorder
             if last:

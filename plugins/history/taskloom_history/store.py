@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ SCHEMA_VERSION = 1
 
 #: The fields of one task run in a batch's JSON array, in order (the `task_runs` view's columns).
 #: Its times (``created``, ``start_time``, ``end_time`` and the states') are whole
-#: microseconds since the epoch in the JSON; the view and `task_runs` give seconds.
+#: microseconds since the epoch in the JSON; the view and `task_runs` give seconds. ``id`` is
+#: the UUID's 32 hex digits in the JSON and the view (half the cost of the dashed form to
+#: write); `task_runs` gives the dashed form the logs use.
 TASK_RUN_FIELDS = (
     "id", "name", "task_name", "tags", "parameters", "created", "start_time", "end_time",
     "state_type", "state_name", "message", "traceback", "worker", "attempts", "states",
@@ -351,8 +354,9 @@ def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[Tas
                 for i in _TIME_INDEXES:
                     if fields[i] is not None:
                         fields[i] /= 1e6
-                values: list[Any] = [fields[0], flow_run_id, *fields[1:-1], _states(fields)]
-                latest[fields[0]] = TaskRunRecord(*values)
+                run_id = str(uuid.UUID(fields[0]))  # the file has the 32 hex digits
+                values: list[Any] = [run_id, flow_run_id, *fields[1:-1], _states(fields)]
+                latest[run_id] = TaskRunRecord(*values)
     return sorted(latest.values(), key=lambda run: run.created)
 
 
