@@ -141,6 +141,9 @@ def test_settings_of_a_disabled_first_party_plugin_warn(
     with pytest.warns(UserWarning, match="sets 'history.path' for taskloom-history, which is not installed or is disabled"):
         settings = load_settings()
     assert "history.path" not in settings.values
+    monkeypatch.setenv("TASKLOOM_HISTORY_ENABLED", "false")
+    with pytest.warns(UserWarning, match="TASKLOOM_HISTORY_ENABLED is a setting of taskloom-history, which is not installed or is disabled"):
+        load_settings()
 
 
 def test_concurrency_limits_and_logging_level_from_file(in_tmp: Path) -> None:

@@ -291,6 +291,17 @@ def load_settings(
             limits[tag] = coerce(raw, int, f"Environment variable {var}")
             sources[f"{_LIMITS}.{tag}"] = f"env {var}"
         else:
+            from .plugins import SETTING_SECTIONS
+
+            section = next((k for k in SETTING_SECTIONS if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
+            if section is not None:
+                dist, _ = SETTING_SECTIONS[section]
+                warnings.warn(
+                    f"{var} is a setting of {dist}, which is not installed or is disabled; "
+                    "it is ignored.",
+                    stacklevel=2,
+                )
+                continue
             warnings.warn(f"{var} is not a taskloom setting; it is ignored.", stacklevel=2)
 
     for key, value in cli.items():
