@@ -78,3 +78,15 @@ def test_unknown_storage_names_the_installed_ones() -> None:
     message = str(info.value)
     assert message.startswith("Unknown result storage 's4'. Installed result storages: ")
     assert "'local-file'" in message and "'memory'" in message
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path) -> None:
+    import os
+    import stat
+
+    from taskloom.results import atomic_write_file
+
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")
+    atomic_write_file(tmp_path / "atomic", b"x")
+    assert stat.S_IMODE(os.stat(tmp_path / "atomic").st_mode) == stat.S_IMODE(os.stat(plain).st_mode)

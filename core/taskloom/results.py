@@ -8,6 +8,7 @@ A `ResultStorage` keeps bytes under string keys (a directory, a bucket, memory);
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -79,7 +80,9 @@ def atomic_write_file(path: str | os.PathLike[str], data: bytes) -> None:
 
     For storage plugins: the bytes go to a temporary file in the same directory (so the
     rename cannot cross file systems), are flushed to disk, and are renamed over ``path``.
-    A failure or an interrupt leaves the old file and no temporary one.
+    A failure or an interrupt leaves the old file and no temporary one. The file gets the
+    permissions a plain ``open(path, "wb")`` would give it (the process umask), not the
+    owner-only ones of a temporary file.
     """
     directory, name = os.path.split(os.fspath(path))
     os.makedirs(directory or ".", exist_ok=True)
@@ -89,11 +92,21 @@ def atomic_write_file(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    # Read once: os.umask can only be read by setting it, which is not thread-safe.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def resolve_storage(spec: Any, path: str | None) -> ResultStorage:
