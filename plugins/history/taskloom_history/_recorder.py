@@ -1,18 +1,19 @@
-"""Recording runs: hooks append to a queue, one writer thread per history file writes batches.
+"""Recording runs: hooks note what happens, one writer thread per history file writes it.
 
-The hooks run on the flow's hot path (several per task run), so they only append a tuple to a
-`collections.deque` (thread-safe, no lock). The writer thread wakes every quarter second,
-turns what queued up into rows and writes them in one transaction. A top-level flow run's end
-waits for its rows to be written, so `taskloom runs` sees a run as soon as the flow returns.
-Nothing here may fail a flow: a history file that cannot be used is reported once and the
-runs are not recorded.
+The hooks run on the flow's hot path, several per task run, so each does one small thing: a
+created run is noted in a dict, a Running state in another, and a final state turns the run
+into its finished row, appended to a list. The writer thread wakes four times a second,
+swaps that list for an empty one and writes it as one JSON row per flow run, in one
+transaction: no Python loop over task runs there, since under the GIL any such loop is paid
+by the flow too. A top-level flow run's end waits for its rows to be written, so
+`taskloom runs` sees a run as soon as the flow returns. Nothing here may fail a flow: a
+history file that cannot be used is reported once and the runs are not recorded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import operator
 import os
 import reprlib
 import sqlite3
@@ -29,7 +30,7 @@ from .store import HistoryError, _explain, connect
 
 logger = logging.getLogger("taskloom.history")
 
-_FLOW_START, _FLOW_END, _TASK, _STATE, _FLUSH = range(5)
+_FLOW_START, _FLOW_END, _FLUSH = range(3)
 _INTERVAL = 0.25
 _SHOW_AFTER = 1.0
 _warned: set[tuple[Path, str]] = set()
@@ -94,12 +95,19 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        # Writer thread only: per unfinished task run (by identity of its TaskRun), what
-        # came so far; and those of them that started but were not written since.
-        self._runs: dict[TaskRun, list[Any]] = {}
-        self._shown = 0.0
-        # Writer thread only: per flow run id, [task runs created, task runs failed].
-        self._counts: dict[str, list[int]] = {}
+        # Task runs created and not yet ended: parameters, when, flow run id (text).
+        self.created: dict[TaskRun, tuple[Any, float, str]] = {}
+        # Their latest Running state (what an unfinished run shows), and for a run that was
+        # retried, the states before its current attempt.
+        self.started: dict[TaskRun, State] = {}
+        self.earlier: dict[TaskRun, list[State]] = {}
+        # Finished rows, (flow run id, task run, row); appended and swapped under the lock.
+        self.rows: list[tuple[str, TaskRun, list[Any]]] = []
+        self.rows_lock = threading.Lock()
+        self.flow_ids: dict[int, str] = {}  # id() of a flow run's UUID -> its text
+        self._counts: dict[str, list[int]] = {}  # flow run id -> [task runs, failed]
+        self._shown: set[TaskRun] = set()  # unfinished runs written as such
+        self._shown_at = 0.0
 
     # -- called by the hooks, in the flow's threads ------------------------------------------
 
@@ -113,7 +121,48 @@ class Recorder:
             self._thread.start()
 
     def flow_started(self, flow_run: FlowRun, runner_name: str) -> None:
+        text = str(flow_run.id)
+        self.flow_ids[id(flow_run.id)] = text
+        self._counts[text] = [0, 0]
         self.queue.append((_FLOW_START, flow_run, runner_name, time.time(), os.getpid()))
+
+    def task_created(self, task_run: TaskRun, parameters: Any, flow_run_id: str) -> None:
+        self.created[task_run] = (parameters, time.time(), flow_run_id)
+        self._counts[flow_run_id][0] += 1
+
+    def state_changed(self, task_run: TaskRun, old: State, new: State) -> None:
+        """A state other than Running (those go to `started` directly, from the hook)."""
+        value = new.type._value_
+        if value not in _FINAL and new.name != "NotReady":  # AwaitingRetry, a custom state
+            before = self.earlier.setdefault(task_run, [])
+            if old.type is _RUNNING:
+                before.append(old)
+            before.append(new)
+            return
+        info = self.created.pop(task_run, None)
+        if info is None:  # created before history started
+            return
+        self.started.pop(task_run, None)
+        earlier: list[State] | None = self.earlier.pop(task_run, None) if self.earlier else None
+        parameters, created, text = info
+        if value in _FAILED:
+            self._counts[text][1] += 1
+        if earlier is None and old.type is _RUNNING:
+            row = [
+                task_run.id.hex, task_run.name, task_run.task_name,
+                ",".join(sorted(task_run.tags)) if task_run.tags else None,
+                parameters_text(parameters), int(created * 1e6), int(old.timestamp * 1e6),
+                int(new.timestamp * 1e6), value, new.name, new.message, new.traceback,
+                old.worker, 1, None,
+            ]
+        else:
+            states = earlier or []
+            if old.type is _RUNNING:
+                states.append(old)
+            states.append(new)
+            row = _row(task_run, parameters, created, states, ended=True)
+        with self.rows_lock:
+            self.rows.append((text, task_run, row))
 
     def flow_finished(self, flow_run: FlowRun, state: State, wait: bool) -> None:
         self.queue.append((_FLOW_END, flow_run, state))
@@ -154,43 +203,16 @@ class Recorder:
         queue = self.queue
         flows: list[tuple[Any, ...]] = []
         flow_ends: list[tuple[Any, ...]] = []
-        done: list[list[Any]] = []  # runs to write: ended, or still going and shown
+        extra: list[tuple[str, TaskRun, list[Any]]] = []  # unfinished runs to show
         waiters: list[threading.Event] = []
         stop = False
-        runs, counts = self._runs, self._counts
-        running = _RUNNING
-        last_flow_run_id: Any = None
-        last_flow_run_text = ""
         while True:
             try:
                 item = queue.popleft()
             except IndexError:
                 break
             kind = item[0]
-            if kind == _STATE:
-                state = item[2]
-                entry = runs.get(item[1])
-                if entry is None:  # a state of a run created before history started
-                    continue
-                entry[4].append(state)
-                if state.type is running:
-                    continue
-                value = state.type._value_
-                if value in _FINAL or state.name == "NotReady":  # NotReady: never runs
-                    del runs[item[1]]
-                    done.append(entry)
-                    if value in _FAILED:
-                        counts[entry[3]][1] += 1
-            elif kind == _TASK:
-                task_run = item[1]
-                flow_run_id = task_run.flow_run_id
-                if flow_run_id is not last_flow_run_id:  # the same object for a flow's runs
-                    last_flow_run_id, last_flow_run_text = flow_run_id, str(flow_run_id)
-                    counts.setdefault(last_flow_run_text, [0, 0])
-                counts[last_flow_run_text][0] += 1
-                # task run, parameters, created, flow run id, states so far, last written
-                runs[task_run] = [task_run, item[2], item[3], last_flow_run_text, [], 0.0]
-            elif kind == _FLOW_START:
+            if kind == _FLOW_START:
                 flow_run, runner_name, started, pid = item[1], item[2], item[3], item[4]
                 flows.append((
                     str(flow_run.id), flow_run.name, flow_run.flow_name,
@@ -200,11 +222,9 @@ class Recorder:
                 ))
             elif kind == _FLOW_END:
                 flow_run, state = item[1], item[2]
-                text = str(flow_run.id)
-                for task_run in [t for t, e in runs.items() if e[3] == text]:
-                    # Runs the flow run left unfinished: nothing more comes, write them now.
-                    done.append(runs.pop(task_run))
-                created, failed = counts.pop(text, [0, 0])
+                text = self.flow_ids.pop(id(flow_run.id), None) or str(flow_run.id)
+                extra += self._unfinished(text)
+                created, failed = self._counts.pop(text, [0, 0])
                 flow_ends.append((
                     state.timestamp, state.type.value, state.name, state.message,
                     _flow_traceback(state), created, failed, text,
@@ -213,22 +233,47 @@ class Recorder:
                 stop = True
             else:
                 waiters.append(item[1])
-        # A quick run is written once, with its final state. Once a second, runs still going
-        # that changed since they were last written are written too, so a long task shows
-        # while it runs.
+        # After the queue: every row of a flow run that ended above was appended before.
+        with self.rows_lock:
+            rows, self.rows = self.rows, []
+        if self._shown:
+            self._shown.difference_update([r[1] for r in rows])
         now = time.time()
-        if runs and now - self._shown >= _SHOW_AFTER:
-            self._shown = now
-            old = now - _SHOW_AFTER
-            going = [e for e in runs.values() if e[4] and e[5] < e[4][-1].timestamp and e[2] < old]
-            for entry in going:
-                entry[5] = now
-            done += going
-        if flows or flow_ends or done:
-            self._write(flows, flow_ends, _batches(done))
+        if now - self._shown_at >= _SHOW_AFTER:
+            self._shown_at = now
+            extra += self._going(now - _SHOW_AFTER)
+        if flows or flow_ends or rows or extra:
+            self._write(flows, flow_ends, _batches(rows + extra))
         for waiter in waiters:
             waiter.set()
         return stop
+
+    def _going(self, before: float) -> list[tuple[str, TaskRun, list[Any]]]:
+        """Rows of runs that started over a second ago and were not written since."""
+        found = []
+        for task_run, state in self.started.copy().items():
+            info = self.created.get(task_run)
+            if info is None or task_run in self._shown or state.timestamp > before:
+                continue
+            self._shown.add(task_run)
+            states = [*self.earlier.get(task_run, ()), state]
+            found.append((info[2], task_run, _row(task_run, info[0], info[1], states, ended=False)))
+        return found
+
+    def _unfinished(self, text: str) -> list[tuple[str, TaskRun, list[Any]]]:
+        """Rows of the runs a flow run left without a final state; nothing more will come."""
+        found = []
+        for task_run, (parameters, created, flow_text) in self.created.copy().items():
+            if flow_text != text:
+                continue
+            self.created.pop(task_run, None)
+            states = [*self.earlier.pop(task_run, ())]
+            started = self.started.pop(task_run, None)
+            if started is not None:
+                states.append(started)
+            self._shown.discard(task_run)
+            found.append((text, task_run, _row(task_run, parameters, created, states, ended=False)))
+        return found
 
     def _write(
         self,
@@ -276,22 +321,10 @@ class Recorder:
             logger.warning("Run history: some runs were not recorded: %s.", error)
 
 
-_task_run_fields = operator.attrgetter("id", "name", "task_name", "tags")
-
-
-def _row(entry: list[Any]) -> list[Any]:
-    """A task run in `TASK_RUN_FIELDS` order, from its queued creation and states."""
-    task_run, parameters, created, _, states, _ = entry
-    run_id, name, task_name, tags = _task_run_fields(task_run)
-    if len(states) == 2:  # the usual Running then final: the fields say all of it
-        first, last = states
-        if first.type is _RUNNING and last.type._value_ in _FINAL:
-            return [
-                run_id.hex, name, task_name, ",".join(sorted(tags)) if tags else None,
-                parameters_text(parameters), int(created * 1e6), int(first.timestamp * 1e6),
-                int(last.timestamp * 1e6), last.type._value_, last.name, last.message,
-                last.traceback, first.worker, 1, None,
-            ]
+def _row(
+    task_run: TaskRun, parameters: Any, created: float, states: list[State], ended: bool
+) -> list[Any]:
+    """A task run in `TASK_RUN_FIELDS` order, from its states after the first Pending."""
     start = end = worker = traceback = None
     attempts = 0
     for state in states:
@@ -303,15 +336,16 @@ def _row(entry: list[Any]) -> list[Any]:
     if states:
         last = states[-1]
         state_type, state_name, message = last.type._value_, last.name, last.message
-        if state_type in _FINAL or state_name == "NotReady":
+        if ended:
             end, traceback = last.timestamp, last.traceback
     else:
         state_type, state_name, message = "PENDING", "Pending", None
-    kept = [(s.type._value_, s.name, int(s.timestamp * 1e6), s.message, s.worker) for s in states]
     return [
-        run_id.hex, name, task_name, ",".join(sorted(tags)) if tags else None,
+        task_run.id.hex, task_run.name, task_run.task_name,
+        ",".join(sorted(task_run.tags)) if task_run.tags else None,
         parameters_text(parameters), int(created * 1e6), _micros(start), _micros(end),
-        state_type, state_name, message, traceback, worker, attempts, kept,
+        state_type, state_name, message, traceback, worker, attempts,
+        [(s.type._value_, s.name, int(s.timestamp * 1e6), s.message, s.worker) for s in states],
     ]
 
 
@@ -320,13 +354,15 @@ def _micros(timestamp: float | None) -> int | None:
     return None if timestamp is None else int(timestamp * 1e6)
 
 
-def _batches(entries: list[list[Any]]) -> list[tuple[str, float, str]]:
+def _batches(rows: list[tuple[str, TaskRun, list[Any]]]) -> list[tuple[str, float, str]]:
     """One (flow run id, time, JSON array of task runs) per flow run."""
-    by_flow_run: dict[str, list[list[Any]]] = {}
-    for entry in entries:
-        by_flow_run.setdefault(entry[3], []).append(_row(entry))
     now = time.time()
-    return [(flow_run_id, now, json.dumps(rows)) for flow_run_id, rows in by_flow_run.items()]
+    flow_ids = {text for text, _, _ in rows}
+    if len(flow_ids) == 1:
+        return [(flow_ids.pop(), now, json.dumps([row for _, _, row in rows]))]
+    return [
+        (text, now, json.dumps([row for t, _, row in rows if t == text])) for text in flow_ids
+    ]
 
 
 def _str(value: Any) -> str | None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from taskloom import hookimpl
 from taskloom.config import Setting, load_settings
+from taskloom.states import StateType
 
 TASKLOOM_PLUGIN_API = 1
 
@@ -19,11 +19,12 @@ logger = logging.getLogger("taskloom.history")
 _lock = threading.Lock()
 _recorders: dict[Path, Any] = {}  # history file -> its Recorder
 _by_flow_run: dict[uuid.UUID, Any] = {}  # flow run id -> the Recorder writing it
-# The same, keyed by the identity of the id object, which a flow run's task runs share: a
-# UUID hashes through Python code, and the task hooks look this up three times per run.
-_by_flow_run_object: dict[int, Any] = {}
+# The same, with the id's text, keyed by the identity of the id object, which a flow run's
+# task runs share: a UUID hashes through Python code, and the task hooks look this up three
+# times per run.
+_by_flow_run_object: dict[int, tuple[Any, str]] = {}
+_RUNNING = StateType.RUNNING
 _reported: set[str] = set()
-_TASK, _STATE = 2, 3  # kinds of queued items, as _recorder reads them
 
 
 @hookimpl
@@ -69,7 +70,8 @@ def _recorder_for(flow_run: Any) -> Any:
         if recorder is not None:
             with _lock:
                 recorder.active += 1
-                _by_flow_run[flow_run.id] = _by_flow_run_object[id(flow_run.id)] = recorder
+                _by_flow_run[flow_run.id] = recorder
+                _by_flow_run_object[id(flow_run.id)] = (recorder, str(flow_run.id))
         return recorder
     settings = load_settings()
     if not settings["history.enabled"]:
@@ -89,28 +91,28 @@ def _recorder_for(flow_run: Any) -> Any:
             if not recorder.active:
                 del _recorders[path]
             raise
-        _by_flow_run[flow_run.id] = _by_flow_run_object[id(flow_run.id)] = recorder
+        _by_flow_run[flow_run.id] = recorder
+        _by_flow_run_object[id(flow_run.id)] = (recorder, str(flow_run.id))
     return recorder
 
 
 @hookimpl
 def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
-    recorder = _by_flow_run_object.get(id(task_run.flow_run_id))
-    if recorder is None:
-        recorder = _by_flow_run.get(task_run.flow_run_id)
-    if recorder is not None:
-        recorder.queue.append((_TASK, task_run, parameters, time.time()))
+    found = _by_flow_run_object.get(id(task_run.flow_run_id))
+    if found is not None:
+        found[0].task_created(task_run, parameters, found[1])
 
 
 @hookimpl
 def taskloom_task_run_state_changed(task_run: Any, old: Any, new: Any) -> None:
     if old is None:
         return  # the Pending a run is created in: its creation says as much
-    recorder = _by_flow_run_object.get(id(task_run.flow_run_id))
-    if recorder is None:
-        recorder = _by_flow_run.get(task_run.flow_run_id)
-    if recorder is not None:
-        recorder.queue.append((_STATE, task_run, new))
+    found = _by_flow_run_object.get(id(task_run.flow_run_id))
+    if found is not None:
+        if new.type is _RUNNING:
+            found[0].started[task_run] = new  # what the run shows until it ends
+        else:
+            found[0].state_changed(task_run, old, new)
 
 
 @hookimpl
