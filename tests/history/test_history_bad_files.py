@@ -79,3 +79,17 @@ def test_another_programs_file_with_the_same_version_number(in_tmp: Path, run_lo
     assert doubled() == [0, 2, 4]
     [message] = _warnings(run_logs)
     assert "is not a usable taskloom history database (table flow_runs has 2 columns, not 17)" in message
+
+
+def test_a_damaged_batch_of_task_runs_is_named(history, capsys) -> None:
+    from taskloom.cli import main
+
+    doubled(2)
+    with sqlite3.connect(history.path) as conn:
+        conn.execute("UPDATE task_run_batches SET task_runs = x'00ff00ff'")
+    run = history.only_flow_run()
+    capsys.readouterr()
+    assert main(["runs", "show", run.id]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"taskloom: error: The task runs of flow run {run.id} in the history file are damaged")
+    assert main(["runs"]) == 0  # the flow runs themselves are still listed

@@ -8,7 +8,7 @@ taskloom-history is recognised and left alone rather than misread.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sqlite3
 import uuid
@@ -34,11 +34,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-#: The fields of one task run in a batch's JSON array, in order (the `task_runs` view's columns).
-#: Its times (``created``, ``start_time``, ``end_time`` and the states') are whole
-#: microseconds since the epoch in the JSON; the view and `task_runs` give seconds. ``id`` is
-#: the UUID's 32 hex digits in the JSON and the view (half the cost of the dashed form to
-#: write); `task_runs` gives the dashed form the logs use.
+#: The fields of one task run in a batch, in order. In the file its times (``created``,
+#: ``start_time``, ``end_time`` and the states') are whole microseconds since the epoch and
+#: ``id`` is the UUID's 32 hex digits; `task_runs` gives seconds and the dashed id.
 TASK_RUN_FIELDS = (
     "id", "name", "task_name", "tags", "parameters", "created", "start_time", "end_time",
     "state_type", "state_name", "message", "traceback", "worker", "attempts", "states",
@@ -68,39 +66,19 @@ CREATE TABLE IF NOT EXISTS flow_runs (
 );
 CREATE INDEX IF NOT EXISTS flow_runs_by_start ON flow_runs (start_time);
 CREATE INDEX IF NOT EXISTS flow_runs_by_parent ON flow_runs (parent_flow_run_id);
--- Task runs are written a batch at a time: one row holds a JSON array of the task runs of
--- one flow run that changed in that batch (a run that changed again later appears again,
--- newer). One row per batch instead of one per run is what keeps recording cheap.
+-- Task runs are written a batch at a time: one row holds the task runs of one flow run that
+-- ended (or were shown while running) in that batch, as a marshal-encoded list of lists of
+-- plain values (a run written again later appears again, newer). One row per batch, encoded
+-- by marshal, is what keeps recording within its budget: a row per task run, or JSON, cost
+-- more. Read them with taskloom_history.task_runs or `taskloom runs show --json`.
 CREATE TABLE IF NOT EXISTS task_run_batches (
     seq INTEGER PRIMARY KEY,
     flow_run_id TEXT NOT NULL,
     written REAL NOT NULL,
-    task_runs TEXT NOT NULL
+    task_runs BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS task_run_batches_by_flow_run ON task_run_batches (flow_run_id);
 """
-
-_TIMES = frozenset({"created", "start_time", "end_time"})
-
-
-def _view_column(index: int, name: str) -> str:
-    value = f"json_extract(j.value, '$[{index}]')"
-    return f"{value} / 1e6 AS {name}" if name in _TIMES else f"{value} AS {name}"
-
-
-# For SQL by hand: the latest version of every task run, one row each.
-_VIEW = f"""
-CREATE VIEW IF NOT EXISTS task_runs AS
-SELECT flow_run_id, {", ".join(TASK_RUN_FIELDS)} FROM (
-    SELECT b.flow_run_id AS flow_run_id,
-           {", ".join(_view_column(i, name) for i, name in enumerate(TASK_RUN_FIELDS))},
-           row_number() OVER (
-               PARTITION BY json_extract(j.value, '$[0]') ORDER BY b.seq DESC, j.key DESC
-           ) AS version
-    FROM task_run_batches AS b, json_each(b.task_runs) AS j
-) WHERE version = 1;
-"""
-
 
 class HistoryError(Exception):
     """The history file cannot be used; the message is one sentence saying why and what to do."""
@@ -194,10 +172,6 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    try:
-        conn.execute(_VIEW)
-    except sqlite3.Error:
-        pass  # an SQLite without JSON functions: the view is a convenience, not needed here
 
 
 # -- reading runs back ------------------------------------------------------------------------
@@ -350,7 +324,7 @@ def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[Tas
             (flow_run_id,),
         ).fetchall()
         for (batch,) in rows:
-            for fields in json.loads(batch):
+            for fields in _decode(batch, flow_run_id):
                 for i in _TIME_INDEXES:
                     if fields[i] is not None:
                         fields[i] /= 1e6
@@ -358,6 +332,22 @@ def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[Tas
                 values: list[Any] = [run_id, flow_run_id, *fields[1:-1], _states(fields)]
                 latest[run_id] = TaskRunRecord(*values)
     return sorted(latest.values(), key=lambda run: run.created)
+
+
+def _decode(batch: Any, flow_run_id: str) -> list[list[Any]]:
+    """A batch's task runs; a damaged one is an error naming the flow run, not a crash."""
+    try:
+        runs = marshal.loads(batch) if isinstance(batch, bytes) else None
+    except (ValueError, EOFError, TypeError):
+        runs = None
+    if not isinstance(runs, list) or not all(
+        isinstance(r, list) and len(r) == len(TASK_RUN_FIELDS) for r in runs
+    ):
+        raise HistoryError(
+            f"The task runs of flow run {flow_run_id} in the history file are damaged; "
+            "the file's other runs can still be read"
+        )
+    return runs
 
 
 def _states(fields: list[Any]) -> tuple[StateRecord, ...]:
