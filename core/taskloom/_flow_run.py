@@ -187,7 +187,9 @@ class _Run:
                 flow.name,
                 self.settings["task_runner"],
             )
-        self.hook.taskloom_flow_run_started(flow_run=flow_run, task_runner=self.runner)
+        self.hook.taskloom_flow_run_started(
+            flow_run=flow_run, task_runner=self.runner, settings=self.settings
+        )
 
     def driver(self, attempt: int) -> _FlowRunDriver:
         runner = self.runner if attempt == 0 else self.runner.duplicate()
@@ -216,6 +218,10 @@ class _Run:
             state = Cancelled(f"Flow run was cancelled: {type(exc).__name__}.")
         else:
             state = Crashed(f"Flow run crashed: {type(exc).__name__}: {exc}", exception=exc)
+        self._ended(driver, state)
+
+    def _ended(self, driver: _FlowRunDriver | None, state: State) -> None:
+        """Say the run's final state: in its log, to observers and to a parent flow run."""
         if driver is not None:
             driver.logger.info("Finished in state %r", state)
         self.hook.taskloom_flow_run_finished(flow_run=self.flow_run, state=state)
@@ -238,10 +244,7 @@ class _Run:
                     "An error was encountered while running hook %r: %s: %s",
                     getattr(hook, "__name__", hook), type(exc).__name__, exc,
                 )
-        driver.logger.info("Finished in state %r", state)
-        self.hook.taskloom_flow_run_finished(flow_run=self.flow_run, state=state)
-        if self.parent is not None:
-            self.parent.record_subflow(self.flow_run.name, state)
+        self._ended(driver, state)
         if return_state:
             return state
         return state.result()

@@ -27,7 +27,7 @@ import pluggy
 if TYPE_CHECKING:
     from argparse import _SubParsersAction
 
-    from .config import Setting
+    from .config import Setting, Settings
     from .context import FlowRun, TaskRun
     from .runners import TaskRunner
     from .states import State
@@ -114,12 +114,13 @@ def taskloom_add_commands(subparsers: _SubParsersAction[Any]) -> None:
 
 
 @hookspec
-def taskloom_flow_run_started(flow_run: FlowRun, task_runner: TaskRunner) -> None:
+def taskloom_flow_run_started(flow_run: FlowRun, task_runner: TaskRunner, settings: Settings) -> None:
     """A flow run was created and is about to run its body on ``task_runner``.
 
     Called in the flow's process, in the thread that runs the flow, before the task runner
-    starts; for a subflow too (``flow_run.parent_flow_run_id`` is then set). The return value
-    is ignored.
+    starts; for a subflow too (``flow_run.parent_flow_run_id`` is then set). ``settings``
+    are the flow run's (`taskloom.config.Settings`, a plugin's own keys included), read
+    once for it: use them rather than reading the files again. The return value is ignored.
     """
 
 

@@ -104,7 +104,6 @@ class Recorder:
         # Finished rows, (flow run id, task run, row); appended and swapped under the lock.
         self.rows: list[tuple[str, TaskRun, list[Any]]] = []
         self.rows_lock = threading.Lock()
-        self.flow_ids: dict[int, str] = {}  # id() of a flow run's UUID -> its text
         self._counts: dict[str, list[int]] = {}  # flow run id -> [task runs, failed]
         self._shown: set[TaskRun] = set()  # unfinished runs written as such
         self._shown_at = 0.0
@@ -120,10 +119,8 @@ class Recorder:
             )
             self._thread.start()
 
-    def flow_started(self, flow_run: FlowRun, runner_name: str) -> None:
-        text = str(flow_run.id)
-        self.flow_ids[id(flow_run.id)] = text
-        self._counts[text] = [0, 0]
+    def flow_started(self, flow_run: FlowRun, flow_run_id: str, runner_name: str) -> None:
+        self._counts[flow_run_id] = [0, 0]
         self.queue.append((_FLOW_START, flow_run, runner_name, time.time(), os.getpid()))
 
     def task_created(self, task_run: TaskRun, parameters: Any, flow_run_id: str) -> None:
@@ -222,7 +219,7 @@ class Recorder:
                 ))
             elif kind == _FLOW_END:
                 flow_run, state = item[1], item[2]
-                text = self.flow_ids.pop(id(flow_run.id), None) or str(flow_run.id)
+                text = str(flow_run.id)
                 extra += self._unfinished(text)
                 created, failed = self._counts.pop(text, [0, 0])
                 flow_ends.append((

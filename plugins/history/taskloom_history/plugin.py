@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ logger = logging.getLogger("taskloom.history")
 
 _lock = threading.Lock()
 _recorders: dict[Path, Any] = {}  # history file -> its Recorder
-_by_flow_run: dict[uuid.UUID, Any] = {}  # flow run id -> the Recorder writing it
-# The same, with the id's text, keyed by the identity of the id object, which a flow run's
-# task runs share: a UUID hashes through Python code, and the task hooks look this up three
-# times per run.
-_by_flow_run_object: dict[int, tuple[Any, str]] = {}
+# Flow run -> (the Recorder writing it, the run's id as text), keyed by the identity of the
+# id object, which the run's task runs and subflow runs share: a UUID hashes through Python
+# code, and the task hooks look this up three times per run.
+_writing: dict[int, tuple[Any, str]] = {}
 _RUNNING = StateType.RUNNING
 _reported: set[str] = set()
 
@@ -53,27 +51,28 @@ def history_path(settings: Any = None) -> Path:
 
 
 @hookimpl
-def taskloom_flow_run_started(flow_run: Any, task_runner: Any) -> None:
+def taskloom_flow_run_started(flow_run: Any, task_runner: Any, settings: Any) -> None:
     try:
-        recorder = _recorder_for(flow_run)
+        recorder = _recorder_for(flow_run, settings)
     except Exception as exc:  # never a reason for a flow to fail
         _report(f"Run history is off for flow run {flow_run.name!r}: {exc}.")
         return
     if recorder is not None:
-        recorder.flow_started(flow_run, getattr(task_runner, "name", type(task_runner).__name__))
+        text = _writing[id(flow_run.id)][1]
+        recorder.flow_started(flow_run, text, getattr(task_runner, "name", type(task_runner).__name__))
 
 
-def _recorder_for(flow_run: Any) -> Any:
+def _recorder_for(flow_run: Any, settings: Any) -> Any:
     if flow_run.parent_flow_run_id is not None:
         # A subflow writes where its parent writes, whatever the settings say now.
-        recorder = _by_flow_run.get(flow_run.parent_flow_run_id)
-        if recorder is not None:
-            with _lock:
-                recorder.active += 1
-                _by_flow_run[flow_run.id] = recorder
-                _by_flow_run_object[id(flow_run.id)] = (recorder, str(flow_run.id))
+        parent = _writing.get(id(flow_run.parent_flow_run_id))
+        if parent is None:
+            return None
+        recorder = parent[0]
+        with _lock:
+            recorder.active += 1
+            _writing[id(flow_run.id)] = (recorder, str(flow_run.id))
         return recorder
-    settings = load_settings()
     if not settings["history.enabled"]:
         return None
     path = history_path(settings)
@@ -91,14 +90,13 @@ def _recorder_for(flow_run: Any) -> Any:
             if not recorder.active:
                 del _recorders[path]
             raise
-        _by_flow_run[flow_run.id] = recorder
-        _by_flow_run_object[id(flow_run.id)] = (recorder, str(flow_run.id))
+        _writing[id(flow_run.id)] = (recorder, str(flow_run.id))
     return recorder
 
 
 @hookimpl
 def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
-    found = _by_flow_run_object.get(id(task_run.flow_run_id))
+    found = _writing.get(id(task_run.flow_run_id))
     if found is not None:
         found[0].task_created(task_run, parameters, found[1])
 
@@ -107,7 +105,7 @@ def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
 def taskloom_task_run_state_changed(task_run: Any, old: Any, new: Any) -> None:
     if old is None:
         return  # the Pending a run is created in: its creation says as much
-    found = _by_flow_run_object.get(id(task_run.flow_run_id))
+    found = _writing.get(id(task_run.flow_run_id))
     if found is not None:
         if new.type is _RUNNING:
             found[0].started[task_run] = new  # what the run shows until it ends
@@ -117,15 +115,16 @@ def taskloom_task_run_state_changed(task_run: Any, old: Any, new: Any) -> None:
 
 @hookimpl
 def taskloom_flow_run_finished(flow_run: Any, state: Any) -> None:
-    recorder = _by_flow_run.get(flow_run.id)
-    if recorder is None:
+    found = _writing.get(id(flow_run.id))
+    if found is None:
         return
+    recorder = found[0]
     top_level = flow_run.parent_flow_run_id is None
     try:
         recorder.flow_finished(flow_run, state, wait=top_level)
     finally:
         with _lock:
-            del _by_flow_run[flow_run.id], _by_flow_run_object[id(flow_run.id)]
+            del _writing[id(flow_run.id)]
             recorder.active -= 1
             last = recorder.active == 0 and _recorders.get(recorder.path) is recorder
             if last:

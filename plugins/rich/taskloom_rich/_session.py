@@ -42,14 +42,11 @@ def report(exc: BaseException) -> None:
         _logger.warning("Progress display: %s", message)
 
 
-def _setting() -> tuple[Any, str | None]:
-    from taskloom.config import load_settings
-
-    settings = load_settings()
+def _setting(settings: Any) -> tuple[Any, str | None]:
     return settings.get(SETTING, "auto"), settings.sources.get(SETTING)
 
 
-def begin(flow_run_id: uuid.UUID) -> None:
+def begin(flow_run_id: uuid.UUID, settings: Any) -> None:
     """A top-level flow run started: join the live display, or start one if it is wanted."""
     global _display, board, _atexit_registered
     with _lock:
@@ -58,7 +55,7 @@ def begin(flow_run_id: uuid.UUID) -> None:
             return
         stream = sys.stderr
         try:
-            value, where = _setting()
+            value, where = _setting(settings)
             wanted = progress_wanted(value, stream, where=where)
         except ValueError as exc:
             report(exc)

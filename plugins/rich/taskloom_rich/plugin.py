@@ -33,7 +33,7 @@ def taskloom_add_settings() -> list[Setting]:
 
 
 @hookimpl
-def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any) -> None:
+def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any, settings: Any) -> None:
     try:
         # A subflow draws into the display of the flow run it was called in. get_flow_run()
         # also catches one called where the core did not link it to a parent (a task's own
@@ -44,7 +44,7 @@ def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any) -> None:
             or get_flow_run() is not None
         ):
             return
-        _session.begin(flow_run.id)
+        _session.begin(flow_run.id, settings)
     except Exception as exc:
         _session.report(exc)
 
