@@ -57,8 +57,8 @@ def _register_task_hooks() -> None:
     from . import _task_hooks
 
     manager = plugins.get_plugin_manager()
-    if manager.has_plugin(_task_hooks.NAME):
-        return
+    # Always under the lock: pluggy names a plugin registered before its hooks are attached,
+    # so a check outside it could let another flow run build its driver without them.
     with _State.lock:
         if not manager.has_plugin(_task_hooks.NAME):
             plugins.register(_task_hooks, name=_task_hooks.NAME)

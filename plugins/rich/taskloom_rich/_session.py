@@ -12,12 +12,14 @@ import logging
 import sys
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._board import Board
 from ._switch import SETTING, progress_wanted, stream_is_terminal
 
 if TYPE_CHECKING:
+    from taskloom.config import Settings
+
     from .display import ProgressDisplay
 
 __all__ = ["begin", "board", "end", "report", "stop_all"]
@@ -42,11 +44,7 @@ def report(exc: BaseException) -> None:
         _logger.warning("Progress display: %s", message)
 
 
-def _setting(settings: Any) -> tuple[Any, str | None]:
-    return settings.get(SETTING, "auto"), settings.sources.get(SETTING)
-
-
-def begin(flow_run_id: uuid.UUID, settings: Any) -> None:
+def begin(flow_run_id: uuid.UUID, settings: Settings) -> None:
     """A top-level flow run started: join the live display, or start one if it is wanted."""
     global _display, board, _atexit_registered
     with _lock:
@@ -55,7 +53,7 @@ def begin(flow_run_id: uuid.UUID, settings: Any) -> None:
             return
         stream = sys.stderr
         try:
-            value, where = _setting(settings)
+            value, where = settings.get(SETTING, "auto"), settings.sources.get(SETTING)
             wanted = progress_wanted(value, stream, where=where)
         except ValueError as exc:
             report(exc)

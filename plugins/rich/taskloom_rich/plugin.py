@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskloom import hookimpl
-from taskloom.config import Setting
+from taskloom.config import Setting, Settings
 from taskloom.context import FlowRun, get_flow_run
 from taskloom.states import State
 
@@ -33,7 +33,7 @@ def taskloom_add_settings() -> list[Setting]:
 
 
 @hookimpl
-def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any, settings: Any) -> None:
+def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any, settings: Settings) -> None:
     try:
         # A subflow draws into the display of the flow run it was called in. get_flow_run()
         # also catches one called where the core did not link it to a parent (a task's own
