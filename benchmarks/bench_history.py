@@ -1,15 +1,18 @@
 """What recording run history costs per task on the thread runner (goal: at most +20%).
 
 The same flows run without taskloom-history (the plugin disabled, so not even its hooks are
-called) and with it, alternating, in one process; each figure is the best of several rounds
-minus the same flow with no tasks, as in bench_local.
+called) and with it, alternating in one process. A round is, for each, five flows of 1,000
+tasks minus five with none; each figure is the median of the rounds, and "paired" is the
+median of each round's on/off ratio. Wall-clock figures on a shared 2-core machine swing by
+a quarter from one flow to the next, so a single best-of-N is not enough.
 Beside wall time per task it reports the process's CPU time per task (all threads, the
-history writer's included), which other programs on the machine disturb less.
+history writer's included).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +25,8 @@ from bench_local import _map, _submit
 from taskloom import flow, plugins
 
 CASES = [("1000 submitted", _submit, 1000), ("1000-element map", _map, 1000)]
+ROUNDS = 9
+BLOCK = 5
 
 
 def _use_history(enabled: bool, others: str) -> None:
@@ -32,28 +37,33 @@ def _use_history(enabled: bool, others: str) -> None:
     plugins.reset()  # the next flow loads the entry points again, with or without history
 
 
-def _cost(body: Callable[[int], None], n: int, enabled: bool, others: str) -> tuple[float, float]:
-    """(wall, CPU) seconds per task: best of five, minus the same flow with no task."""
-    _use_history(enabled, others)
-
+def _flow(body: Callable[[int], None]) -> Any:
     @flow(task_runner="concurrent")
     def bench(count: int) -> None:
         body(count)
 
-    def best(count: int) -> tuple[float, float]:
-        walls, cpus = [], []
-        for _ in range(5):
-            wall, cpu = time.perf_counter(), time.process_time()
+    return bench
+
+
+def _one_round(bench: Any, n: int, enabled: bool, others: str) -> tuple[float, float]:
+    """(wall, CPU) seconds per task over a block of flows of ``n`` tasks, minus as many empty
+    flows. A block, not one flow: the garbage collector's full collections come every few
+    thousand tasks, and a block of several thousand tasks pays its share of them."""
+    _use_history(enabled, others)
+    bench(10)  # loads the plugins again (with or without history) and warms up, untimed
+
+    def timed(count: int) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(BLOCK):
             bench(count)
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
-        return min(walls), min(cpus)
+        return time.perf_counter() - wall, time.process_time() - cpu
 
-    (wall_full, cpu_full), (wall_empty, cpu_empty) = best(n), best(0)
-    return (wall_full - wall_empty) / n, (cpu_full - cpu_empty) / n
+    wall_full, cpu_full = timed(n)
+    wall_empty, cpu_empty = timed(0)
+    return (wall_full - wall_empty) / (n * BLOCK), (cpu_full - cpu_empty) / (n * BLOCK)
 
 
-def run() -> list[dict[str, Any]]:
+def run(rounds: int = ROUNDS) -> list[dict[str, Any]]:
     rows = []
     saved = {k: os.environ.get(k) for k in ("TASKLOOM_DISABLE_PLUGINS", "TASKLOOM_HISTORY_PATH")}
     others = saved["TASKLOOM_DISABLE_PLUGINS"] or ""
@@ -61,18 +71,23 @@ def run() -> list[dict[str, Any]]:
         os.environ["TASKLOOM_HISTORY_PATH"] = os.path.join(tmp, "history.db")
         try:
             for case, body, n in CASES:
+                bench = _flow(body)
                 off: list[tuple[float, float]] = []
                 on: list[tuple[float, float]] = []
-                for _ in range(3):  # alternate, so drift in machine load hits both alike
-                    off.append(_cost(body, n, False, others))
-                    on.append(_cost(body, n, True, others))
-                wall_off, wall_on = min(w for w, _ in off), min(w for w, _ in on)
-                cpu_off, cpu_on = min(c for _, c in off), min(c for _, c in on)
+                # Off and on alternate flow by flow, so a change in the machine's load hits
+                # both alike; the medians of many rounds keep one disturbed flow out.
+                for _ in range(rounds):
+                    off.append(_one_round(bench, n, False, others))
+                    on.append(_one_round(bench, n, True, others))
+                wall_off, wall_on = statistics.median([w for w, _ in off]), statistics.median([w for w, _ in on])
+                cpu_off, cpu_on = statistics.median([c for _, c in off]), statistics.median([c for _, c in on])
                 rows.append({
                     "case": case,
+                    "rounds": rounds,
                     "off_us_per_task": wall_off * 1e6,
                     "on_us_per_task": wall_on * 1e6,
                     "overhead": wall_on / wall_off - 1.0,
+                    "paired_overhead": statistics.median([b[0] / a[0] for a, b in zip(off, on, strict=True)]) - 1.0,
                     "cpu_off_us_per_task": cpu_off * 1e6,
                     "cpu_on_us_per_task": cpu_on * 1e6,
                     "cpu_overhead": cpu_on / cpu_off - 1.0,

@@ -38,7 +38,7 @@ from .engine import (
 )
 from .futures import TaskRunFuture
 from .runners import CompletedNative
-from .states import AwaitingRetry, Cancelled, Crashed, Failed, Pending, State, StateType
+from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType
 from .tasks import Task, _tags, allow_failure, quote, unmapped
 
 if TYPE_CHECKING:
@@ -210,9 +210,9 @@ class _FlowRunDriver:
         if self._created_hook is not None:
             self._created_hook(task_run, given)
         if self._state_hook is not None:
-            with self._lock:
-                future._state = Pending()
-                self._state_hook(task_run, None, future._state)
+            # Not handed to the runner yet, so no event can race this; no lock.
+            future._state = State(StateType.PENDING, "Pending")
+            self._state_hook(task_run, None, future._state)
         return call, future
 
     # -- handing them to the runner --------------------------------------------------------
@@ -354,7 +354,7 @@ class _FlowRunDriver:
     # -- what comes back -----------------------------------------------------------------
 
     def _on_event(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
-        with self._lock:
+        with future._lock:
             if event.seq > 0:
                 # Only the next event in order: a repeat was seen live already, and one
                 # after a gap waits for the outcome, which replays every event in order.
@@ -371,7 +371,7 @@ class _FlowRunDriver:
 
     def _set_state(self, future: TaskRunFuture[Any], state: State) -> None:
         """A state decided in the flow's process (a crash, a cancellation), with its hook."""
-        with self._lock:
+        with future._lock:
             old, future._state = future._state, state
             if self._state_hook is not None:
                 self._state_hook(future.task_run, old, state)

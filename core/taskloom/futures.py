@@ -8,9 +8,11 @@ replays the run's events in the flow's process and settles on the run's final st
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
@@ -28,6 +30,12 @@ T = TypeVar("T")
 
 # Guards the hand-over between a finishing run and a thread that starts waiting on it.
 _settle_lock = threading.Lock()
+
+
+def _native_done(future: weakref.ref[TaskRunFuture[Any]], native: Any) -> None:
+    alive = future()
+    if alive is not None:
+        alive._native_done(native)
 
 
 @runtime_checkable
@@ -61,12 +69,14 @@ class TaskRunFuture(Generic[T]):
     """The core's `TaskFuture`, over a runner's native concurrent.futures-like handle."""
 
     __slots__ = (
+        "__weakref__",
         "_call",
         "_callbacks",
         "_context",
         "_driver",
         "_event",
         "_final",
+        "_lock",
         "_seq",
         "_state",
         "native",
@@ -81,6 +91,7 @@ class TaskRunFuture(Generic[T]):
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
         self._driver = driver
+        self._lock = threading.Lock()
         self._seq = 0  # the last event number the driver handled; it drops repeats
         self._call: Any = None  # kept until final, so the driver can retry a crash
         self._context: Any = None  # the submitter's context, for a hand-over made later
@@ -93,7 +104,11 @@ class TaskRunFuture(Generic[T]):
     def _attach(self, native: Any) -> None:
         """Follow the runner's native handle; called once per attempt, right after ``submit``."""
         self.native = native
-        native.add_done_callback(self._native_done)
+        # Through a weak reference: a bound method would make this future and its native
+        # handle (which keeps its callbacks) a reference cycle, left for the garbage
+        # collector to find with everything the run holds. The driver keeps the future
+        # alive until it is final.
+        native.add_done_callback(functools.partial(_native_done, weakref.ref(self)))
 
     def _emit(self, event: TaskRunEvent) -> None:
         self._driver._on_event(self, event)

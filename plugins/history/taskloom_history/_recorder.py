@@ -95,17 +95,20 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        # Task runs created and not yet ended: parameters, when, flow run id (text).
-        self.created: dict[TaskRun, tuple[Any, float, str]] = {}
+        # Task runs created and not yet ended: when, and their parameters as given. Two
+        # dicts, not one of tuples: a tuple per run would be one more object per task for
+        # the garbage collector to count and walk (see `state_changed`).
+        self.created: dict[TaskRun, float] = {}
+        self.parameters: dict[TaskRun, Any] = {}
         # Their latest Running state (what an unfinished run shows), and for a run that was
         # retried, the states before its current attempt.
         self.started: dict[TaskRun, State] = {}
         self.earlier: dict[TaskRun, list[State]] = {}
-        # Finished rows, (flow run id, task run, row); appended and swapped under the lock.
-        self.rows: list[tuple[str, TaskRun, list[Any]]] = []
-        self.rows_lock = threading.Lock()
+        # Finished rows (tuples in `TASK_RUN_FIELDS` order): appended by the hooks, taken by
+        # the writer with popleft, so neither side needs a lock (both are atomic in a deque).
+        self.rows: deque[tuple[Any, ...]] = deque()
         self._counts: dict[str, list[int]] = {}  # flow run id -> [task runs, failed]
-        self._shown: set[TaskRun] = set()  # unfinished runs written as such
+        self._shown: set[int] = set()  # ids (as ints) of unfinished runs written as such
         self._shown_at = 0.0
 
     # -- called by the hooks, in the flow's threads ------------------------------------------
@@ -124,11 +127,18 @@ class Recorder:
         self.queue.append((_FLOW_START, flow_run, runner_name, time.time(), os.getpid()))
 
     def task_created(self, task_run: TaskRun, parameters: Any, flow_run_id: str) -> None:
-        self.created[task_run] = (parameters, time.time(), flow_run_id)
+        self.created[task_run] = time.time()
+        self.parameters[task_run] = parameters
         self._counts[flow_run_id][0] += 1
 
-    def state_changed(self, task_run: TaskRun, old: State, new: State) -> None:
-        """A state other than Running (those go to `started` directly, from the hook)."""
+    def state_changed(self, task_run: TaskRun, old: State, new: State, text: str) -> None:
+        """A state other than Running (those go to `started` directly, from the hook).
+
+        A final state makes the run's row: a tuple of strings and numbers, which the
+        garbage collector stops tracking the first time it sees it. What costs most here
+        is not instructions but the collector: every object a task leaves alive brings the
+        next collection closer, and a full one walks everything the flow holds.
+        """
         value = new.type._value_
         if value not in _FINAL and new.name != "NotReady":  # AwaitingRetry, a custom state
             before = self.earlier.setdefault(task_run, [])
@@ -136,30 +146,27 @@ class Recorder:
                 before.append(old)
             before.append(new)
             return
-        info = self.created.pop(task_run, None)
-        if info is None:  # created before history started
+        created = self.created.pop(task_run, None)
+        if created is None:  # created before history started
             return
+        parameters = self.parameters.pop(task_run, None)
         self.started.pop(task_run, None)
         earlier: list[State] | None = self.earlier.pop(task_run, None) if self.earlier else None
-        parameters, created, text = info
         if value in _FAILED:
             self._counts[text][1] += 1
         if earlier is None and old.type is _RUNNING:
-            row = [
-                task_run.id.hex, task_run.name, task_run.task_name,
+            self.rows.append((
+                text, task_run.id.int, task_run.name, task_run.task_name,
                 ",".join(sorted(task_run.tags)) if task_run.tags else None,
-                parameters_text(parameters), int(created * 1e6), int(old.timestamp * 1e6),
-                int(new.timestamp * 1e6), value, new.name, new.message, new.traceback,
-                old.worker, 1, None,
-            ]
-        else:
-            states = earlier or []
-            if old.type is _RUNNING:
-                states.append(old)
-            states.append(new)
-            row = _row(task_run, parameters, created, states, ended=True)
-        with self.rows_lock:
-            self.rows.append((text, task_run, row))
+                parameters_text(parameters), created, old.timestamp, new.timestamp,
+                value, new.name, new.message, new.traceback, old.worker, 1, None,
+            ))
+            return
+        states = earlier or []
+        if old.type is _RUNNING:
+            states.append(old)
+        states.append(new)
+        self.rows.append(_row(text, task_run, parameters, created, states, ended=True))
 
     def flow_finished(self, flow_run: FlowRun, state: State, wait: bool) -> None:
         self.queue.append((_FLOW_END, flow_run, state))
@@ -200,7 +207,7 @@ class Recorder:
         queue = self.queue
         flows: list[tuple[Any, ...]] = []
         flow_ends: list[tuple[Any, ...]] = []
-        extra: list[tuple[str, TaskRun, list[Any]]] = []  # unfinished runs to show
+        extra: list[tuple[Any, ...]] = []  # unfinished runs to show
         waiters: list[threading.Event] = []
         stop = False
         while True:
@@ -231,10 +238,10 @@ class Recorder:
             else:
                 waiters.append(item[1])
         # After the queue: every row of a flow run that ended above was appended before.
-        with self.rows_lock:
-            rows, self.rows = self.rows, []
+        taken = self.rows.popleft
+        rows = [taken() for _ in range(len(self.rows))]
         if self._shown:
-            self._shown.difference_update([r[1] for r in rows])
+            self._shown.difference_update([row[1] for row in rows])
         now = time.time()
         if now - self._shown_at >= _SHOW_AFTER:
             self._shown_at = now
@@ -245,31 +252,34 @@ class Recorder:
             waiter.set()
         return stop
 
-    def _going(self, before: float) -> list[tuple[str, TaskRun, list[Any]]]:
+    def _going(self, before: float) -> list[tuple[Any, ...]]:
         """Rows of runs that started over a second ago and were not written since."""
         found = []
         for task_run, state in self.started.copy().items():
-            info = self.created.get(task_run)
-            if info is None or task_run in self._shown or state.timestamp > before:
+            created = self.created.get(task_run)
+            if created is None or task_run.id.int in self._shown or state.timestamp > before:
                 continue
-            self._shown.add(task_run)
+            self._shown.add(task_run.id.int)
             states = [*self.earlier.get(task_run, ()), state]
-            found.append((info[2], task_run, _row(task_run, info[0], info[1], states, ended=False)))
+            parameters = self.parameters.get(task_run)
+            text = str(task_run.flow_run_id)
+            found.append(_row(text, task_run, parameters, created, states, ended=False))
         return found
 
-    def _unfinished(self, text: str) -> list[tuple[str, TaskRun, list[Any]]]:
+    def _unfinished(self, text: str) -> list[tuple[Any, ...]]:
         """Rows of the runs a flow run left without a final state; nothing more will come."""
         found = []
-        for task_run, (parameters, created, flow_text) in self.created.copy().items():
-            if flow_text != text:
+        for task_run, created in self.created.copy().items():
+            if str(task_run.flow_run_id) != text:
                 continue
             self.created.pop(task_run, None)
+            parameters = self.parameters.pop(task_run, None)
             states = [*self.earlier.pop(task_run, ())]
             started = self.started.pop(task_run, None)
             if started is not None:
                 states.append(started)
-            self._shown.discard(task_run)
-            found.append((text, task_run, _row(task_run, parameters, created, states, ended=False)))
+            self._shown.discard(task_run.id.int)
+            found.append(_row(text, task_run, parameters, created, states, ended=False))
         return found
 
     def _write(
@@ -319,8 +329,8 @@ class Recorder:
 
 
 def _row(
-    task_run: TaskRun, parameters: Any, created: float, states: list[State], ended: bool
-) -> list[Any]:
+    text: str, task_run: TaskRun, parameters: Any, created: float, states: list[State], ended: bool
+) -> tuple[Any, ...]:
     """A task run in `TASK_RUN_FIELDS` order, from its states after the first Pending."""
     start = end = worker = traceback = None
     attempts = 0
@@ -337,33 +347,27 @@ def _row(
             end, traceback = last.timestamp, last.traceback
     else:
         state_type, state_name, message = "PENDING", "Pending", None
-    return [
-        task_run.id.hex, task_run.name, task_run.task_name,
+    return (
+        text, task_run.id.int, task_run.name, task_run.task_name,
         ",".join(sorted(task_run.tags)) if task_run.tags else None,
-        parameters_text(parameters), int(created * 1e6), _micros(start), _micros(end),
+        parameters_text(parameters), created, start, end,
         state_type, state_name, message, traceback, worker, attempts,
-        [(s.type._value_, s.name, int(s.timestamp * 1e6), s.message, s.worker) for s in states],
-    ]
+        tuple((s.type._value_, s.name, s.timestamp, s.message, s.worker) for s in states),
+    )
 
 
-def _micros(timestamp: float | None) -> int | None:
-    # Whole microseconds: JSON writes an int in half the time of a float.
-    return None if timestamp is None else int(timestamp * 1e6)
-
-
-def _batches(rows: list[tuple[str, TaskRun, list[Any]]]) -> list[tuple[str, float, bytes]]:
+def _batches(rows: list[tuple[Any, ...]]) -> list[tuple[str, float, bytes]]:
     """One (flow run id, time, encoded task runs) per flow run.
 
-    marshal, not JSON: it encodes these lists of plain values seven times faster, and under
-    the GIL the flow pays for every microsecond the writer spends (see docs/history.md).
+    marshal, not JSON: it encodes these tuples of plain values seven times faster, and under
+    the GIL the flow pays for every microsecond the writer spends (see docs/history.md). The
+    flow run's id in each row is one string object, which marshal writes once.
     """
     now = time.time()
-    flow_ids = {text for text, _, _ in rows}
+    flow_ids = {row[0] for row in rows}
     if len(flow_ids) == 1:
-        return [(flow_ids.pop(), now, marshal.dumps([row for _, _, row in rows]))]
-    return [
-        (text, now, marshal.dumps([row for t, _, row in rows if t == text])) for text in flow_ids
-    ]
+        return [(flow_ids.pop(), now, marshal.dumps(rows))]
+    return [(text, now, marshal.dumps([row for row in rows if row[0] == text])) for text in flow_ids]
 
 
 def _str(value: Any) -> str | None:

@@ -35,14 +35,12 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 #: The fields of one task run in a batch, in order. In the file its times (``created``,
-#: ``start_time``, ``end_time`` and the states') are whole microseconds since the epoch and
-#: ``id`` is the UUID's 32 hex digits; `task_runs` gives seconds and the dashed id.
+#: ``start_time``, ``end_time`` and the states') are seconds since the epoch and ``id`` is
+#: the UUID's 128-bit integer; `task_runs` gives the dashed id.
 TASK_RUN_FIELDS = (
-    "id", "name", "task_name", "tags", "parameters", "created", "start_time", "end_time",
-    "state_type", "state_name", "message", "traceback", "worker", "attempts", "states",
+    "flow_run_id", "id", "name", "task_name", "tags", "parameters", "created", "start_time",
+    "end_time", "state_type", "state_name", "message", "traceback", "worker", "attempts", "states",
 )
-
-_TIME_INDEXES = tuple(TASK_RUN_FIELDS.index(name) for name in ("created", "start_time", "end_time"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flow_runs (
@@ -325,11 +323,8 @@ def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[Tas
         ).fetchall()
         for (batch,) in rows:
             for fields in _decode(batch, flow_run_id):
-                for i in _TIME_INDEXES:
-                    if fields[i] is not None:
-                        fields[i] /= 1e6
-                run_id = str(uuid.UUID(fields[0]))  # the file has the 32 hex digits
-                values: list[Any] = [run_id, flow_run_id, *fields[1:-1], _states(fields)]
+                run_id = str(uuid.UUID(int=fields[1]))  # the file has the id's 128-bit int
+                values: list[Any] = [run_id, flow_run_id, *fields[2:-1], _states(fields)]
                 latest[run_id] = TaskRunRecord(*values)
     return sorted(latest.values(), key=lambda run: run.created)
 
@@ -341,7 +336,7 @@ def _decode(batch: Any, flow_run_id: str) -> list[list[Any]]:
     except (ValueError, EOFError, TypeError):
         runs = None
     if not isinstance(runs, list) or not all(
-        isinstance(r, list) and len(r) == len(TASK_RUN_FIELDS) for r in runs
+        isinstance(r, tuple) and len(r) == len(TASK_RUN_FIELDS) for r in runs
     ):
         raise HistoryError(
             f"The task runs of flow run {flow_run_id} in the history file are damaged; "
@@ -355,7 +350,7 @@ def _states(fields: list[Any]) -> tuple[StateRecord, ...]:
     (Running, then a final state), which the other fields already say."""
     run = dict(zip(TASK_RUN_FIELDS, fields, strict=True))
     if run["states"] is not None:
-        return tuple(StateRecord(t, n, stamp / 1e6, m, w) for t, n, stamp, m, w in run["states"])
+        return tuple(StateRecord(t, n, stamp, m, w) for t, n, stamp, m, w in run["states"])
     found = []
     if run["start_time"] is not None:
         found.append(StateRecord("RUNNING", "Running", run["start_time"], None, run["worker"]))

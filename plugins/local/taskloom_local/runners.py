@@ -36,7 +36,7 @@ class _PoolRun(Future[Any]):
     def __init__(self, call: TaskRunCall, handles: list[Any], context: contextvars.Context) -> None:
         super().__init__()
         self._claim = threading.Lock()
-        self._work = (call, handles, context)
+        self._work: tuple[TaskRunCall, list[Any], contextvars.Context] | None = (call, handles, context)
 
     def run_here(self) -> None:
         if self._claim.acquire(blocking=False):
@@ -47,7 +47,11 @@ class _PoolRun(Future[Any]):
             self._run()
 
     def _run(self) -> None:
+        assert self._work is not None  # the claim lets one caller through
         call, handles, context = self._work
+        # Let go of the work: the call refers back to its TaskRunFuture, which refers to
+        # this future, and a cycle would leave the whole run to the garbage collector.
+        self._work = None
         if not self.set_running_or_notify_cancel():
             return
         try:
