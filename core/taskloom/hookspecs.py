@@ -148,8 +148,12 @@ def taskloom_task_run_state_changed(task_run: TaskRun, old: State | None, new: S
 
     Called in the flow's process, in the order the changes happened for that run, whichever
     runner and worker ran it: the driver replays states it receives from workers. Calls for
-    one flow run never overlap (they hold the flow run's event lock), so implementations need
-    no locking of their own but must be quick. ``new.data`` may hold the run's result.
+    one task run never overlap and come in order. Calls for different task runs may come at
+    once from different threads (on the thread runners, each worker delivers its own runs'
+    states), so what an implementation shares between runs needs a lock, or operations that
+    are atomic in CPython (a dict item set or popped, a deque append). Be quick: this is on
+    every task run's path. ``new.is_terminal()`` says ``new`` is the run's last state (a final
+    one, or ``NotReady``: an input did not complete). ``new.data`` may hold the run's result.
     """
 
 

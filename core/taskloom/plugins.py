@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import attrs
@@ -33,6 +33,7 @@ __all__ = [
     "register",
     "registered",
     "reset",
+    "warn_once",
 ]
 
 #: The major version of the hook API. A plugin may state the one it was built for as a
@@ -363,3 +364,27 @@ def reset() -> None:
     with _lock:
         global _state
         _state = _State()
+
+
+_warned: set[Hashable] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(
+    logger: logging.Logger, message: str, *args: Any, key: Hashable = None, **log: Any
+) -> None:
+    """Log ``message % args`` at WARNING the first time ``key`` is seen in this process.
+
+    For a plugin's trouble that is not a reason to stop a flow (a history file it cannot
+    write, an exporter that fails): a loop of flow runs should say it once, not on every
+    run. ``key`` defaults to the message with its arguments; pass your own to say one thing
+    once per plugin, or once per file. ``log`` goes to `logging.Logger.warning`
+    (``exc_info=True``, ``stacklevel``...).
+    """
+    if key is None:
+        key = (message, *args)
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    logger.warning(message, *args, **log)

@@ -112,7 +112,17 @@ class State:
         return self.type is StateType.RUNNING
 
     def is_final(self) -> bool:
+        """Whether the state is of a final type: completed, failed, crashed or cancelled."""
         return self.type in _FINAL
+
+    def is_terminal(self) -> bool:
+        """Whether a task run stays in this state: a final one, or ``NotReady``.
+
+        ``NotReady`` is a ``PENDING`` state (as in Prefect), but a run that gets it never
+        runs: one of its inputs did not complete. Observers use this to know a run's last
+        state; `is_final` keeps Prefect's meaning.
+        """
+        return self.type in _FINAL or self.name == "NotReady"
 
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's return value; for a run that did not complete, raise why (or return it).

@@ -28,6 +28,7 @@ def test_a_file_that_is_not_a_database(in_tmp: Path, run_logs) -> None:
     (in_tmp / ".taskloom").mkdir()
     (in_tmp / ".taskloom" / "history.db").write_bytes(b"this is not sqlite" * 100)
     assert doubled() == [0, 2, 4]
+    assert doubled(2) == [0, 2]  # a loop of flows: said once, not on every run
     [message] = _warnings(run_logs)
     assert "is not a usable taskloom history database" in message
     assert "move it away or set history.path" in message

@@ -429,9 +429,9 @@ def test_an_async_flow_and_task(tracing: Tracing) -> None:
 def fresh_report() -> Iterator[None]:
     from taskloom_otel import plugin
 
-    plugin._State.reported = False
+    plugin._State.report_key = object()
     yield
-    plugin._State.reported = False
+    plugin._State.report_key = object()
 
 
 def test_a_broken_tracing_setup_never_fails_a_flow(

@@ -211,6 +211,33 @@ def test_a_retried_run_counts_once_when_its_last_attempt_ends(
     }
 
 
+def test_a_run_whose_input_failed_counts_as_done_and_failed(
+    terminal: FakeTerminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It ends in Pending('NotReady') and never runs: without counting it, its row would
+    # never reach done/total.
+    use(terminal, monkeypatch)
+
+    @task
+    def broken() -> int:
+        raise ValueError("no input today")
+
+    @task
+    def downstream(x: int) -> int:
+        return x
+
+    @flow
+    def blocked() -> None:
+        downstream.submit(broken.submit()).wait()
+        downstream.submit(1).wait()
+
+    blocked(return_state=True)
+    assert last_frame(plain_lines(terminal.getvalue())) == {
+        "broken": (1, 1, 1),
+        "downstream": (2, 2, 1),
+    }
+
+
 def test_lines_written_in_pieces_stay_whole_and_in_order(
     terminal: FakeTerminal, monkeypatch: pytest.MonkeyPatch
 ) -> None:

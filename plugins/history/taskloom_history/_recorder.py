@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import logging
 import marshal
+import operator
 import os
 import reprlib
 import sqlite3
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
 from taskloom.context import FlowRun, TaskRun
+from taskloom.plugins import warn_once
 from taskloom.states import State, StateType
 
 from .store import HistoryError, _explain, connect
@@ -33,11 +35,10 @@ logger = logging.getLogger("taskloom.history")
 _FLOW_START, _FLOW_END, _FLUSH = range(3)
 _INTERVAL = 0.25
 _SHOW_AFTER = 1.0
-_warned: set[tuple[Path, str]] = set()
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
-_FINAL = frozenset(t.value for t in StateType if t.is_final)
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
 _RUNNING = StateType.RUNNING
+_FLOW_AND_STATE = operator.itemgetter(0, 9)  # of a row: its flow run id and state type
 _HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
 
 
@@ -107,7 +108,9 @@ class Recorder:
         # Finished rows (tuples in `TASK_RUN_FIELDS` order): appended by the hooks, taken by
         # the writer with popleft, so neither side needs a lock (both are atomic in a deque).
         self.rows: deque[tuple[Any, ...]] = deque()
-        self._counts: dict[str, list[int]] = {}  # flow run id -> [task runs, failed]
+        # Flow run id -> [task runs, failed]: counted by the writer from the rows it takes,
+        # since hooks of different task runs may run at once in different threads.
+        self._counts: dict[str, list[int]] = {}
         self._shown: set[int] = set()  # ids (as ints) of unfinished runs written as such
         self._shown_at = 0.0
 
@@ -123,13 +126,11 @@ class Recorder:
             self._thread.start()
 
     def flow_started(self, flow_run: FlowRun, flow_run_id: str, runner_name: str) -> None:
-        self._counts[flow_run_id] = [0, 0]
         self.queue.append((_FLOW_START, flow_run, runner_name, time.time(), os.getpid()))
 
     def task_created(self, task_run: TaskRun, parameters: Any, flow_run_id: str) -> None:
         self.created[task_run] = time.time()
         self.parameters[task_run] = parameters
-        self._counts[flow_run_id][0] += 1
 
     def state_changed(self, task_run: TaskRun, old: State, new: State, text: str) -> None:
         """A state other than Running (those go to `started` directly, from the hook).
@@ -140,7 +141,7 @@ class Recorder:
         next collection closer, and a full one walks everything the flow holds.
         """
         value = new.type._value_
-        if value not in _FINAL and new.name != "NotReady":  # AwaitingRetry, a custom state
+        if not new.is_terminal():  # AwaitingRetry, a custom state
             before = self.earlier.setdefault(task_run, [])
             if old.type is _RUNNING:
                 before.append(old)
@@ -152,8 +153,6 @@ class Recorder:
         parameters = self.parameters.pop(task_run, None)
         self.started.pop(task_run, None)
         earlier: list[State] | None = self.earlier.pop(task_run, None) if self.earlier else None
-        if value in _FAILED:
-            self._counts[text][1] += 1
         if earlier is None and old.type is _RUNNING:
             self.rows.append((
                 text, task_run.id.int, task_run.name, task_run.task_name,
@@ -206,7 +205,7 @@ class Recorder:
         """Write what is queued; True when asked to stop."""
         queue = self.queue
         flows: list[tuple[Any, ...]] = []
-        flow_ends: list[tuple[Any, ...]] = []
+        ended: list[tuple[str, State]] = []
         extra: list[tuple[Any, ...]] = []  # unfinished runs to show
         waiters: list[threading.Event] = []
         stop = False
@@ -218,6 +217,7 @@ class Recorder:
             kind = item[0]
             if kind == _FLOW_START:
                 flow_run, runner_name, started, pid = item[1], item[2], item[3], item[4]
+                self._counts[str(flow_run.id)] = [0, 0]
                 flows.append((
                     str(flow_run.id), flow_run.name, flow_run.flow_name,
                     parameters_text(flow_run.parameters),
@@ -227,12 +227,10 @@ class Recorder:
             elif kind == _FLOW_END:
                 flow_run, state = item[1], item[2]
                 text = str(flow_run.id)
-                extra += self._unfinished(text)
-                created, failed = self._counts.pop(text, [0, 0])
-                flow_ends.append((
-                    state.timestamp, state.type.value, state.name, state.message,
-                    _flow_traceback(state), created, failed, text,
-                ))
+                unfinished = self._unfinished(text)
+                extra += unfinished
+                self._counts.setdefault(text, [0, 0])[0] += len(unfinished)
+                ended.append((text, state))
             elif item[1] is None:
                 stop = True
             else:
@@ -242,6 +240,18 @@ class Recorder:
         rows = [taken() for _ in range(len(self.rows))]
         if self._shown:
             self._shown.difference_update([row[1] for row in rows])
+        for (text, state_type), count in Counter(map(_FLOW_AND_STATE, rows)).items():
+            counts = self._counts.setdefault(text, [0, 0])
+            counts[0] += count
+            if state_type in _FAILED:
+                counts[1] += count
+        flow_ends = []
+        for text, state in ended:
+            created, failed = self._counts.pop(text, [0, 0])
+            flow_ends.append((
+                state.timestamp, state.type.value, state.name, state.message,
+                _flow_traceback(state), created, failed, text,
+            ))
         now = time.time()
         if now - self._shown_at >= _SHOW_AFTER:
             self._shown_at = now
@@ -322,10 +332,9 @@ class Recorder:
     def _warn(self, error: HistoryError) -> None:
         # Once per file and process: a recorder lives for one top-level flow run, the
         # problem with the file usually for longer.
-        key = (self.path, str(error))
-        if key not in _warned:
-            _warned.add(key)
-            logger.warning("Run history: some runs were not recorded: %s.", error)
+        warn_once(
+            logger, "Run history: some runs were not recorded: %s.", error, key=(self.path, str(error))
+        )
 
 
 def _row(

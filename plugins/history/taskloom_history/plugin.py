@@ -9,6 +9,7 @@ from typing import Any
 
 from taskloom import hookimpl
 from taskloom.config import Setting, load_settings
+from taskloom.plugins import warn_once
 from taskloom.states import StateType
 
 TASKLOOM_PLUGIN_API = 1
@@ -22,7 +23,6 @@ _recorders: dict[Path, Any] = {}  # history file -> its Recorder
 # code, and the task hooks look this up three times per run.
 _writing: dict[int, tuple[Any, str]] = {}
 _RUNNING = StateType.RUNNING
-_reported: set[str] = set()
 
 
 @hookimpl
@@ -134,9 +134,6 @@ def taskloom_flow_run_finished(flow_run: Any, state: Any) -> None:
 
 
 def _report(message: str) -> None:
-    # Once per process and problem: a loop of flows should not repeat it on every run.
-    key = message.split(": ", 1)[-1]
-    if key not in _reported:
-        _reported.add(key)
-        logger.warning("%s", message)
+    # Once per process and problem (the run's name left out): not on every run of a loop.
+    warn_once(logger, "%s", message, key=("history", message.split(": ", 1)[-1]))
 

@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 import taskloom
-from taskloom.context import FlowRun, TaskRun, get_flow_run, get_task_run
+from taskloom.context import FlowRun, TaskRun
 from taskloom.states import State, StateType
 
 from . import _attributes as attr
@@ -54,14 +54,7 @@ def _set_error(span: Span, state: State, at: int) -> None:
 
 def _parent_ids(flow_run: FlowRun) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     """The task run and the flow run a subflow run was called in (None, None: top-level)."""
-    if hasattr(flow_run, "parent_flow_run_id"):
-        return flow_run.parent_task_run_id, flow_run.parent_flow_run_id
-    # A taskloom-core from before FlowRun named its parent flow run: ask the run context.
-    task_run, parent_flow = get_task_run(), get_flow_run()
-    return (
-        task_run.id if task_run is not None else None,
-        parent_flow.id if parent_flow is not None else None,
-    )
+    return flow_run.parent_task_run_id, flow_run.parent_flow_run_id
 
 
 class _FlowSpan:
@@ -218,8 +211,7 @@ class Tracker:
                 record.span.add_event(new.name, attr.state_attributes(new), _ns(new.timestamp))
                 if new.worker:
                     record.span.set_attribute(attr.WORKER, new.worker)
-        elif new.type.is_final or new.name == "NotReady":
-            # NotReady is PENDING by type but final: the run never ran, an input failed.
+        elif new.is_terminal():  # a final state, or NotReady: the run never ran
             self._end_task(record, new)
         elif old is not None:
             if record.span is None:

@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from taskloom import hookimpl, plugins
+from taskloom.plugins import warn_once
 
 if TYPE_CHECKING:
     from taskloom.context import FlowRun
@@ -30,19 +31,18 @@ _log = logging.getLogger("taskloom_otel")
 
 class _State:
     tracker: Tracker | None = None
-    reported = False
+    report_key = object()  # what warn_once remembers: a new one lets a test see it again
     lock = threading.Lock()
 
 
 def _report(hook: str, exc: BaseException) -> None:
     # Once per process: a broken exporter must not flood the run log, and never stop a run.
-    if _State.reported:
-        return
-    _State.reported = True
-    _log.warning(
+    warn_once(
+        _log,
         "taskloom-otel stopped recording a span in %s (%s: %s); runs are unaffected, "
         "so please report this with the traceback at DEBUG level.",
-        hook, type(exc).__name__, exc, exc_info=_log.isEnabledFor(logging.DEBUG),
+        hook, type(exc).__name__, exc,
+        key=_State.report_key, exc_info=_log.isEnabledFor(logging.DEBUG),
     )
 
 

@@ -17,7 +17,6 @@ from taskloom.states import State, StateType
 
 from . import _session
 
-_FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 _FAILED = frozenset({StateType.FAILED, StateType.CRASHED})
 
 
@@ -33,11 +32,11 @@ def taskloom_task_run_created(task_run: TaskRun, parameters: Mapping[str, Any]) 
 
 @hookimpl
 def taskloom_task_run_state_changed(task_run: TaskRun, old: State | None, new: State) -> None:
-    kind = new.type
-    if kind in _FINAL:
+    if new.is_terminal():
         board = _session.board
         if board is not None:
             try:
-                board.settled(task_run.id, kind in _FAILED)
+                # NotReady counts as failed: the run never ran, and the flow fails for it.
+                board.settled(task_run.id, new.type in _FAILED or not new.is_final())
             except Exception as exc:
                 _session.report(exc)

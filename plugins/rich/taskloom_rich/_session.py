@@ -14,6 +14,8 @@ import threading
 import uuid
 from typing import TYPE_CHECKING
 
+from taskloom.plugins import warn_once
+
 from ._board import Board
 from ._switch import SETTING, progress_wanted, stream_is_terminal
 
@@ -28,7 +30,6 @@ _lock = threading.Lock()
 _owners: set[uuid.UUID] = set()
 _display: ProgressDisplay | None = None
 _atexit_registered = False
-_reported = threading.Event()
 _logger = logging.getLogger("taskloom.rich")
 _COUNTER_NAME = "taskloom-rich-counter"
 
@@ -38,10 +39,8 @@ board: Board | None = None
 
 def report(exc: BaseException) -> None:
     """Say once per process what went wrong: a broken display must not stop the flow."""
-    if not _reported.is_set():
-        _reported.set()
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        _logger.warning("Progress display: %s", message)
+    message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    warn_once(_logger, "Progress display: %s", message, key="taskloom-rich")
 
 
 def begin(flow_run_id: uuid.UUID, settings: Settings) -> None:

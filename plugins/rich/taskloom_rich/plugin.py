@@ -37,9 +37,9 @@ def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any, settings: Set
     try:
         # A subflow draws into the display of the flow run it was called in. get_flow_run()
         # also catches one called where the core did not link it to a parent (a task's own
-        # thread or process), and a core older than parent_flow_run_id.
+        # thread or process).
         if (
-            getattr(flow_run, "parent_flow_run_id", None) is not None
+            flow_run.parent_flow_run_id is not None
             or flow_run.parent_task_run_id is not None
             or get_flow_run() is not None
         ):
