@@ -7,6 +7,7 @@ on a shared 2-core machine swing by a quarter from run to run).
     done; done
 
 Per task: (Ir at 1000 - Ir at 0) / 1000, for each mode; the ratio of the two is the cost.
+A fourth argument ``map`` maps the task over the range instead of submitting it N times.
 """
 
 import os
@@ -16,6 +17,7 @@ import warnings
 
 os.environ["TASKLOOM_LOGGING_LEVEL"] = "WARNING"
 mode, runner, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mapped = sys.argv[4:] == ["map"]
 os.environ["TASKLOOM_DISABLE_PLUGINS"] = "rich,otel" + (",history" if mode == "off" else "")
 if mode == "on":
     os.environ["TASKLOOM_HISTORY_PATH"] = tempfile.mkdtemp() + "/history.db"
@@ -31,7 +33,7 @@ def noop(x: int) -> int:
 
 @flow(task_runner=runner)
 def tasks(count: int) -> None:
-    futures = [noop.submit(i) for i in range(count)]
+    futures = noop.map(range(count)) if mapped else [noop.submit(i) for i in range(count)]
     for future in futures:
         future.result()
 
