@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -25,7 +26,7 @@ class History:
         return connect(self.path, create=False)
 
     def flow_runs(self, subflows: bool = True) -> list[FlowRunRecord]:
-        with self.connect() as conn:
+        with contextlib.closing(self.connect()) as conn:
             return recent_flow_runs(conn, 1000, subflows=subflows)
 
     def only_flow_run(self) -> FlowRunRecord:
@@ -33,7 +34,7 @@ class History:
         return run
 
     def task_runs(self, flow_run: FlowRunRecord, with_subflows: bool = False) -> list[TaskRunRecord]:
-        with self.connect() as conn:
+        with contextlib.closing(self.connect()) as conn:
             ids = [flow_run.id]
             if with_subflows:
                 ids += [s.id for s in subflow_runs(conn, flow_run.id)]

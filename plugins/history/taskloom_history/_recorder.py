@@ -1,13 +1,14 @@
 """Recording runs: hooks note what happens, one writer thread per history file writes it.
 
 The hooks run on the flow's hot path, several per task run, so each does one small thing: a
-created run is noted in a dict, a Running state in another, and a final state turns the run
-into its finished row, appended to a list. The writer thread wakes four times a second,
-swaps that list for an empty one and writes it as one marshal-encoded row per flow run, in
+created run is noted in two dicts, a Running state in another, and a final state turns the
+run into its finished row, a flat tuple appended to a deque. The writer thread wakes four
+times a second, takes the rows and writes them as one marshal-encoded row per flow run, in
 one transaction: no Python loop over task runs there, since under the GIL any such loop is paid
 by the flow too. A top-level flow run's end waits for its rows to be written, so
-`taskloom runs` sees a run as soon as the flow returns. Nothing here may fail a flow: a
-history file that cannot be used is reported once and the runs are not recorded.
+`taskloom runs` sees a run as soon as the flow returns; the file stays open a moment longer,
+for the next flow run. Nothing here may fail a flow: a history file that cannot be used is
+reported once and the runs are not recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +90,22 @@ def parameters_text(parameters: Any) -> str | None:
 class Recorder:
     """Writes the runs of one history file; started by the first flow run that uses it."""
 
-    def __init__(self, path: Path, timeout: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        timeout: float,
+        retire: Callable[[Recorder], bool] | None = None,
+        keep_open: float = 0.0,
+    ) -> None:
         self.path = path
         self.timeout = timeout
         self.queue: deque[tuple[Any, ...]] = deque()
         self.active = 0  # flow runs in this process writing here
+        # When the last of them ended (monotonic), or None while one runs. Once it is
+        # ``keep_open`` seconds old the writer asks ``retire`` whether it may close.
+        self.idle_since: float | None = None
+        self._retire = retire
+        self._keep_open = keep_open
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -195,6 +208,16 @@ class Recorder:
                 self._wake.wait(_INTERVAL)
                 self._wake.clear()
                 if self._drain():
+                    return
+                idle = self.idle_since
+                if (
+                    idle is not None
+                    and self._retire is not None
+                    and time.monotonic() - idle >= self._keep_open
+                    and self._retire(self)
+                ):
+                    self._thread = None
+                    self._drain()
                     return
         finally:
             conn, self._conn = self._conn, None
@@ -330,7 +353,7 @@ class Recorder:
             self._warn(_explain(self.path, exc, self.timeout))
 
     def _warn(self, error: HistoryError) -> None:
-        # Once per file and process: a recorder lives for one top-level flow run, the
+        # Once per file and process: a recorder lives while flow runs use the file, the
         # problem with the file usually for longer.
         warn_once(
             logger, "Run history: some runs were not recorded: %s.", error, key=(self.path, str(error))

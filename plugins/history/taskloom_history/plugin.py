@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,11 @@ TASKLOOM_PLUGIN_API = 1
 logger = logging.getLogger("taskloom.history")
 
 _lock = threading.Lock()
-_recorders: dict[Path, Any] = {}  # history file -> its Recorder
+# History file -> its Recorder. A recorder stays open a moment after its last flow run ends,
+# so a loop of short flows opens the file, starts a writer thread and folds SQLite's
+# write-ahead log back into the file once, not once per flow run (2 to 5 ms each here).
+_recorders: dict[Path, Any] = {}
+_KEEP_OPEN = 2.0  # seconds a recorder with no flow run waits before it closes
 # Flow run -> (the Recorder writing it, the run's id as text), keyed by the identity of the
 # id object, which the run's task runs and subflow runs share: a UUID hashes through Python
 # code, and the task hooks look this up three times per run.
@@ -81,8 +87,13 @@ def _recorder_for(flow_run: Any, settings: Any) -> Any:
     with _lock:
         recorder = _recorders.get(path)
         if recorder is None:
-            recorder = _recorders[path] = Recorder(path, float(settings["history.timeout"]))
+            if not _recorders:
+                atexit.register(_close_all)  # once per process: unregistered when it runs
+            recorder = _recorders[path] = Recorder(
+                path, float(settings["history.timeout"]), _retire, _KEEP_OPEN
+            )
         recorder.active += 1
+        recorder.idle_since = None
         try:
             recorder.open()
         except BaseException:
@@ -126,11 +137,29 @@ def taskloom_flow_run_finished(flow_run: Any, state: Any) -> None:
         with _lock:
             del _writing[id(flow_run.id)]
             recorder.active -= 1
-            last = recorder.active == 0 and _recorders.get(recorder.path) is recorder
-            if last:
-                del _recorders[recorder.path]
-        if last:
-            recorder.close()
+            if recorder.active == 0:
+                recorder.idle_since = time.monotonic()  # its writer closes it in a moment
+
+
+def _retire(recorder: Any) -> bool:
+    """Called by an idle recorder's writer: True if it may close (no flow run took it up)."""
+    with _lock:
+        if recorder.active:
+            return False
+        path = recorder.path
+        if _recorders.get(path) is recorder:
+            del _recorders[path]
+        return True
+
+
+def _close_all() -> None:
+    # At interpreter exit: write what is left and close the files, so none keeps its log.
+    atexit.unregister(_close_all)
+    with _lock:
+        recorders = list(_recorders.values())
+        _recorders.clear()
+    for recorder in recorders:
+        recorder.close()
 
 
 def _report(message: str) -> None:
