@@ -25,7 +25,7 @@ from bench_local import _map, _submit
 from taskloom import flow, plugins
 
 CASES = [("1000 submitted", _submit, 1000), ("1000-element map", _map, 1000)]
-ROUNDS = 9
+ROUNDS = 15
 BLOCK = 5
 
 
