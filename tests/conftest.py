@@ -18,16 +18,9 @@ EXAMPLES = ROOT / "docs" / "examples"
 @pytest.fixture(scope="session", autouse=True)
 def _history_out_of_the_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Flows run by tests record their history in a scratch file, not in the checkout."""
-    import os
-
-    path = tmp_path_factory.mktemp("history") / "history.db"
-    saved = os.environ.get("TASKLOOM_HISTORY_PATH")
-    os.environ["TASKLOOM_HISTORY_PATH"] = str(path)
-    yield
-    if saved is None:
-        os.environ.pop("TASKLOOM_HISTORY_PATH", None)
-    else:
-        os.environ["TASKLOOM_HISTORY_PATH"] = saved
+    with pytest.MonkeyPatch.context() as session_env:
+        session_env.setenv("TASKLOOM_HISTORY_PATH", str(tmp_path_factory.mktemp("history") / "history.db"))
+        yield
 
 
 @pytest.fixture

@@ -243,11 +243,8 @@ def load_settings(
                 from .plugins import EXTRAS, SETTING_SECTIONS
 
                 if head in SETTING_SECTIONS:
-                    dist, extra = SETTING_SECTIONS[head]
-                    hint = f" (pip install 'taskloom[{extra}]')" if extra else ""
                     warnings.warn(
-                        f"{where} sets {key!r} for {dist}, which is not installed or is disabled"
-                        f"{hint}; the setting is ignored.",
+                        f"{where} sets {key!r} for {_absent_owner(head)}; the setting is ignored.",
                         stacklevel=2,
                     )
                     continue
@@ -295,12 +292,7 @@ def load_settings(
 
             section = next((k for k in SETTING_SECTIONS if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
             if section is not None:
-                dist, _ = SETTING_SECTIONS[section]
-                warnings.warn(
-                    f"{var} is a setting of {dist}, which is not installed or is disabled; "
-                    "it is ignored.",
-                    stacklevel=2,
-                )
+                warnings.warn(f"{var} is a setting of {_absent_owner(section)}; it is ignored.", stacklevel=2)
                 continue
             warnings.warn(f"{var} is not a taskloom setting; it is ignored.", stacklevel=2)
 
@@ -327,3 +319,12 @@ def set_cli_values(values: Mapping[str, Any]) -> Callable[[], None]:
             _cli_values.pop(key, None)
 
     return undo
+
+
+def _absent_owner(section: str) -> str:
+    """Who a settings section of a missing or disabled first-party plugin belongs to."""
+    from .plugins import SETTING_SECTIONS
+
+    dist, extra = SETTING_SECTIONS[section]
+    hint = f" (pip install 'taskloom[{extra}]')" if extra else ""
+    return f"{dist}, which is not installed or is disabled{hint}"

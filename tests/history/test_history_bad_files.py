@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -35,12 +36,19 @@ def test_a_file_that_is_not_a_database(in_tmp: Path, run_logs) -> None:
     assert "\n" not in message
 
 
-def test_a_file_from_a_newer_schema_is_left_alone(in_tmp: Path, run_logs) -> None:
+def _other_file(in_tmp: Path, version: int, table: str) -> Path:
+    """A SQLite file where the history goes, written by someone else: a schema version, a table."""
     path = in_tmp / ".taskloom" / "history.db"
     path.parent.mkdir()
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 99")
-        conn.execute("CREATE TABLE future (x)")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute(f"CREATE TABLE {table}")
+        conn.commit()
+    return path
+
+
+def test_a_file_from_a_newer_schema_is_left_alone(in_tmp: Path, run_logs) -> None:
+    path = _other_file(in_tmp, 99, "future (x)")
     assert doubled() == [0, 2, 4]
     [message] = _warnings(run_logs)
     assert "newer taskloom-history (schema 99; this one reads up to 1)" in message
@@ -72,11 +80,7 @@ def test_a_directory_in_the_way(in_tmp: Path, run_logs) -> None:
 
 
 def test_another_programs_file_with_the_same_version_number(in_tmp: Path, run_logs) -> None:
-    path = in_tmp / ".taskloom" / "history.db"
-    path.parent.mkdir()
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 1")
-        conn.execute("CREATE TABLE flow_runs (id TEXT PRIMARY KEY, name TEXT)")
+    _other_file(in_tmp, 1, "flow_runs (id TEXT PRIMARY KEY, name TEXT)")
     assert doubled() == [0, 2, 4]
     [message] = _warnings(run_logs)
     assert "is not a usable taskloom history database (table flow_runs has 2 columns, not 17)" in message

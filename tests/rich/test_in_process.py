@@ -23,6 +23,10 @@ class FakeTerminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
+    def final_counts(self) -> dict[str, tuple[int, int, int]]:
+        """``(done, total, failed)`` per task name in the last frame drawn."""
+        return last_frame(plain_lines(self.getvalue()))
+
 
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch, in_tmp: object) -> Iterator[FakeTerminal]:
@@ -71,7 +75,7 @@ def test_a_subflow_draws_into_its_parents_display_and_does_not_stop_it(
     parent()
     assert seen == {"live_before": True, "live_after_subflow": True}
     assert sys.stderr is terminal, "stopping the display puts standard error back"
-    assert last_frame(plain_lines(terminal.getvalue())) == {"step": (4, 4, 0), "inner_step": (3, 3, 0)}
+    assert terminal.final_counts() == {"step": (4, 4, 0), "inner_step": (3, 3, 0)}
 
 
 def test_flows_in_several_threads_share_one_display(terminal: FakeTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +103,7 @@ def test_flows_in_several_threads_share_one_display(terminal: FakeTerminal, monk
         t.join(timeout=120)
     assert not errors, errors
     assert sys.stderr is terminal
-    assert last_frame(plain_lines(terminal.getvalue())) == {"step": (threads_n * per_flow,) * 2 + (0,)}
+    assert terminal.final_counts() == {"step": (threads_n * per_flow,) * 2 + (0,)}
 
 
 def test_a_handler_holding_the_terminal_prints_above_the_bars(
@@ -205,7 +209,7 @@ def test_a_retried_run_counts_once_when_its_last_attempt_ends(
 
     retrying()
     assert sorted(attempts) == [1, 1, 1, 2, 2]
-    assert last_frame(plain_lines(terminal.getvalue())) == {
+    assert terminal.final_counts() == {
         "flaky": (1, 1, 1),
         "second_time_lucky": (1, 1, 0),
     }
@@ -232,7 +236,7 @@ def test_a_run_whose_input_failed_counts_as_done_and_failed(
         downstream.submit(1).wait()
 
     blocked(return_state=True)
-    assert last_frame(plain_lines(terminal.getvalue())) == {
+    assert terminal.final_counts() == {
         "broken": (1, 1, 1),
         "downstream": (2, 2, 1),
     }

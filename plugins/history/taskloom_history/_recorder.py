@@ -139,9 +139,9 @@ class Recorder:
             self._thread.start()
 
     def flow_started(self, flow_run: FlowRun, flow_run_id: str, runner_name: str) -> None:
-        self.queue.append((_FLOW_START, flow_run, runner_name, time.time(), os.getpid()))
+        self.queue.append((_FLOW_START, flow_run, flow_run_id, runner_name, time.time(), os.getpid()))
 
-    def task_created(self, task_run: TaskRun, parameters: Any, flow_run_id: str) -> None:
+    def task_created(self, task_run: TaskRun, parameters: Any) -> None:
         self.created[task_run] = time.time()
         self.parameters[task_run] = parameters
 
@@ -180,8 +180,8 @@ class Recorder:
         states.append(new)
         self.rows.append(_row(text, task_run, parameters, created, states, ended=True))
 
-    def flow_finished(self, flow_run: FlowRun, state: State, wait: bool) -> None:
-        self.queue.append((_FLOW_END, flow_run, state))
+    def flow_finished(self, flow_run_id: str, state: State, wait: bool) -> None:
+        self.queue.append((_FLOW_END, flow_run_id, state))
         if wait:
             self.flush()
 
@@ -239,17 +239,16 @@ class Recorder:
                 break
             kind = item[0]
             if kind == _FLOW_START:
-                flow_run, runner_name, started, pid = item[1], item[2], item[3], item[4]
-                self._counts[str(flow_run.id)] = [0, 0]
+                flow_run, text, runner_name, started, pid = item[1:]
+                self._counts[text] = [0, 0]
                 flows.append((
-                    str(flow_run.id), flow_run.name, flow_run.flow_name,
+                    text, flow_run.name, flow_run.flow_name,
                     parameters_text(flow_run.parameters),
                     _str(flow_run.parent_flow_run_id), _str(flow_run.parent_task_run_id),
                     runner_name, _HOST, pid, started, None, "RUNNING", "Running", None, None, 0, 0,
                 ))
             elif kind == _FLOW_END:
-                flow_run, state = item[1], item[2]
-                text = str(flow_run.id)
+                text, state = item[1], item[2]
                 unfinished = self._unfinished(text)
                 extra += unfinished
                 self._counts.setdefault(text, [0, 0])[0] += len(unfinished)

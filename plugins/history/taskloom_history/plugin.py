@@ -109,7 +109,7 @@ def _recorder_for(flow_run: Any, settings: Any) -> Any:
 def taskloom_task_run_created(task_run: Any, parameters: Any) -> None:
     found = _writing.get(id(task_run.flow_run_id))
     if found is not None:
-        found[0].task_created(task_run, parameters, found[1])
+        found[0].task_created(task_run, parameters)
 
 
 @hookimpl
@@ -132,7 +132,7 @@ def taskloom_flow_run_finished(flow_run: Any, state: Any) -> None:
     recorder = found[0]
     top_level = flow_run.parent_flow_run_id is None
     try:
-        recorder.flow_finished(flow_run, state, wait=top_level)
+        recorder.flow_finished(found[1], state, wait=top_level)
     finally:
         with _lock:
             del _writing[id(flow_run.id)]

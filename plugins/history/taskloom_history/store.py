@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS flow_runs (
 CREATE INDEX IF NOT EXISTS flow_runs_by_start ON flow_runs (start_time);
 CREATE INDEX IF NOT EXISTS flow_runs_by_parent ON flow_runs (parent_flow_run_id);
 -- Task runs are written a batch at a time: one row holds the task runs of one flow run that
--- ended (or were shown while running) in that batch, as a marshal-encoded list of lists of
+-- ended (or were shown while running) in that batch, as a marshal-encoded list of tuples of
 -- plain values (a run written again later appears again, newer). One row per batch, encoded
 -- by marshal, is what keeps recording within its budget: a row per task run, or JSON, cost
 -- more. Read them with taskloom_history.task_runs or `taskloom runs show --json`.
@@ -329,7 +329,7 @@ def task_runs(conn: sqlite3.Connection, flow_run_ids: Sequence[str]) -> list[Tas
     return sorted(latest.values(), key=lambda run: run.created)
 
 
-def _decode(batch: Any, flow_run_id: str) -> list[list[Any]]:
+def _decode(batch: Any, flow_run_id: str) -> list[tuple[Any, ...]]:
     """A batch's task runs; a damaged one is an error naming the flow run, not a crash."""
     try:
         runs = marshal.loads(batch) if isinstance(batch, bytes) else None
@@ -345,12 +345,12 @@ def _decode(batch: Any, flow_run_id: str) -> list[list[Any]]:
     return runs
 
 
-def _states(fields: list[Any]) -> tuple[StateRecord, ...]:
+def _states(fields: Sequence[Any]) -> tuple[StateRecord, ...]:
     """The run's states after its first Pending; the recorder leaves out the usual two
     (Running, then a final state), which the other fields already say."""
     run = dict(zip(TASK_RUN_FIELDS, fields, strict=True))
     if run["states"] is not None:
-        return tuple(StateRecord(t, n, stamp, m, w) for t, n, stamp, m, w in run["states"])
+        return tuple(StateRecord(*state) for state in run["states"])
     found = []
     if run["start_time"] is not None:
         found.append(StateRecord("RUNNING", "Running", run["start_time"], None, run["worker"]))

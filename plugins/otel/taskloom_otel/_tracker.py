@@ -52,11 +52,6 @@ def _set_error(span: Span, state: State, at: int) -> None:
     span.set_status(Status(StatusCode.ERROR, state.message or state.name))
 
 
-def _parent_ids(flow_run: FlowRun) -> tuple[uuid.UUID | None, uuid.UUID | None]:
-    """The task run and the flow run a subflow run was called in (None, None: top-level)."""
-    return flow_run.parent_task_run_id, flow_run.parent_flow_run_id
-
-
 class _FlowSpan:
     __slots__ = ("attributes", "context", "floor_ns", "parent", "span", "start_ns", "tasks", "thread", "token", "tracer")
 
@@ -137,7 +132,7 @@ class Tracker:
     def _parent(self, flow_run: FlowRun) -> tuple[_FlowSpan | _TaskSpan | None, Context, dict[str, str]]:
         """The span a new flow run's span is a child of: its parent run's, else the caller's."""
         current = otel_context.get_current()
-        task_id, flow_id = _parent_ids(flow_run)
+        task_id, flow_id = flow_run.parent_task_run_id, flow_run.parent_flow_run_id
         lineage: dict[str, str] = {}
         if flow_id is not None:
             lineage[attr.PARENT_FLOW_RUN_ID] = str(flow_id)

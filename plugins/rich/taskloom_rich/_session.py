@@ -14,6 +14,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING
 
+from taskloom import plugins
 from taskloom.plugins import warn_once
 
 from ._board import Board
@@ -29,7 +30,6 @@ __all__ = ["begin", "board", "end", "report", "stop_all"]
 _lock = threading.Lock()
 _owners: set[uuid.UUID] = set()
 _display: ProgressDisplay | None = None
-_atexit_registered = False
 _logger = logging.getLogger("taskloom.rich")
 _COUNTER_NAME = "taskloom-rich-counter"
 
@@ -45,7 +45,7 @@ def report(exc: BaseException) -> None:
 
 def begin(flow_run_id: uuid.UUID, settings: Settings) -> None:
     """A top-level flow run started: join the live display, or start one if it is wanted."""
-    global _display, board, _atexit_registered
+    global _display, board
     with _lock:
         if _display is not None:
             _owners.add(flow_run_id)
@@ -59,8 +59,6 @@ def begin(flow_run_id: uuid.UUID, settings: Settings) -> None:
             wanted = progress_wanted("auto", stream)
         if not wanted:
             return
-        from taskloom import plugins
-
         from . import _counter
         from .display import ProgressDisplay
 
@@ -78,10 +76,6 @@ def begin(flow_run_id: uuid.UUID, settings: Settings) -> None:
             raise
         _display = display
         _owners.add(flow_run_id)
-        if not _atexit_registered:
-            # A flow run that never reached its finish hook must not leave the cursor hidden.
-            atexit.register(stop_all)
-            _atexit_registered = True
 
 
 def end(flow_run_id: uuid.UUID) -> None:
@@ -106,8 +100,6 @@ def _stop() -> None:
     display, _display = _display, None
     if display is None:
         return
-    from taskloom import plugins
-
     from . import _counter
 
     try:
@@ -115,3 +107,7 @@ def _stop() -> None:
         display.stop()
     finally:
         board = None
+
+
+# A flow run that never reached its finish hook must not leave the cursor hidden.
+atexit.register(stop_all)

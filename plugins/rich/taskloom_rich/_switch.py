@@ -6,11 +6,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from taskloom.config import ConfigError, coerce
+
 __all__ = ["SETTING", "parse_enabled", "progress_wanted", "stream_is_terminal"]
 
 SETTING = "progress.enabled"
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def parse_enabled(value: Any, where: str | None = None) -> bool | None:
@@ -24,13 +24,12 @@ def parse_enabled(value: Any, where: str | None = None) -> bool | None:
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "auto":
+        if value.strip().lower() == "auto":
             return None
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
+        try:
+            return bool(coerce(value, bool, SETTING))  # the words every taskloom switch takes
+        except ConfigError:
+            pass
     source = f" ({where})" if where else ""
     raise ValueError(
         f"Setting {SETTING!r}{source} must be true, false or \"auto\", got {value!r}; "

@@ -10,7 +10,7 @@ from typing import Any
 
 from taskloom import hookimpl
 from taskloom.config import Setting, Settings
-from taskloom.context import FlowRun, get_flow_run
+from taskloom.context import FlowRun
 from taskloom.states import State
 
 from . import _session
@@ -35,14 +35,8 @@ def taskloom_add_settings() -> list[Setting]:
 @hookimpl
 def taskloom_flow_run_started(flow_run: FlowRun, task_runner: Any, settings: Settings) -> None:
     try:
-        # A subflow draws into the display of the flow run it was called in. get_flow_run()
-        # also catches one called where the core did not link it to a parent (a task's own
-        # thread or process).
-        if (
-            flow_run.parent_flow_run_id is not None
-            or flow_run.parent_task_run_id is not None
-            or get_flow_run() is not None
-        ):
+        # A subflow (called in a flow or inside a task) draws into its parent's display.
+        if flow_run.parent_flow_run_id is not None or flow_run.parent_task_run_id is not None:
             return
         _session.begin(flow_run.id, settings)
     except Exception as exc:
