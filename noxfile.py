@@ -24,7 +24,8 @@ TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
 
 
 def _install_project(session: nox.Session, *plugins: str, editable: bool = True) -> None:
-    folders = [*CORE, *plugins]
+    # The umbrella too: the core reads its extras for "pip install 'taskloom[ray]'" hints.
+    folders = [*CORE, *plugins, "."]
     args: list[str] = []
     for folder in folders:
         args += ["-e", folder] if editable else [folder]

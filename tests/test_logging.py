@@ -60,7 +60,7 @@ def test_console_lines_are_in_the_prefect_format(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = parsed(proc.stderr)
     assert rows[0][:2] == ("INFO", "taskloom.engine")
-    flow_run = re.match(r"Created flow run '(\w+-\w+)' for flow 'loud-flow'", rows[0][2])
+    flow_run = re.match(r"Created flow run '(\w+-\w+-[0-9a-f]{4})' for flow 'loud-flow'", rows[0][2])
     assert flow_run, rows[0]
     name = flow_run[1]
     messages = [(level, prefix.split(" '")[0], message) for level, prefix, message in rows]

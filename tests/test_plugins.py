@@ -140,6 +140,14 @@ def test_plugin_for_another_api_version_is_refused_by_name(site: Path) -> None:
     assert failure.reason == "built for plugin API 2, this taskloom has API 1"
 
 
+def test_plugin_with_a_malformed_api_version_is_refused_alone(site: Path) -> None:
+    install_dist(site, "taskloom-odd", {"odd": "odd_plugin"}, {"odd_plugin": "TASKLOOM_PLUGIN_API = '1.x'\n"})
+    [failure] = plugins.failures()
+    assert failure.name == "odd"
+    assert failure.reason == "its TASKLOOM_PLUGIN_API is '1.x', which is not a whole number (this taskloom has API 1)"
+    assert "sequential" in plugins.registered("task_runner")  # the others keep working
+
+
 def test_plugin_commands_and_json_listing(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
     install_dist(
         site,

@@ -109,7 +109,11 @@ def test_unpicklable_argument_is_one_sentence_naming_the_task() -> None:
 
     state = sends_a_lock()["state"]
     assert state.is_failed()
-    assert state.message.endswith("argument 'value' of task 'takes_anything' cannot be sent to a worker process: a lock cannot be pickled (cannot pickle '_thread.lock' object).")
+    assert state.message.endswith(
+        "Task 'takes_anything' cannot be sent to a worker process because its argument 'value' "
+        "is a _thread.lock, which cannot be pickled: pass a value that pickles, or create it "
+        "inside the task."
+    )
 
 
 @task

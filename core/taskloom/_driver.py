@@ -37,7 +37,7 @@ from .engine import (
     walk,
 )
 from .futures import TaskRunFuture
-from .runners import CompletedNative
+from .runners import Capability, CompletedNative
 from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType
 from .tasks import Task, _tags, allow_failure, quote, unmapped
 
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["_FlowRunDriver"]
 
 _ids = random.Random(os.urandom(32))
+# A forked child must not repeat its parent's ids.
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 
 
 def _new_id() -> uuid.UUID:
@@ -148,6 +150,11 @@ class _FlowRunDriver:
         self._created_hook = plugins.observed("taskloom_task_run_created")
         self._state_hook = plugins.observed("taskloom_task_run_state_changed")
         self.cancelled = False
+        capabilities = runner.capabilities
+        self._live = bool(capabilities & Capability.LIVE_EVENTS)
+        self._cancels = bool(capabilities & Capability.CANCEL)
+        #: Read by futures: a task run waiting on a queued run of this runner runs it.
+        self.runs_waiting_inline = bool(capabilities & Capability.RUN_WAITING_INLINE)
 
     # -- creating task runs ------------------------------------------------------------------
 
@@ -164,7 +171,11 @@ class _FlowRunDriver:
             ) from None
 
     def _prepare(
-        self, task: Task[..., Any], parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+        self,
+        task: Task[..., Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[Any] | None = None,
+        here: bool = False,
     ) -> tuple[TaskRunCall, TaskRunFuture[Any]]:
         future: TaskRunFuture[Any] = TaskRunFuture(None, self)  # type: ignore[arg-type]
         with self._lock:
@@ -199,7 +210,7 @@ class _FlowRunDriver:
                 allow = tuple(inputs.allow)
         call = future._call = TaskRunCall(
             task_run, self._light_flow_run, task, parameters, upstream, names,
-            self.log_level, future._emit, allow, self.defaults,
+            self.log_level, future._emit if here or self._live else None, allow, self.defaults,
         )
         if self._limits is not None or task.retries:
             # A run handed over later (a freed tag slot, a crash retry) is submitted from
@@ -255,7 +266,7 @@ class _FlowRunDriver:
     def _submit_failed(self, call: TaskRunCall, future: TaskRunFuture[Any], exc: Exception) -> None:
         message = (
             f"Task run {call.task_run.name!r} could not be handed to runner "
-            f"{getattr(self.runner, 'name', self.runner)!r}: {exc}"
+            f"{self.runner.name!r}: {exc}"
         )
         failed = Failed(message, exception=exc)
         self._log_task(call.task_run, logging.ERROR, message)
@@ -324,7 +335,7 @@ class _FlowRunDriver:
         wait_for: Iterable[Any] | None = None,
     ) -> Any:
         """A task called directly in a flow: a task run executed here, now."""
-        call, future = self._prepare(task, task.bind(args, kwargs), wait_for)
+        call, future = self._prepare(task, task.bind(args, kwargs), wait_for, here=True)
         if self.log_level <= logging.INFO:
             self.logger.info("Executing %r immediately...", call.task_run.name)
         if call.upstream:
@@ -476,12 +487,12 @@ class _FlowRunDriver:
         message = "Task run was cancelled before it ran: the flow run was interrupted."
         for _, future in waiting:
             future._attach(CompletedNative(TaskRunOutcome(Cancelled(message))))
+        if not self._cancels:
+            return
         for future in pending:
-            native = future.native
-            cancel = getattr(native, "cancel", None)
-            if cancel is not None and not future.done():
+            if future.native is not None and not future.done():
                 try:
-                    cancel()
+                    future.native.cancel()
                 except Exception:
                     pass
 

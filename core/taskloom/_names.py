@@ -1,7 +1,12 @@
-"""Readable two-word names for flow runs, as Prefect users know them ('vigilant-bee')."""
+"""Readable names for flow runs: two words as Prefect users know them, and a short suffix.
+
+Two words alone give 24,000 names, so a repeat is as likely as not after ~180 runs of a
+history; four hex digits more ('vigilant-bee-3f2a') make that ~46,000 runs.
+"""
 
 from __future__ import annotations
 
+import os
 import random
 
 _ADJECTIVES = ["able", "agile", "amber", "ancient", "aquatic", "arctic", "ardent", "astute", "azure", "bold", "brave", "bright", "brisk", "calm", "candid", "careful", "cheerful", "clever", "cobalt", "cosmic", "crimson", "curious", "daring", "dazzling", "eager", "earnest", "electric", "elegant", "emerald", "fearless", "fervent", "festive", "fiery", "fluffy", "friendly", "gentle", "gigantic", "glossy", "golden", "graceful", "groovy", "handsome", "happy", "hardy", "hasty", "hidden", "honest", "humble", "icy", "idealistic", "imaginary", "impartial", "indigo", "jolly", "jovial", "keen", "kind", "lively", "lucky", "majestic", "mellow", "merry", "mighty", "modest", "nimble", "noble", "olive", "opal", "optimistic", "outrageous", "patient", "peculiar", "phenomenal", "placid", "polite", "precious", "proud", "quick", "quiet", "radiant", "rapid", "resilient", "robust", "ruby", "rustic", "sandy", "scarlet", "serene", "shiny", "silver", "sleek", "smart", "snappy", "spirited", "splendid", "spry", "steady", "stellar", "sturdy", "sunny", "swift", "tactful", "tangerine", "tidy", "tireless", "tranquil", "true", "unique", "upbeat", "valiant", "vagabond", "velvet", "vermilion", "vigilant", "vivid", "warm", "wise", "witty", "zealous", "zesty"]
@@ -9,8 +14,10 @@ _ADJECTIVES = ["able", "agile", "amber", "ancient", "aquatic", "arctic", "ardent
 _ANIMALS = ["albatross", "alligator", "alpaca", "antelope", "armadillo", "badger", "barracuda", "bat", "bear", "beaver", "bee", "beetle", "bison", "bobcat", "buffalo", "butterfly", "camel", "capybara", "cardinal", "caribou", "cat", "chameleon", "cheetah", "chipmunk", "cicada", "clam", "cobra", "cockatoo", "condor", "coyote", "crab", "crane", "cricket", "crocodile", "crow", "deer", "dingo", "dolphin", "donkey", "dormouse", "dove", "dragonfly", "duck", "eagle", "eel", "elephant", "elk", "emu", "falcon", "ferret", "finch", "flamingo", "fox", "frog", "gazelle", "gecko", "gerbil", "gibbon", "giraffe", "gnu", "goat", "goose", "gopher", "gorilla", "grasshopper", "grouse", "gull", "hare", "hawk", "hedgehog", "heron", "hippo", "hornet", "horse", "hound", "hyena", "ibex", "ibis", "iguana", "impala", "jackal", "jackdaw", "jaguar", "jellyfish", "kangaroo", "kingfisher", "kiwi", "koala", "lemur", "leopard", "lion", "lizard", "llama", "lobster", "lynx", "macaw", "magpie", "mammoth", "manatee", "mandrill", "marmot", "meerkat", "mink", "mole", "mongoose", "moose", "moth", "mouse", "mule", "narwhal", "newt", "nightingale", "ocelot", "octopus", "okapi", "orca", "oriole", "osprey", "ostrich", "otter", "owl", "ox", "panda", "panther", "parrot", "partridge", "peacock", "pelican", "penguin", "pheasant", "pig", "pigeon", "platypus", "porcupine", "porpoise", "puffin", "puma", "python", "quail", "rabbit", "raccoon", "raven", "reindeer", "rhino", "robin", "salamander", "salmon", "seahorse", "seal", "shark", "sheep", "shrew", "skink", "skunk", "sloth", "snail", "snake", "sparrow", "spider", "squid", "squirrel", "starfish", "stingray", "stork", "swan", "tapir", "tarsier", "termite", "tiger", "toad", "tortoise", "toucan", "trout", "turkey", "turtle", "viper", "vole", "vulture", "wallaby", "walrus", "wasp", "weasel", "whale", "wildcat", "wolf", "wombat", "woodpecker", "wren", "yak", "zebra"]
 
 _random = random.Random()
+# A forked child must not repeat its parent's names.
+os.register_at_fork(after_in_child=_random.seed)
 
 
 def run_name() -> str:
-    """A fresh name such as ``'vigilant-bee'``."""
-    return f"{_random.choice(_ADJECTIVES)}-{_random.choice(_ANIMALS)}"
+    """A fresh name such as ``'vigilant-bee-3f2a'``."""
+    return f"{_random.choice(_ADJECTIVES)}-{_random.choice(_ANIMALS)}-{_random.getrandbits(16):04x}"

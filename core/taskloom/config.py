@@ -240,15 +240,15 @@ def load_settings(
                     sources[f"{_LIMITS}.{tag}"] = where
             else:
                 head = key.split(".", 1)[0]
-                from .plugins import EXTRAS, SETTING_SECTIONS
+                from .plugins import install_hint, known_sections
 
-                if head in SETTING_SECTIONS:
+                if head in known_sections():
                     warnings.warn(
                         f"{where} sets {key!r} for {_absent_owner(head)}; the setting is ignored.",
                         stacklevel=2,
                     )
                     continue
-                if head in EXTRAS:
+                if install_hint(head) is not None:
                     warnings.warn(
                         f"{where} sets {key!r} for plugin {head!r}, which is not installed.",
                         stacklevel=2,
@@ -288,9 +288,9 @@ def load_settings(
             limits[tag] = coerce(raw, int, f"Environment variable {var}")
             sources[f"{_LIMITS}.{tag}"] = f"env {var}"
         else:
-            from .plugins import SETTING_SECTIONS
+            from .plugins import known_sections
 
-            section = next((k for k in SETTING_SECTIONS if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
+            section = next((k for k in known_sections() if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
             if section is not None:
                 warnings.warn(f"{var} is a setting of {_absent_owner(section)}; it is ignored.", stacklevel=2)
                 continue
@@ -322,9 +322,9 @@ def set_cli_values(values: Mapping[str, Any]) -> Callable[[], None]:
 
 
 def _absent_owner(section: str) -> str:
-    """Who a settings section of a missing or disabled first-party plugin belongs to."""
-    from .plugins import SETTING_SECTIONS
+    """Who a settings section of a missing or disabled plugin belongs to."""
+    from .plugins import install_hint, known_sections
 
-    dist, extra = SETTING_SECTIONS[section]
-    hint = f" (pip install 'taskloom[{extra}]')" if extra else ""
-    return f"{dist}, which is not installed or is disabled{hint}"
+    dist = known_sections()[section]
+    hint = install_hint(dist)
+    return f"{dist}, which is not installed or is disabled" + (f" ({hint})" if hint else "")

@@ -123,6 +123,8 @@ class TaskRunFuture(Generic[T]):
             if state is not None:
                 self._settle(state)
             return
+        if type(outcome) is bytes:  # as `encode_outcome` made it on the worker
+            outcome = _load_outcome(self, outcome)
         for event in outcome.events:
             self._driver._on_event(self, event)
         self._settle(outcome.state)
@@ -156,12 +158,12 @@ class TaskRunFuture(Generic[T]):
     def wait(self, timeout: float | None = None) -> bool:
         if self._final is not None:
             return True
-        if _task_run_recorder.get() is not None:
+        if self._driver.runs_waiting_inline and _task_run_recorder.get() is not None:
             # Waiting inside a task run: a run that has not started yet is run here, so a
             # bounded pool whose threads all wait on queued runs cannot deadlock.
-            run_here = getattr(self.native, "run_here", None)
-            if run_here is not None:
-                run_here()
+            native = self.native
+            if native is not None and not native.done():
+                native.run_here()
         with _settle_lock:
             if self._final is not None:
                 return True
@@ -184,6 +186,21 @@ class TaskRunFuture(Generic[T]):
                 self._callbacks.append(fn)
                 return
         fn(self)
+
+
+def _load_outcome(future: TaskRunFuture[Any], data: bytes) -> Any:
+    from ._wire import loads, lost_run_outcome
+    from .states import Failed
+
+    try:
+        return loads(data)
+    except Exception as exc:
+        message = (
+            f"Task run {future.task_run.name!r} finished, but its result could not be loaded in "
+            f"the flow's process ({type(exc).__name__}: {exc}): make what the task returns "
+            "importable here, or return a plain value."
+        )
+        return lost_run_outcome(future._call, Failed(message, exception=exc))
 
 
 class DoneAndNotDoneFutures(NamedTuple, Generic[T]):

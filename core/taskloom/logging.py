@@ -7,7 +7,7 @@ the flow's process as events and are handed, in order, to the standard ``logging
 ``taskloom_register_log_sinks``); without one, the core prints through the standard library in
 the same format::
 
-    21:24:38.117 | INFO    | Flow run 'phenomenal-spider' - Created task run ...
+    21:24:38.117 | INFO    | Flow run 'phenomenal-spider-0c1e' - Created task run ...
 """
 
 from __future__ import annotations

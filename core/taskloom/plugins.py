@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pkgutil
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
@@ -44,15 +45,6 @@ ENTRY_POINT_GROUP = "taskloom"
 hookimpl = pluggy.HookimplMarker("taskloom")
 log = logging.getLogger("taskloom.plugins")
 
-# The pip extra that brings each first-party name, for "did you install it?" errors.
-EXTRAS = {"dask": "dask", "ray": "ray", "fsspec": "fsspec", "processes": "local"}
-
-#: Settings sections of first-party plugins: (distribution, the extra that installs it or None).
-#: A config file keeps working when the plugin is missing or disabled: a warning, not an error.
-SETTING_SECTIONS = {
-    "history": ("taskloom-history", None),
-    "progress": ("taskloom-rich", "rich"),
-}
 
 KINDS = {
     "task_runner": "taskloom_register_task_runners",
@@ -110,11 +102,8 @@ class Registration:
             )
         if not isinstance(self.factory, str):
             return self.factory  # type: ignore[no-any-return]
-        module_name, _, attr = self.factory.partition(":")
         try:
-            obj: Any = __import__(module_name, fromlist=["_"])
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            obj: Any = pkgutil.resolve_name(self.factory)
         except Exception as exc:
             raise PluginError(
                 f"{self.kind.replace('_', ' ').capitalize()} {self.name!r} from plugin "
@@ -190,8 +179,12 @@ def _start() -> pluggy.PluginManager:
             log.warning("Plugin %r (%s) failed to load and is skipped: %s", ep.name, ep.value, reason)
             continue
         api = getattr(module, "TASKLOOM_PLUGIN_API", API_VERSION)
-        if int(api) != API_VERSION:
-            reason = f"built for plugin API {api}, this taskloom has API {API_VERSION}"
+        if not isinstance(api, int) or isinstance(api, bool) or api != API_VERSION:
+            reason = (
+                f"built for plugin API {api}, this taskloom has API {API_VERSION}"
+                if isinstance(api, int)
+                else f"its TASKLOOM_PLUGIN_API is {api!r}, which is not a whole number (this taskloom has API {API_VERSION})"
+            )
             _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
             log.warning("Plugin %r (%s) is refused: %s.", ep.name, dist, reason)
             continue
@@ -337,13 +330,65 @@ def lookup(kind: str, name: str) -> Registration:
     label = kind.replace("_", " ")
     known = ", ".join(repr(n) for n in sorted(names)) or "none"
     message = f"Unknown {label} {name!r}. Installed {label}s: {known}."
-    if name in EXTRAS:
-        message += f" To get {name!r}, run: pip install 'taskloom[{EXTRAS[name]}]'"
+    hint = install_hint(name)
+    if hint:
+        message += f" To get {name!r}, run: {hint}"
     if _state.failures:
         message += " Plugins that failed to load: " + "; ".join(
             f"{f.name} ({f.reason})" for f in _state.failures
         )
     raise PluginError(message)
+
+
+def _umbrella_extras() -> dict[str, str]:
+    """Distribution or extra name -> the extra of the installed ``taskloom`` umbrella that
+    brings it, read from the umbrella's metadata (``Requires-Dist: taskloom-dask; extra ==
+    "dask"``), so the core knows no plugin by name. Of several extras that bring the same
+    distribution, the smallest wins (``dask``, not ``all``)."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        requirements = requires("taskloom") or []
+    except PackageNotFoundError:
+        return {}
+    pattern = re.compile(r"\s*([A-Za-z0-9._-]+).*;.*extra\s*==\s*['\"]([^'\"]+)['\"]")
+    brought: dict[str, set[str]] = {}
+    for requirement in requirements:
+        found = pattern.match(requirement)
+        if found:
+            dist = found.group(1).lower().replace("_", "-")
+            brought.setdefault(found.group(2), set()).add(dist)
+    extras: dict[str, str] = {}
+    for extra, dists in sorted(brought.items(), key=lambda item: len(item[1])):
+        extras.setdefault(extra, extra)
+        for dist in dists:
+            extras.setdefault(dist, extra)
+            extras.setdefault(dist.removeprefix("taskloom-"), extra)
+    return extras
+
+
+def known_sections() -> dict[str, str]:
+    """Settings section -> the distribution that declares it, for plugins that may be absent.
+
+    Read from the ``taskloom.sections`` entry points of installed packages (the ``taskloom``
+    umbrella lists its extras' sections there), so that a config file setting a section of a
+    missing or disabled plugin gets a warning, not an error, and the core names no plugin.
+    """
+    from importlib.metadata import entry_points
+
+    return {
+        ep.name: ep.value.partition(":")[0].replace("_", "-")
+        for ep in entry_points(group="taskloom.sections")
+    }
+
+
+def install_hint(name: str) -> str | None:
+    """``pip install 'taskloom[EXTRA]'`` for a runner, storage or plugin ``name`` that an extra
+    of the installed umbrella brings (``"dask"``, ``"DaskTaskRunner"``), else None."""
+    key = name.lower().removesuffix("taskrunner") or name.lower()
+    extra = _umbrella_extras().get(key)
+    return f"pip install 'taskloom[{extra}]'" if extra else None
 
 
 def plugins() -> list[PluginInfo]:

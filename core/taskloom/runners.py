@@ -1,11 +1,16 @@
-"""Task runners: the protocol, and the registry that turns a name into a runner.
+"""The runner contract: what a task runner is, and everything the core gives it.
 
-A runner only *moves* task runs: it ships a `TaskRunCall` to where it runs, calls
-`taskloom.engine.run_task_call` there, and hands back a handle shaped like
-`concurrent.futures.Future` whose result is the `TaskRunOutcome`. What a task run means
-(states, logs, hooks) is the engine's, the same on every runner.
+A runner only *moves* task runs. The flow's process hands it a `TaskRunCall`; the runner
+ships the call to where it runs, calls `run_task_call` there, and hands back a handle shaped
+like `concurrent.futures.Future` (a `NativeFuture`) whose result is the run's
+`TaskRunOutcome`. What a task run means (states, retries, logs, hooks, caching) is the
+engine's, the same on every runner. A runner that leaves the process sends calls and
+outcomes with the wire helpers here (`CallEncoder`, `decode_call`, `encode_outcome`,
+`dumps`, `loads`), which every built-in runner shares.
 
-Runner classes from plugins are importable from here by name, served from the registry::
+This module is all a runner plugin imports from the core, besides `taskloom.states` and
+`taskloom.context` for the values it reads. Runner classes from plugins are importable from
+here by name, served from the registry::
 
     from taskloom.runners import SequentialTaskRunner   # from the taskloom-local plugin
 """
@@ -13,24 +18,67 @@ Runner classes from plugins are importable from here by name, served from the re
 from __future__ import annotations
 
 import copy
+import enum
 import inspect
 import typing
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from . import plugins
+from ._wire import CallEncoder, decode_call, dumps, encode_outcome, loads, lost_run_outcome
 from .config import ConfigError, Settings, coerce
+from .engine import RunDefaults, TaskRunCall, TaskRunEvent, TaskRunOutcome, run_task_call
 
-if TYPE_CHECKING:
-    from .engine import TaskRunCall
-
-__all__ = ["CompletedNative", "NativeFuture", "TaskRunner", "resolve_task_runner", "upstream_handles"]
+__all__ = [
+    "CallEncoder",
+    "Capability",
+    "CompletedNative",
+    "NativeFuture",
+    "RunDefaults",
+    "TaskRunCall",
+    "TaskRunEvent",
+    "TaskRunOutcome",
+    "TaskRunner",
+    "decode_call",
+    "dumps",
+    "encode_outcome",
+    "loads",
+    "lost_run_outcome",
+    "resolve_task_runner",
+    "run_task_call",
+    "upstream_handles",
+]
 
 Concurrency = Literal["sequential", "concurrent", "parallel"]
 
 
+class Capability(enum.Flag):
+    """What a runner can do beyond the contract's minimum, declared in `TaskRunner.capabilities`.
+
+    The core relies on a capability only when the runner declares it, never by looking for
+    a method.
+    """
+
+    NONE = 0
+    #: Calls run in the flow's process and deliver their events live through ``call.emit``
+    #: (`run_task_call` does it by itself), or the runner forwards events to ``call.emit``
+    #: while the run goes. Without it, ``call.emit`` is None and events come in the outcome.
+    LIVE_EVENTS = enum.auto()
+    #: The native futures have ``cancel()``: when a flow run is interrupted, the core cancels
+    #: the runs that have not started.
+    CANCEL = enum.auto()
+    #: The native futures have ``run_here()``: a task run that waits for a run that has not
+    #: started yet runs it in its own thread, so a bounded pool whose threads all wait cannot
+    #: deadlock.
+    RUN_WAITING_INLINE = enum.auto()
+
+
 class NativeFuture(Protocol):
-    """What ``submit`` returns: the `concurrent.futures.Future` shape (Dask futures have it)."""
+    """What ``submit`` returns: the `concurrent.futures.Future` shape (Dask futures have it).
+
+    ``add_done_callback`` may call back on any thread (a pool's worker, a client's event
+    loop): the core's callback only records the outcome and wakes the flow.
+    """
 
     def result(self, timeout: float | None = None) -> Any: ...
     def done(self) -> bool: ...
@@ -59,19 +107,24 @@ class CompletedNative:
         fn(self)
 
 
-class TaskRunner:
-    """Base class of task runners: a context manager that submits task-run calls.
+class TaskRunner(Protocol):
+    """The task runner contract: a context manager that submits task-run calls.
 
     ``__enter__`` starts what the runner needs (a pool, a cluster, a connection) and
-    ``__exit__`` shuts down what it started, nothing else. A flow enters a fresh
-    `duplicate` of the runner for each run.
+    ``__exit__`` shuts down what it started, nothing else; an exception passed to
+    ``__exit__`` means the flow run was interrupted or failed, and runs not yet started
+    may be dropped. A flow enters a fresh `duplicate` of the runner for each run.
+
+    Subclass it to inherit the defaults below; a class with the same members works as well.
     """
 
     #: The registered name, shown in logs and errors.
     name: ClassVar[str] = "runner"
     #: "sequential" runs each call inside ``submit``; "concurrent" overlaps calls in this
-    #: process; "parallel" runs them in other processes or machines.
+    #: process; "parallel" runs them in other processes or on other machines.
     concurrency: ClassVar[Concurrency] = "concurrent"
+    #: The optional abilities the core may use (see `Capability`).
+    capabilities: ClassVar[Capability] = Capability.NONE
 
     def __enter__(self) -> typing.Self:
         return self
@@ -80,7 +133,11 @@ class TaskRunner:
         return None
 
     def submit(self, call: TaskRunCall) -> NativeFuture:
-        """Start running ``call`` and return a future of its `TaskRunOutcome`."""
+        """Start running ``call`` and return a future of its `TaskRunOutcome`.
+
+        Called in the flow's process, from the thread that submitted the task (or from a
+        timer thread for a crash retry). Raising fails this run with the error's sentence.
+        """
         raise NotImplementedError
 
     def map(self, calls: Sequence[TaskRunCall]) -> list[NativeFuture]:
@@ -150,8 +207,7 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
             raise TypeError(
                 f"task_runner must be a runner name or a TaskRunner, got {spec!r}."
             )
-        duplicate = getattr(spec, "duplicate", None)
-        return duplicate() if duplicate is not None else spec  # type: ignore[no-any-return]
+        return spec.duplicate()  # type: ignore[no-any-return]
     if isinstance(spec, type):
         return spec()  # type: ignore[no-any-return]
     name = spec if spec is not None else settings["task_runner"]
@@ -177,9 +233,6 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
         ) from None
 
 
-_EXTRA_OF_CLASS = {"DaskTaskRunner": "dask", "RayTaskRunner": "ray"}
-
-
 class _MissingRunnerClass(ImportError):
     pass
 
@@ -192,8 +245,9 @@ def __getattr__(name: str) -> Any:
             return registration.load()
     if name.endswith("TaskRunner"):
         message = f"No installed plugin provides taskloom.runners.{name}."
-        if name in _EXTRA_OF_CLASS:
-            message += f" Install it with: pip install 'taskloom[{_EXTRA_OF_CLASS[name]}]'"
+        hint = plugins.install_hint(name)
+        if hint:
+            message += f" Install it with: {hint}"
         raise _MissingRunnerClass(message)
     raise AttributeError(f"module 'taskloom.runners' has no attribute {name!r}")
 

@@ -193,27 +193,53 @@ def test_get_dask_client_outside_a_dask_flow_says_so() -> None:
         pass
 
 
+@task
+def logs_then_waits(key: str) -> bool:
+    """Log a line, then wait (up to 60 s) until the flow says, through the scheduler, that the
+    line reached it."""
+    from distributed import get_client
+
+    get_run_logger().info("started, waiting for the flow to see this line")
+    client = get_client()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if client.get_metadata(key, default=False):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_log_lines_arrive_while_the_task_still_runs(runner: DaskTaskRunner) -> None:
-    arrived: list[tuple[str, float]] = []
+    seen = threading.Event()
+    arrived: list[str] = []
 
     class Arrival(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            arrived.append((record.getMessage(), time.time()))
+            if record.getMessage().startswith("started, waiting"):
+                arrived.append(record.getMessage())
+                seen.set()
+
+    def tell_the_task(client: Any, key: str) -> None:
+        # Not from the handler: it runs on the client's event loop, which a call would block.
+        if seen.wait(60):
+            client.set_metadata(key, True)
 
     handler = Arrival()
     logging.getLogger("taskloom").addHandler(handler)
     try:
 
         @flow(task_runner=runner)
-        def long_task() -> float:
-            return slow_logger.submit(3.0).result()
+        def long_task() -> bool:
+            name = f"line-arrived-{os.getpid()}-{time.monotonic_ns()}"
+            with get_dask_client() as client:  # the flow run's own client
+                threading.Thread(target=tell_the_task, args=(client, name), daemon=True).start()
+            return logs_then_waits.submit(name).result()  # type: ignore[no-any-return]
 
-        ended = long_task()
+        told_in_time = long_task()
     finally:
         logging.getLogger("taskloom").removeHandler(handler)
-    started = [when for message, when in arrived if message.startswith("started, sleeping")]
-    assert len(started) == 1, "the line must arrive once, live or with the outcome, not both"
-    assert started[0] < ended - 1.5, "a worker's log line must reach the flow while the task runs"
+    assert told_in_time, "a worker's log line must reach the flow while the task runs"
+    assert len(arrived) == 1, "the line must arrive once, live or with the outcome, not both"
 
 
 def test_an_interrupted_flow_cancels_its_dask_tasks(runner: DaskTaskRunner) -> None:

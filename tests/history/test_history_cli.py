@@ -96,3 +96,21 @@ def test_report_writes_one_self_contained_page(history: History, capsys, in_tmp:
 
     code, out, _ = _run(capsys, "report", run.name)
     assert code == 0 and (in_tmp / f"{run.name}.html").exists()
+
+
+def test_a_name_two_runs_share_is_refused_with_both_ids(history: History, capsys) -> None:
+    @flow(flow_run_name="nightly-load")
+    def nightly() -> None:
+        check(1)
+
+    nightly()
+    nightly()
+    runs = history.flow_runs()
+    assert [r.name for r in runs] == ["nightly-load", "nightly-load"]
+    code, out, err = _run(capsys, "runs", "show", "nightly-load")
+    assert code == 2 and out == ""
+    assert "More than one flow run in " in err and "is named 'nightly-load'" in err
+    assert all(r.id[:8] in err for r in runs)
+    assert "Give the run's id or a unique prefix of it instead." in err
+    code, out, _ = _run(capsys, "runs", "show", runs[0].id[:8])
+    assert code == 0 and "Flow run 'nightly-load' of flow 'nightly'" in out

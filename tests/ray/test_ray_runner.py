@@ -198,7 +198,7 @@ def test_unpicklable_argument_fails_with_one_sentence(head_runner: Any) -> None:
     assert "argument 'value' holds a _thread.lock, which cannot be pickled" in message
 
 
-def test_unpicklable_result_crashes_with_one_sentence(head_runner: Any) -> None:
+def test_unpicklable_result_fails_with_one_sentence(head_runner: Any) -> None:
     @task
     def returns_a_lock() -> Any:
         return threading.Lock()
@@ -211,9 +211,11 @@ def test_unpicklable_result_crashes_with_one_sentence(head_runner: Any) -> None:
 
     gets_a_lock(return_state=True)
     state = seen["state"]
-    assert state.is_crashed()
-    assert "could not return the outcome of task run 'returns_a_lock-" in state.message
-    assert "_thread.lock" in state.message and "\n" not in state.message
+    assert state.is_failed()
+    assert state.message.startswith(
+        "Task 'returns_a_lock' returned a _thread.lock, which could not be sent back from the worker"
+    )
+    assert "\n" not in state.message
 
 
 # -- starting and connecting ----------------------------------------------------------------
@@ -276,12 +278,11 @@ def test_runner_leaves_a_connection_it_did_not_open(head_runner: Any) -> None:
     def quick() -> int:
         return t.add.submit(1, 1).result()
 
-    started = time.monotonic()
+    job = ray.get_runtime_context().get_job_id()
     for _ in range(3):
         assert quick() == 2
-    per_flow = (time.monotonic() - started) / 3
-    assert ray.is_initialized(), "the session's connection must stay open"
-    assert per_flow < 2.0, f"a flow on an open connection took {per_flow:.2f} s"
+        assert ray.is_initialized(), "the session's connection must stay open"
+        assert ray.get_runtime_context().get_job_id() == job, "no flow may reconnect"
 
 
 def test_options_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from taskloom.runners import lost_run_outcome
 from taskloom.states import Failed
 
-from ._handles import GONE, RunHandle, driver_outcome
+from ._handles import GONE, RunHandle
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -150,4 +151,4 @@ def _unsendable(handle: RunHandle, exc: BaseException) -> Any:
         f"could not be sent back ({type(exc).__name__}: {exc}); return a value (and raise "
         "exceptions) that pickle."
     )
-    return driver_outcome(handle.call, Failed(message, exception=exc))
+    return lost_run_outcome(handle.call, Failed(message, exception=exc))

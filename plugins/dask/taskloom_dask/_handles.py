@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import inspect
-import logging
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from taskloom.engine import TaskRunCall, TaskRunEvent, TaskRunOutcome
-from taskloom.states import State
+from taskloom.runners import TaskRunCall
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -64,19 +62,3 @@ def dask_options(call: TaskRunCall, allowed: frozenset[str]) -> dict[str, Any]:
         )
     return options
 
-
-def driver_outcome(call: TaskRunCall, state: State, line: str | None = None) -> TaskRunOutcome:
-    """An outcome made in the flow's process for a run whose worker never reported one.
-
-    Its log line is ``line`` (as the core logs a run it could not hand over), else the
-    engine's usual ``Finished in state ...``.
-    """
-    message = line if line is not None else f"Finished in state {state!r}"
-    record = logging.LogRecord("taskloom.task_runs", logging.ERROR, "", 0, message, None, None)
-    record.task_run_name = call.task_run.name
-    record.task_run_id = str(call.task_run.id)
-    record.flow_run_name = call.task_run.flow_run_name
-    record.flow_run_id = str(call.task_run.flow_run_id)
-    # seq -1: accepted whatever the driver saw of this run before.
-    events = (TaskRunEvent(-1, new=state), TaskRunEvent(-1, record=record))
-    return TaskRunOutcome(state, events)

@@ -17,13 +17,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-from taskloom.engine import TaskRunCall, TaskRunEvent, TaskRunOutcome
-from taskloom.runners import upstream_handles
+from taskloom.runners import (
+    CallEncoder,
+    TaskRunCall,
+    TaskRunEvent,
+    TaskRunOutcome,
+    lost_run_outcome,
+    upstream_handles,
+)
 from taskloom.states import Failed
 
 from ._collect import Collector
-from ._handles import GONE, RunHandle, dask_options, driver_outcome, submit_keywords
-from ._pickling import dumps_call
+from ._handles import GONE, RunHandle, dask_options, submit_keywords
 from ._sender import Sender
 from ._worker import TOPIC
 
@@ -37,6 +42,7 @@ class Session:
         self.token = uuid.uuid4().hex  # names this session's live events on the shared topic
         self._attempts = itertools.count()
         self._allowed = submit_keywords()
+        self._encoder = CallEncoder("the Dask workers")
         self._lock = threading.Lock()
         self._pending: set[RunHandle] = set()
         self._emitters: dict[str, Callable[[TaskRunEvent], None]] = {}
@@ -66,7 +72,7 @@ class Session:
     def _prepare(self, call: TaskRunCall, handle: RunHandle | None = None) -> RunHandle:
         """Check and pickle the call now (errors belong to this submit); queue it after."""
         options = dask_options(call, self._allowed)
-        blob = dumps_call(call)
+        blob = self._encoder.encode(call)
         inputs = upstream_handles(call, self.is_native)
         if handle is None:
             handle = RunHandle(call, self)
@@ -103,7 +109,7 @@ class Session:
         message = f"Task run {call.task_run.name!r} could not be handed to runner 'dask': {exc}"
         handle = RunHandle(None, self)
         handle.sendable = False
-        handle.set_result(driver_outcome(call, Failed(message, exception=exc), message))
+        handle.set_result(lost_run_outcome(call, Failed(message, exception=exc), message))
         return handle
 
     def resend(self, handle: RunHandle) -> None:

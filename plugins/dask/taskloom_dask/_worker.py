@@ -15,9 +15,7 @@ import threading
 import time
 from typing import Any
 
-from taskloom.engine import TaskRunEvent, TaskRunOutcome, run_task_call
-
-from ._pickling import loads_call
+from taskloom.runners import TaskRunEvent, TaskRunOutcome, decode_call, run_task_call
 
 #: The one Dask event topic taskloom publishes on. One fixed name keeps the scheduler's event
 #: log bounded (Dask keeps each topic's recent events); drivers pick theirs by ``to``.
@@ -100,7 +98,7 @@ _register_sizeof()
 
 def run_on_worker(blob: bytes, token: str, *upstream: Any) -> TaskRunOutcome:
     """Run one pickled task run on this worker; ``upstream`` are the outcomes Dask resolved."""
-    call = loads_call(blob)
+    call = decode_call(blob)
     try:
         from distributed import get_worker
 

@@ -13,11 +13,9 @@ import contextvars
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskloom.runners import TaskRunner
+from taskloom.runners import Capability, TaskRunCall, TaskRunner
 
 if TYPE_CHECKING:
-    from taskloom.engine import TaskRunCall
-
     from ._handles import RunHandle
     from ._session import Session
 
@@ -59,6 +57,7 @@ class DaskTaskRunner(TaskRunner):
 
     name = "dask"
     concurrency = "parallel"
+    capabilities = Capability.LIVE_EVENTS | Capability.CANCEL
 
     def __init__(
         self,

@@ -120,6 +120,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 def _find(conn: sqlite3.Connection, path: Path, ref: str) -> FlowRunRecord:
     record = store.find_flow_run(conn, ref)
     if record is not None:
+        same_name = store.flow_runs_named(conn, record.name, 6) if record.name == ref.strip() else []
+        if len(same_name) > 1:
+            listed = "; ".join(
+                f"{r.id[:8]} ({r.flow_name}, {r.shown_state}, {_when(r.start_time)})" for r in same_name[:5]
+            )
+            more = " and more" if len(same_name) > 5 else ""
+            raise _CommandError(
+                f"More than one flow run in {path} is named {ref!r}: {listed}{more}. "
+                "Give the run's id or a unique prefix of it instead."
+            )
         return record
     recent = store.recent_flow_runs(conn, 5)
     listed = "; ".join(f"{r.id[:8]} {r.name} ({r.flow_name}, {r.shown_state})" for r in recent)

@@ -296,6 +296,15 @@ def find_flow_run(conn: sqlite3.Connection, ref: str) -> FlowRunRecord | None:
     return FlowRunRecord(*row) if row is not None else None
 
 
+def flow_runs_named(conn: sqlite3.Connection, name: str, limit: int) -> list[FlowRunRecord]:
+    """Up to ``limit`` flow runs called ``name``, latest first."""
+    rows = conn.execute(
+        f"SELECT {_FLOW_COLUMNS} FROM flow_runs f WHERE f.name = ? ORDER BY f.start_time DESC LIMIT ?",
+        (name, limit),
+    ).fetchall()
+    return [FlowRunRecord(*row) for row in rows]
+
+
 def subflow_runs(conn: sqlite3.Connection, flow_run_id: str) -> list[FlowRunRecord]:
     """Every subflow run below ``flow_run_id``, at any depth, in start order."""
     found: list[FlowRunRecord] = []

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import multiprocessing
 import os
+import pkgutil
 import threading
 import time
 from collections.abc import Callable
@@ -22,8 +23,18 @@ from typing import Any
 
 import cloudpickle
 
-from taskloom.engine import TaskRunCall, TaskRunOutcome, run_task_call
-from taskloom.runners import TaskRunner
+from taskloom.runners import (
+    CallEncoder,
+    Capability,
+    TaskRunCall,
+    TaskRunner,
+    TaskRunOutcome,
+    decode_call,
+    dumps,
+    encode_outcome,
+    loads,
+    run_task_call,
+)
 from taskloom.states import TimedOut
 
 __all__ = ["ProcessTaskRunner", "WorkerDied"]
@@ -41,11 +52,7 @@ class WorkerDied(RuntimeError):
 def _load_initializer(spec: str | Callable[..., Any] | None) -> Callable[..., Any] | None:
     if spec is None or callable(spec):
         return spec
-    module, _, attr = spec.partition(":")
-    obj: Any = __import__(module, fromlist=["_"])
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj  # type: ignore[no-any-return]
+    return pkgutil.resolve_name(spec)  # type: ignore[no-any-return]
 
 
 def _worker_main(conn: Connection, initializer: bytes, initargs: bytes) -> None:
@@ -60,20 +67,10 @@ def _worker_main(conn: Connection, initializer: bytes, initargs: bytes) -> None:
             return
         if not message:
             return
-        call = cloudpickle.loads(message)
-        upstream = cloudpickle.loads(conn.recv_bytes())
+        call = decode_call(message)
+        upstream = loads(conn.recv_bytes())
         outcome = run_task_call(call, *upstream)
-        try:
-            data = cloudpickle.dumps(outcome)
-        except Exception as exc:  # a result that cannot travel back
-            from taskloom.states import Failed
-
-            failed = Failed(
-                f"Task {call.task.name!r}: its result could not be sent back from the worker "
-                f"process: {type(exc).__name__}: {exc}"
-            )
-            data = cloudpickle.dumps(TaskRunOutcome(failed, outcome.events[:-1]))
-        conn.send_bytes(data)
+        conn.send_bytes(encode_outcome(call, outcome))
 
 
 class _Job:
@@ -179,7 +176,7 @@ class _Pool:
             if not job.future.set_running_or_notify_cancel():
                 continue
             try:
-                states = cloudpickle.dumps([u.state for u in job.upstream])
+                states = dumps([u.state for u in job.upstream])
             except Exception as exc:
                 # Settled from another thread: this one holds the pool's lock.
                 threading.Thread(target=job.future.set_exception, args=(exc,), daemon=True).start()
@@ -194,7 +191,7 @@ class _Pool:
             job = worker.job
             if job is not None and worker.conn in ready:
                 try:
-                    outcome = cloudpickle.loads(worker.conn.recv_bytes())
+                    outcome = loads(worker.conn.recv_bytes())
                 except (EOFError, OSError):
                     worker.process.join(1)  # the pipe closed because the worker died
                 else:
@@ -291,6 +288,7 @@ class ProcessTaskRunner(TaskRunner):
 
     name = "processes"
     concurrency = "parallel"
+    capabilities = Capability.CANCEL
 
     def __init__(
         self,
@@ -304,12 +302,14 @@ class ProcessTaskRunner(TaskRunner):
         self.initializer = initializer
         self.initargs = tuple(initargs)
         self._pool: _Pool | None = None
+        self._encoder = CallEncoder("a worker process")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_workers={self.max_workers!r})"
 
     def __enter__(self) -> ProcessTaskRunner:
         self._pool = _Pool(self.max_workers or os.cpu_count() or 1, self.initializer, self.initargs, "spawn")
+        self._encoder = CallEncoder("a worker process")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -323,24 +323,9 @@ class ProcessTaskRunner(TaskRunner):
     def submit(self, call: TaskRunCall) -> Future[Any]:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
-        try:
-            payload = cloudpickle.dumps(call)
-        except Exception as exc:
-            raise TypeError(_unpicklable(call, exc)) from None
-        return self._pool.submit(call, payload)
+        return self._pool.submit(call, self._encoder.encode(call))
 
     def worker_pids(self) -> list[int]:
         """The process ids of the current workers (for tests and monitoring)."""
         return self._pool.pids() if self._pool is not None else []
 
-
-def _unpicklable(call: TaskRunCall, exc: Exception) -> str:
-    for name, value in call.parameters.items():
-        try:
-            cloudpickle.dumps(value)
-        except Exception:
-            return (
-                f"argument {name!r} of task {call.task.name!r} cannot be sent to a worker "
-                f"process: a {type(value).__name__} cannot be pickled ({exc})."
-            )
-    return f"task {call.task.name!r} cannot be sent to a worker process: {type(exc).__name__}: {exc}."

@@ -8,8 +8,14 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from taskloom.engine import TaskRunCall, run_task_call
-from taskloom.runners import CompletedNative, TaskRunner, upstream_handles
+from taskloom.runners import (
+    Capability,
+    CompletedNative,
+    TaskRunCall,
+    TaskRunner,
+    run_task_call,
+    upstream_handles,
+)
 
 __all__ = ["ConcurrentTaskRunner", "SequentialTaskRunner", "ThreadPoolTaskRunner"]
 
@@ -24,6 +30,7 @@ class SequentialTaskRunner(TaskRunner):
 
     name = "sequential"
     concurrency = "sequential"
+    capabilities = Capability.LIVE_EVENTS
 
     def submit(self, call: TaskRunCall) -> CompletedNative:
         return CompletedNative(run_task_call(call, *upstream_handles(call, _is_native)))
@@ -124,6 +131,7 @@ class ConcurrentTaskRunner(TaskRunner):
 
     name = "concurrent"
     concurrency = "concurrent"
+    capabilities = Capability.LIVE_EVENTS | Capability.CANCEL | Capability.RUN_WAITING_INLINE
 
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and max_workers < 1:

@@ -22,10 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
-from taskloom.engine import TaskRunCall, TaskRunOutcome, run_task_call
+from taskloom.runners import TaskRunCall, TaskRunOutcome, loads, run_task_call
 from taskloom.states import Completed, Crashed, State
-
-from ._wire import loads
 
 __all__ = ["RayTaskFuture", "RayWorkerError"]
 

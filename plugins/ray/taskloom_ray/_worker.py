@@ -1,6 +1,7 @@
 """What runs on a Ray worker: the engine's `run_task_call` over a pickled call.
 
-The call arrives pickled by the driver (see `_wire`); Ray resolves the upstream ``ObjectRef``
+The call arrives pickled by the driver in the core's wire format (`taskloom.runners.CallEncoder`;
+Ray passes ``bytes`` through untouched, without its own per-object pickling hook); Ray resolves the upstream ``ObjectRef``
 arguments to their pickled `TaskRunOutcome` on the worker before the call, so results move
 from worker to worker without passing through the flow's process. The outcome, carrying the
 run's states and log records, goes back pickled the same way, and the driver replays it.
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskloom.engine import run_task_call
-
-from ._wire import decode_call, dumps, loads
+from taskloom.runners import decode_call, encode_outcome, loads, run_task_call
 
 __all__ = ["run_call", "run_call_alone"]
 
@@ -26,17 +25,11 @@ __all__ = ["run_call", "run_call_alone"]
 def _run(data: bytes, upstream: tuple[Any, ...]) -> bytes:
     call = decode_call(data)
     outcome = run_task_call(call, *[loads(u) if type(u) is bytes else u for u in upstream])
-    try:
-        return dumps(outcome)
-    except Exception as exc:
-        raise TypeError(
-            f"the result of task run {call.task_run.name!r} cannot be pickled to send it "
-            f"back ({type(exc).__name__}: {exc})"
-        ) from None
+    return encode_outcome(call, outcome)
 
 
 def run_call(data: bytes, *upstream: Any) -> bytes:
-    """Run one pickled call here (see `_wire`); ``upstream`` are the outcomes Ray resolved."""
+    """Run one pickled call here (see `taskloom.runners.CallEncoder`); ``upstream`` are the outcomes Ray resolved."""
     return _run(data, upstream)
 
 

@@ -13,12 +13,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from taskloom.context import TaskRun
-from taskloom.engine import TaskRunCall
-from taskloom.runners import NativeFuture, TaskRunner, upstream_handles
+from taskloom.runners import (
+    CallEncoder,
+    Capability,
+    NativeFuture,
+    TaskRunCall,
+    TaskRunner,
+    upstream_handles,
+)
 
 from ._connect import RaySession, open_session
 from ._handles import RayTaskFuture
-from ._wire import CallEncoder
 from .options import current_remote_options
 
 __all__ = ["RayTaskRunner"]
@@ -58,6 +63,7 @@ class RayTaskRunner(TaskRunner):
 
     name = "ray"
     concurrency = "parallel"
+    capabilities = Capability.CANCEL
 
     def __init__(
         self,
@@ -75,7 +81,7 @@ class RayTaskRunner(TaskRunner):
         self._remote: Any = None  # the remote function of task runs
         self._remote_alone: Any = None  # the same, in a worker process ended after the run
         self._with_options: dict[Any, Any] = {}
-        self._encoder = CallEncoder(capture_prints)
+        self._encoder = CallEncoder("Ray workers", log_prints=capture_prints)
         # remote_options in force when a run was first submitted, for its crash retries
         # (the engine re-submits them from a timer thread, outside the `with` block).
         self._block_options: weakref.WeakKeyDictionary[TaskRun, Mapping[str, Any]] = (
@@ -115,7 +121,7 @@ class RayTaskRunner(TaskRunner):
         session, self._session = self._session, None
         self._remote = self._remote_alone = None
         self._with_options.clear()
-        self._encoder = CallEncoder(self.capture_prints)
+        self._encoder = CallEncoder("Ray workers", log_prints=self.capture_prints)
         if session is not None:
             session.close()
 
@@ -154,8 +160,9 @@ class RayTaskRunner(TaskRunner):
             args = [h.ref if type(h) is RayTaskFuture else h for h in upstream]
         else:
             args = []
+        data = self._encoder.encode(call)  # a call that cannot go raises its own sentence
         try:
-            ref = remote.remote(self._encoder.encode(call), *args)
+            ref = remote.remote(data, *args)
         except Exception as exc:
             raise _submit_error(call, exc) from None
         return RayTaskFuture(ref, call, upstream)
@@ -183,12 +190,7 @@ def _options_error(call: TaskRunCall, options: Mapping[str, Any], exc: Exception
 
 
 def _submit_error(call: TaskRunCall, exc: Exception) -> Exception:
-    """A call that cannot be pickled, as one sentence naming the task and the culprit."""
-    from ._pickling import unpicklable_message
-
-    message = unpicklable_message(call, exc)
-    if message is not None:
-        return TypeError(message)
+    """Ray's refusal of a call, as one sentence naming the task."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return TypeError(f"Task {call.task.name!r} cannot be sent to Ray workers ({first}).")

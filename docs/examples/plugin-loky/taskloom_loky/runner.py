@@ -1,9 +1,11 @@
 """`LokyTaskRunner`: task runs in the worker processes of loky's reusable executor.
 
 The runner only moves calls. Everything a task run means (states, logs, the Failed state
-with the task's own exception) is done by `taskloom.engine.run_task_call` in the worker; its
-`TaskRunOutcome` comes back pickled, with the run's states and log lines inside, and the
-flow's process replays them in order.
+with the task's own exception) is done by `taskloom.runners.run_task_call` in the worker. The
+call travels as bytes in taskloom's wire format (`CallEncoder`: a task defined in a script goes
+by value, an argument that cannot be pickled is named in one sentence), and so does the
+`TaskRunOutcome`, with the run's states and log lines inside, which the flow's process replays
+in order.
 """
 
 from __future__ import annotations
@@ -12,8 +14,18 @@ import threading
 from concurrent.futures import BrokenExecutor, Future
 from typing import Any
 
-from taskloom.engine import TaskRunCall, run_task_call
-from taskloom.runners import TaskRunner, upstream_handles
+from taskloom.runners import (
+    CallEncoder,
+    Capability,
+    TaskRunCall,
+    TaskRunner,
+    decode_call,
+    dumps,
+    encode_outcome,
+    loads,
+    run_task_call,
+    upstream_handles,
+)
 
 __all__ = ["LokyTaskRunner"]
 
@@ -23,6 +35,12 @@ def _never_native(native: Any) -> bool:
     # cannot be pickled to a worker. Saying "not native" makes `upstream_handles` wait for each
     # upstream run here and pass its final state, which pickles.
     return False
+
+
+def _run_in_worker(call_bytes: bytes, upstream_bytes: bytes) -> bytes:
+    """What a loky worker runs: a call in, its outcome out, both as bytes."""
+    call = decode_call(call_bytes)
+    return encode_outcome(call, run_task_call(call, *loads(upstream_bytes)))
 
 
 class LokyTaskRunner(TaskRunner):
@@ -36,6 +54,9 @@ class LokyTaskRunner(TaskRunner):
 
     name = "loky"
     concurrency = "parallel"
+    #: Its handles are concurrent.futures.Future objects, which have ``cancel()``: the core
+    #: drops the runs that have not started when a flow run is interrupted.
+    capabilities = Capability.CANCEL
 
     def __init__(self, max_workers: int | None = None, timeout: int = 300) -> None:
         if max_workers is not None and max_workers < 1:
@@ -56,6 +77,7 @@ class LokyTaskRunner(TaskRunner):
 
     def __enter__(self) -> LokyTaskRunner:
         self._executor = self._get_executor()
+        self._encoder = CallEncoder("the loky workers")
         return self
 
     def _get_executor(self) -> Any:
@@ -81,18 +103,19 @@ class LokyTaskRunner(TaskRunner):
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
         # Waits, in the flow's thread, for the runs this one takes as inputs: simple, and
         # correct, but it holds up the flow body while an upstream run is still going.
-        handles = upstream_handles(call, _never_native)
+        blob = self._encoder.encode(call)  # raises one sentence if the call cannot go
+        upstream = dumps(upstream_handles(call, _never_native))
         try:
-            future: Future[Any] = self._executor.submit(run_task_call, call, *handles)
+            work = self._executor.submit(_run_in_worker, blob, upstream)
         except BrokenExecutor:
             # A worker died (killed, out of memory, a segfault) and loky broke the whole pool:
             # the runs it held were reported Crashed; later ones go to a fresh pool.
             self._executor = self._get_executor()
-            future = self._executor.submit(run_task_call, call, *handles)
+            work = self._executor.submit(_run_in_worker, blob, upstream)
         with self._lock:
-            self._queued.add(future)
-        future.add_done_callback(self._forget)
-        return future
+            self._queued.add(work)
+        work.add_done_callback(self._forget)
+        return work  # its result is the outcome as bytes, which the core loads
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:

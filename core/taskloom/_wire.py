@@ -1,0 +1,278 @@
+"""The wire format of task-run calls and outcomes, shared by every runner that leaves the process.
+
+A call crosses to a worker as bytes and its outcome comes back as bytes, pickled here:
+
+* with the C pickler and a dispatch table that writes the core's small values (`TaskRun`,
+  `State`, named tuples, UUIDs) as ``(class, field values)``: the cheapest form to write and
+  to load, and loading needs nothing but taskloom itself;
+* with cloudpickle, by value, where plain pickle would be wrong or refuses: code of the flow's
+  script (module ``__main__``, which on a worker is another program), lambdas, local classes;
+* a call in two parts: what every run of a task in a flow run shares (the task, the flow run,
+  the run defaults) is pickled once per `CallEncoder` and loaded once per worker process; only
+  the run's own part (its identity and parameters) is pickled per call.
+
+What cannot travel is named in one sentence: a call whose argument does not pickle names the
+task, the argument and the value's type (`CallEncoder.encode` raises `TypeError`); a result that
+does not pickle ends its run Failed with the same kind of sentence (`encode_outcome`).
+
+cloudpickle is imported only when plain pickle cannot do the job; runners that leave the
+process depend on it (it comes with Dask and with the ``processes`` runner's plugin).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import logging
+import pickle
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from .context import FlowRun, TaskRun
+from .engine import RunDefaults, TaskRunCall, TaskRunEvent, TaskRunOutcome
+from .states import _NO_DATA, Failed, State, StateType
+
+__all__ = ["CallEncoder", "decode_call", "dumps", "encode_outcome", "loads", "lost_run_outcome"]
+
+_PROTOCOL = 5
+_MAIN = b"__main__"
+_MAX_DEPTH = 6
+
+loads = pickle.loads
+
+
+def _attrs_reducer(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    """``obj -> (cls, values)`` for an attrs class whose fields are all positional."""
+    fields = attrs.fields(cls)
+    if any(not f.init or f.kw_only or f.alias != f.name for f in fields):
+        return None  # cannot be rebuilt positionally: it keeps its own pickling
+    names = tuple(f.name for f in fields)
+    return lambda obj: (cls, tuple([getattr(obj, n) for n in names]))
+
+
+def _tuple_reducer(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    return lambda obj: (cls, tuple(obj))
+
+
+def _dispatch_table() -> dict[type, Callable[[Any], Any]]:
+    table: dict[type, Callable[[Any], Any]] = {
+        uuid.UUID: lambda value: (uuid.UUID, (None, None, None, None, value.int)),
+        # Enum members and the "no result" sentinel as globals: no Python reducer runs.
+        StateType: lambda member: f"StateType.{member.name}",
+        type(_NO_DATA): lambda _: "_NO_DATA",
+    }
+    for value_class in (TaskRun, FlowRun, State):
+        reducer = _attrs_reducer(value_class)
+        if reducer is not None:
+            table[value_class] = reducer
+    for tuple_class in (RunDefaults, TaskRunEvent, TaskRunOutcome):
+        table[tuple_class] = _tuple_reducer(tuple_class)
+    return table
+
+
+_TABLE = _dispatch_table()
+
+
+class _Pickler(pickle.Pickler):
+    dispatch_table = {**copyreg.dispatch_table, **_TABLE}
+
+
+def _cloud_dumps(obj: Any) -> bytes:
+    from collections import ChainMap
+
+    try:
+        import cloudpickle  # type: ignore[import-untyped]
+    except ImportError:
+        raise TypeError(
+            f"{type(obj).__name__} holds code of a script or a lambda, which only cloudpickle "
+            "can send to a worker: pip install cloudpickle"
+        ) from None
+    buffer = io.BytesIO()
+    pickler = cloudpickle.Pickler(buffer, protocol=_PROTOCOL)
+    pickler.dispatch_table = ChainMap(_TABLE, pickler.dispatch_table)
+    pickler.dump(obj)
+    return buffer.getvalue()
+
+
+def dumps(obj: Any) -> bytes:
+    """``obj`` as bytes that `loads` rebuilds in another process, on this host or another.
+
+    Code of the flow's script travels by value; everything else by reference, as pickle does.
+    """
+    buffer = io.BytesIO()
+    try:
+        _Pickler(buffer, _PROTOCOL).dump(obj)
+    except Exception:
+        return _cloud_dumps(obj)
+    data = buffer.getvalue()
+    return _cloud_dumps(obj) if _MAIN in data else data
+
+
+# -- naming what does not pickle --------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def _children(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        yield from value.values()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        yield from value
+    elif callable(value) and hasattr(value, "__code__"):
+        for cell in getattr(value, "__closure__", None) or ():
+            try:
+                yield cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+        namespace = getattr(value, "__globals__", {})
+        yield from (namespace[n] for n in value.__code__.co_names if n in namespace)
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        yield from vars(value).values()
+
+
+def _culprit(value: Any, depth: int = 0) -> Any | None:
+    """The innermost value inside ``value`` that does not pickle, or None if it all does."""
+    if _pickles(value):
+        return None
+    if depth < _MAX_DEPTH:
+        for child in _children(value):
+            found = _culprit(child, depth + 1)
+            if found is not None:
+                return found
+    return value
+
+
+def _unpicklable_call(call: TaskRunCall, where: str, exc: Exception) -> str:
+    task = call.task
+    for name, value in call.parameters.items():
+        found = _culprit(value)
+        if found is not None:
+            held = "is" if found is value else "holds"
+            return (
+                f"Task {task.name!r} cannot be sent to {where} because its argument {name!r} "
+                f"{held} a {_type_name(found)}, which cannot be pickled: pass a value that "
+                "pickles, or create it inside the task."
+            )
+    found = _culprit(task.fn)
+    if found is not None:
+        what = "function" if found is task.fn else f"function refers to a {_type_name(found)}, which"
+        return (
+            f"Task {task.name!r} cannot be sent to {where} because its {what} cannot be "
+            "pickled: define the task at module level and create such values inside it."
+        )
+    return f"Task {task.name!r} cannot be sent to {where}: {type(exc).__name__}: {exc}"
+
+
+# -- calls ------------------------------------------------------------------------------------
+
+
+class CallEncoder:
+    """Pickles the calls of one started runner; the part runs of a task share, once.
+
+    ``where`` names the destination in errors (``"the Dask workers"``). ``log_prints=True``
+    turns on print capture for tasks that do not set it (a runner whose workers' stdout does
+    not reach the flow's console, as Ray's).
+    """
+
+    def __init__(self, where: str = "the workers", *, log_prints: bool = False) -> None:
+        self.where = where
+        self.log_prints = log_prints
+        self._shared: dict[tuple[int, int, RunDefaults], tuple[Any, Any, bytes]] = {}
+
+    def encode(self, call: TaskRunCall) -> bytes:
+        """The call as bytes for `decode_call`; `TypeError` with one sentence if it cannot go."""
+        task, flow_run, defaults = call.task, call.flow_run, call.defaults
+        key = (id(task), id(flow_run), defaults)
+        try:
+            entry = self._shared.get(key)
+            if entry is None:
+                if self.log_prints and task.log_prints is None and not defaults.log_prints:
+                    defaults = defaults._replace(log_prints=True)
+                shared = dumps((task, flow_run, defaults))
+                # The task and flow run are kept, so that their ids are not reused meanwhile.
+                entry = self._shared[key] = (task, flow_run, len(shared).to_bytes(4, "big") + shared)
+            own = (
+                call.task_run, call.parameters, call.upstream_names, call.log_level,
+                call.allow_failure, call.retries_used,
+            )
+            return entry[2] + dumps(own)
+        except Exception as exc:
+            raise TypeError(_unpicklable_call(call, self.where, exc)) from None
+
+
+_decoded: dict[bytes, tuple[Any, Any, RunDefaults]] = {}
+_DECODED_MAX = 256
+
+
+def decode_call(data: bytes | memoryview) -> TaskRunCall:
+    """The call that `CallEncoder.encode` made; the shared part is loaded once per process."""
+    view = memoryview(data)
+    end = 4 + int.from_bytes(view[:4], "big")
+    shared = bytes(view[4:end])
+    parts = _decoded.get(shared)
+    if parts is None:
+        if len(_decoded) >= _DECODED_MAX:
+            _decoded.clear()
+        parts = _decoded[shared] = loads(shared)
+    task_run, parameters, names, log_level, allow, retries_used = loads(view[end:])
+    task, flow_run, defaults = parts
+    return TaskRunCall(
+        task_run, flow_run, task, parameters, (), names, log_level, None, allow, defaults, retries_used
+    )
+
+
+# -- outcomes ---------------------------------------------------------------------------------
+
+
+def encode_outcome(call: TaskRunCall, outcome: TaskRunOutcome) -> bytes:
+    """The outcome as bytes for `loads`; never raises.
+
+    A result that cannot be pickled ends the run Failed, in one sentence naming the task and
+    the value's type; the worker carries on.
+    """
+    try:
+        return dumps(outcome)
+    except Exception as exc:
+        data = outcome.state.data
+        culprit = _culprit(data) if data is not _NO_DATA else None
+        what = f"a {_type_name(culprit)}" if culprit is not None else "a value"
+        held = "" if culprit is data or culprit is None else f" (inside its {_type_name(data)})"
+        message = (
+            f"Task {call.task.name!r} returned {what}{held}, which could not be sent back from "
+            f"the worker ({type(exc).__name__}: {exc}): return a value that pickles."
+        )
+        failed = Failed(message, exception=TypeError(message))
+        # The events up to the run's last state, which held the value, then the Failed one.
+        last = max((i for i, e in enumerate(outcome.events) if e.new is not None), default=len(outcome.events))
+        lost = lost_run_outcome(call, failed)
+        return dumps(TaskRunOutcome(failed, (*outcome.events[:last], *lost.events)))
+
+
+def lost_run_outcome(call: TaskRunCall, state: State, line: str | None = None) -> TaskRunOutcome:
+    """The outcome of a run whose end was decided outside the engine (its worker was lost,
+    its call could not be sent): ``state`` and one log line, ``line`` or the engine's usual
+    ``Finished in state ...``. Its events are numbered -1: the driver takes them whatever it
+    saw of the run before.
+    """
+    message = line if line is not None else f"Finished in state {state!r}"
+    level = logging.INFO if state.type is StateType.COMPLETED else logging.ERROR
+    record = logging.LogRecord("taskloom.task_runs", level, "", 0, message, None, None)
+    record.task_run_name = call.task_run.name
+    record.task_run_id = str(call.task_run.id)
+    record.flow_run_name = call.task_run.flow_run_name
+    record.flow_run_id = str(call.task_run.flow_run_id)
+    return TaskRunOutcome(state, (TaskRunEvent(-1, new=state), TaskRunEvent(-1, record=record)))

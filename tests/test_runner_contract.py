@@ -1,0 +1,187 @@
+"""The public runner contract, as a third party's runner uses it.
+
+`WireRunner` is the kind of runner the plugin guide describes: it subclasses
+`taskloom.runners.TaskRunner`, declares no capabilities, and sends every call and outcome
+through the public wire helpers as bytes, as a runner whose workers sit in other processes
+must. It runs on a thread pool, so the suite stays fast, but nothing it hands over is an
+object of the flow's process. It passes the whole conformance kit.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskloom import flow, get_flow_run, task
+from taskloom.runners import (
+    CallEncoder,
+    TaskRunCall,
+    TaskRunner,
+    decode_call,
+    dumps,
+    encode_outcome,
+    loads,
+    run_task_call,
+    upstream_handles,
+)
+from taskloom.testing import RunnerConformance
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _work(call_bytes: bytes, upstream_bytes: bytes) -> bytes:
+    """What a worker does: bytes in, bytes out."""
+    call = decode_call(call_bytes)
+    return encode_outcome(call, run_task_call(call, *loads(upstream_bytes)))
+
+
+class WireRunner(TaskRunner):
+    name = "wire"
+    concurrency = "parallel"
+
+    def __enter__(self) -> WireRunner:
+        self._pool = ThreadPoolExecutor(4)
+        self._encoder = CallEncoder("the wire workers")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=exc_info[0] is None, cancel_futures=True)
+
+    def submit(self, call: TaskRunCall) -> Future[Any]:
+        blob = self._encoder.encode(call)
+        states = upstream_handles(call, lambda native: False)  # waits for them here
+        return self._pool.submit(_work, blob, dumps(states))  # the core loads the outcome
+
+
+class TestWireRunner(RunnerConformance):
+    runner = WireRunner
+
+
+@task
+def give_lock() -> Any:
+    return threading.Lock()
+
+
+@task
+def takes(value: Any) -> str:
+    return type(value).__name__
+
+
+def test_a_result_that_cannot_travel_fails_its_run_in_one_sentence() -> None:
+    seen = {}
+
+    @flow(task_runner=WireRunner())
+    def locks() -> None:
+        lock, other = give_lock.submit(), takes.submit("still works")
+        lock.wait()
+        seen["lock"], seen["other"] = lock.state, other.result()
+
+    assert locks(return_state=True).is_failed()
+    lock_state = seen["lock"]
+    assert lock_state.is_failed()
+    assert lock_state.message.startswith(
+        "Task 'give_lock' returned a _thread.lock, which could not be sent back from the worker"
+    )
+    assert seen["other"] == "str"
+
+
+def test_an_argument_that_cannot_travel_names_the_task_and_the_value() -> None:
+    seen = {}
+
+    @flow(task_runner=WireRunner())
+    def sends() -> None:
+        future = takes.submit({"inner": [threading.Lock()]})
+        future.wait()
+        seen["state"] = future.state
+
+    sends(return_state=True)
+    state = seen["state"]
+    assert state.is_failed()
+    assert (
+        "Task 'takes' cannot be sent to the wire workers because its argument 'value' holds a "
+        "_thread.lock, which cannot be pickled" in state.message
+    )
+
+
+def test_script_code_travels_by_value() -> None:
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(
+        "from taskloom import task\n"
+        "def helper(x):\n    return x * 3\n"
+        "@task\ndef tripled(x):\n    return helper(x)\n",
+        namespace,
+    )
+    encoder = CallEncoder()
+
+    @flow(task_runner=WireRunner())
+    def uses_script() -> int:
+        return namespace["tripled"](5) + namespace["tripled"].submit(1).result()  # type: ignore[no-any-return]
+
+    assert uses_script() == 18
+    assert b"__main__" in dumps(namespace["helper"])  # by value: a worker has no such module
+    del encoder
+
+
+def test_the_flow_run_travels_with_the_call() -> None:
+    @task
+    def where() -> str:
+        flow_run = get_flow_run()
+        assert flow_run is not None
+        return flow_run.flow_name
+
+    @flow(task_runner=WireRunner())
+    def named_flow() -> str:
+        return where.submit().result()  # type: ignore[no-any-return]
+
+    assert named_flow() == "named-flow"
+
+
+def _core_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("taskloom"):
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("taskloom."))
+    return names
+
+
+@pytest.mark.parametrize("plugin", ["local", "dask", "ray"])
+def test_built_in_runners_use_only_public_names_of_the_core(plugin: str) -> None:
+    used = set()
+    for path in (ROOT / "plugins" / plugin).glob("taskloom_*/**/*.py"):
+        used |= _core_imports(path)
+    private = sorted(n for n in used if any(part.startswith("_") for part in n.split(".")[1:]))
+    assert used, f"no core imports found in plugins/{plugin}"
+    assert private == [], f"plugins/{plugin} imports private core names: {private}"
+    outside = sorted(
+        n for n in used if n.rsplit(".", 1)[0] not in {"taskloom", "taskloom.runners", "taskloom.states", "taskloom.context", "taskloom.plugins", "taskloom.results", "taskloom.config"}
+    )
+    assert outside == [], f"plugins/{plugin} imports core modules beside the runner contract: {outside}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_its_own_ids_and_names() -> None:
+    from taskloom._driver import _new_id
+    from taskloom._names import run_name
+
+    _new_id(), run_name()  # both generators have run in the parent before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id and name to the parent, nothing else
+        try:
+            os.write(write, f"{_new_id()} {run_name()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child_id, child_name = os.read(read, 1000).decode().split()
+    os.close(read)
+    assert child_id != str(_new_id())
+    assert child_name != run_name()
