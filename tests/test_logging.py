@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -137,3 +138,19 @@ def test_logs_of_one_task_run_arrive_in_order_under_threads(run_logs) -> None:  
     for i in range(8):
         lines = [m for m in run_logs.messages() if m.startswith(f"run {i} ")]
         assert lines == [f"run {i} line {j}" for j in range(20)]
+
+
+def test_console_lines_are_loguru_s_lines_in_loguru_s_colours(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskloom_loguru import sinks
+
+    written: list[str] = []
+    through_loguru = sinks.LoguruHandler(written.append, format=sinks.TEXT_FORMAT, colorize=True)
+    for colour in (True, False):
+        monkeypatch.setattr(sinks, "_stderr_is_tty", lambda colour=colour: colour)
+        console = sinks.ConsoleSink()
+        through_loguru_plain = sinks.LoguruHandler(written.append, format=sinks.TEXT_FORMAT, colorize=False)
+        for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+            record = logging.LogRecord("taskloom.task_runs", level, "", 0, "Finished in state %r", ("Completed()",), None)
+            record.task_run_name = "noop-0"
+            (through_loguru if colour else through_loguru_plain).handle(record)
+            assert console.format(record) == str(written[-1]), logging.getLevelName(level)

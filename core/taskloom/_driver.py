@@ -33,6 +33,7 @@ from .engine import (
     TaskRunOutcome,
     _Upstream,
     retry_delay,
+    run_record,
     run_task_call,
     walk,
 )
@@ -135,10 +136,13 @@ class _FlowRunDriver:
         self.runner = runner
         self.log_level = log_level
         self.defaults = defaults
+        #: The flow run's logger (get_run_logger() in the flow's body); the per-task lines
+        #: go through `_log_flow`, which skips the standard library's caller lookup.
         self.logger = logging.LoggerAdapter(
             logging.getLogger(FLOW_RUN_LOGGER),
             {"flow_run_name": flow_run.name, "flow_run_id": str(flow_run.id)},
         )
+        self._flow_logger = self.logger.logger
         self._light_flow_run = FlowRun(flow_run.id, flow_run.name, flow_run.flow_name)
         self._lock = threading.RLock()
         self._counters: Counter[str] = Counter()
@@ -217,7 +221,7 @@ class _FlowRunDriver:
             # another thread; it must still see the submitter's context (remote_options...).
             future._context = contextvars.copy_context()
         if self.log_level <= logging.INFO:
-            self.logger.info("Created task run %r for task %r", task_run.name, task.name)
+            self._log_flow(f"Created task run {task_run.name!r} for task {task.name!r}")
         if self._created_hook is not None:
             self._created_hook(task_run, given)
         if self._state_hook is not None:
@@ -232,9 +236,9 @@ class _FlowRunDriver:
         if self.log_level > logging.INFO:
             return
         if self.runner.concurrency == "sequential":
-            self.logger.info("Executing %r immediately...", name)
+            self._log_flow(f"Executing {name!r} immediately...")
         else:
-            self.logger.info("Submitted task run %r for execution.", name)
+            self._log_flow(f"Submitted task run {name!r} for execution.")
 
     def _admit(self, call: TaskRunCall, future: TaskRunFuture[Any]) -> bool:
         """Take the run's tag slots, or queue it until they are free; False if it waits."""
@@ -337,7 +341,7 @@ class _FlowRunDriver:
         """A task called directly in a flow: a task run executed here, now."""
         call, future = self._prepare(task, task.bind(args, kwargs), wait_for, here=True)
         if self.log_level <= logging.INFO:
-            self.logger.info("Executing %r immediately...", call.task_run.name)
+            self._log_flow(f"Executing {call.task_run.name!r} immediately...")
         if call.upstream:
             for upstream in call.upstream:
                 upstream.wait()
@@ -458,12 +462,18 @@ class _FlowRunDriver:
     def _log_task(self, task_run: TaskRun, level: int, message: str) -> None:
         if level < self.log_level:
             return
-        record = logging.LogRecord(TASK_RUN_LOGGER, level, "", 0, message, None, None)
-        record.task_run_name = task_run.name
-        record.task_run_id = str(task_run.id)
-        record.flow_run_name = self.flow_run.name
-        record.flow_run_id = str(self.flow_run.id)
+        flow_run = self.flow_run
+        record = run_record(
+            TASK_RUN_LOGGER, level, message, task_run.name, task_run.id, flow_run.name, flow_run.id
+        )
         logging.getLogger(TASK_RUN_LOGGER).handle(record)
+
+    def _log_flow(self, message: str) -> None:
+        """An INFO line of this flow run; the caller has checked the level."""
+        flow_run = self.flow_run
+        self._flow_logger.handle(
+            run_record(FLOW_RUN_LOGGER, logging.INFO, message, None, None, flow_run.name, flow_run.id)
+        )
 
     # -- the end of the flow run -----------------------------------------------------------
 

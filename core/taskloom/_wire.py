@@ -32,7 +32,14 @@ from typing import Any
 import attrs
 
 from .context import FlowRun, TaskRun
-from .engine import RunDefaults, TaskRunCall, TaskRunEvent, TaskRunOutcome
+from .engine import (
+    TASK_RUN_LOGGER,
+    RunDefaults,
+    TaskRunCall,
+    TaskRunEvent,
+    TaskRunOutcome,
+    run_record,
+)
 from .states import _NO_DATA, Failed, State, StateType
 
 __all__ = ["CallEncoder", "decode_call", "dumps", "encode_outcome", "loads", "lost_run_outcome"]
@@ -270,9 +277,9 @@ def lost_run_outcome(call: TaskRunCall, state: State, line: str | None = None) -
     """
     message = line if line is not None else f"Finished in state {state!r}"
     level = logging.INFO if state.type is StateType.COMPLETED else logging.ERROR
-    record = logging.LogRecord("taskloom.task_runs", level, "", 0, message, None, None)
-    record.task_run_name = call.task_run.name
-    record.task_run_id = str(call.task_run.id)
-    record.flow_run_name = call.task_run.flow_run_name
-    record.flow_run_id = str(call.task_run.flow_run_id)
+    task_run = call.task_run
+    record = run_record(
+        TASK_RUN_LOGGER, level, message, task_run.name, task_run.id,
+        task_run.flow_run_name, task_run.flow_run_id,
+    )
     return TaskRunOutcome(state, (TaskRunEvent(-1, new=state), TaskRunEvent(-1, record=record)))
