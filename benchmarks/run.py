@@ -25,6 +25,7 @@ GOALS = {
     "concurrent": "within 3x of a raw ThreadPoolExecutor (logging at WARNING)",
     "dask": "within 1.3x of raw distributed.Client.submit",
     "ray": "within 1.3x of raw ray.remote",
+    "data": "large intermediates on Dask and Ray: flow process peak within the raw driver's + 64 MiB, time within 1.2x",
 }
 
 
@@ -68,6 +69,7 @@ def _collect(only: set[str] | None) -> tuple[list[dict[str, Any]], list[dict[str
     for module_name, plugin in (
         ("bench_local", None), ("bench_history", "taskloom_history"),
         ("bench_dask", "taskloom_dask"), ("bench_ray", "taskloom_ray"),
+        ("bench_data", None),
     ):
         short = module_name.removeprefix("bench_")
         if only and short not in only:
@@ -171,7 +173,7 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", action="append", help="local, history, dask, ray or startup (repeatable)")
+    parser.add_argument("--only", action="append", help="local, history, dask, ray, data or startup (repeatable)")
     parser.add_argument("--output", default=str(HERE.parent / "docs" / "performance.md"))
     args = parser.parse_args()
     os.environ.setdefault("TASKLOOM_LOGGING_LEVEL", "WARNING")

@@ -44,6 +44,9 @@ def _load_flow(target: str) -> Flow[..., Any]:
     if not path.is_file():
         raise UsageError(f"No such file: {path_text}.")
     sys.path.insert(0, str(path.resolve().parent))
+    from ._wire import project_folders
+
+    project_folders.add(path.resolve().parent)  # its modules travel to workers by value
     # Not "__main__": the file's own `if __name__ == "__main__":` block must not run. The
     # module is not left in sys.modules, so its tasks travel to workers by value.
     namespace = runpy.run_path(str(path), run_name="__taskloom_run__")

@@ -25,15 +25,29 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 from . import plugins
-from ._wire import CallEncoder, decode_call, dumps, encode_outcome, loads, lost_run_outcome
+from ._wire import (
+    LEFT_ON_WORKER,
+    CallEncoder,
+    RemoteResult,
+    RemoteResults,
+    decode_call,
+    dumps,
+    encode_outcome,
+    loads,
+    lost_run_outcome,
+    outcome_without_data,
+)
 from .config import ConfigError, Settings, coerce
 from .engine import RunDefaults, TaskRunCall, TaskRunEvent, TaskRunOutcome, run_task_call
 
 __all__ = [
+    "LEFT_ON_WORKER",
     "CallEncoder",
     "Capability",
     "CompletedNative",
     "NativeFuture",
+    "RemoteResult",
+    "RemoteResults",
     "RunDefaults",
     "TaskRunCall",
     "TaskRunEvent",
@@ -44,6 +58,7 @@ __all__ = [
     "encode_outcome",
     "loads",
     "lost_run_outcome",
+    "outcome_without_data",
     "resolve_task_runner",
     "run_task_call",
     "upstream_handles",
@@ -71,6 +86,10 @@ class Capability(enum.Flag):
     #: started yet runs it in its own thread, so a bounded pool whose threads all wait cannot
     #: deadlock.
     RUN_WAITING_INLINE = enum.auto()
+    #: Results stay on the workers: the flow's process receives each run's state without its
+    #: data (`outcome_without_data` on the worker, `RemoteResults.wrap` here), a downstream
+    #: run takes the data worker to worker, and `State.result()` fetches it once when asked.
+    REMOTE_RESULTS = enum.auto()
 
 
 class NativeFuture(Protocol):

@@ -227,9 +227,14 @@ class Task(Generic[P, R]):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         # A task that is importable where it runs travels as a reference; one defined in a
-        # script (``__main__``) or made by with_options() travels by value (cloudpickle).
+        # script (``__main__``), in a module of the flow's own folder (marked by the wire
+        # format) or made by with_options() travels by value (cloudpickle).
         module = sys.modules.get(self.__module__)
-        if module is not None and self.__module__ != "__main__":
+        if (
+            module is not None
+            and self.__module__ != "__main__"
+            and not getattr(module, "__taskloom_by_value__", False)
+        ):
             try:
                 if _load_task(self.__module__, self.__qualname__) is self:
                     return (_load_task, (self.__module__, self.__qualname__))

@@ -148,3 +148,50 @@ def test_seed_example_prints_the_prefect_lines(tmp_path: Path) -> None:
     assert texts[2][1].startswith("The Dask dashboard is available at http://127.0.0.1:")
     assert texts[-1][1] == "Finished in state Completed('All states completed.')"
     assert sum("Submitted task run 'print_values3-" in text for _, text in texts) == 2
+
+
+HELPERS = '''
+import importlib.util
+
+from taskloom import task
+
+
+def triple(x):
+    return 3 * x
+
+
+@task
+def tripled_where(x):
+    """Runs on a dask worker that cannot import this module: it came by value."""
+    return triple(x), importlib.util.find_spec("helpers_beside") is not None
+'''
+
+FLOW_USING_HELPERS = '''
+from helpers_beside import tripled_where
+from taskloom import flow
+
+
+@flow
+def uses_helpers():
+    print("result", *tripled_where.submit(14).result())
+'''
+
+
+@pytest.mark.parametrize("how", ["python", "taskloom run"])
+def test_a_module_beside_the_flow_travels_to_workers_that_cannot_import_it(
+    process_cluster: Any, tmp_path: Path, how: str
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "helpers_beside.py").write_text(HELPERS)
+    flow_file = project / "flow_with_helpers.py"
+    flow_file.write_text(FLOW_USING_HELPERS + "\nif __name__ == '__main__':\n    uses_helpers()\n")
+    env = _env(TASKLOOM_TASK_RUNNER="dask", TASKLOOM_RUNNERS_DASK_ADDRESS=process_cluster.address)
+    if how == "python":
+        command = [sys.executable, str(flow_file)]
+    else:
+        command = [sys.executable, "-m", "taskloom", "run", f"{flow_file}:uses_helpers"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ModuleNotFoundError" not in done.stderr
+    assert "result 42 False" in done.stdout, done.stdout  # ran, on a worker that cannot import it

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from taskloom.runners import lost_run_outcome
+from taskloom.runners import lost_run_outcome, outcome_without_data
 from taskloom.states import Failed
 
 from ._handles import GONE, RunHandle
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 _STOP = object()
 MAX_BATCH = 2000
+#: Up to this size (Dask's measure of the outcome) an outcome comes back whole; above it the
+#: result stays on its worker. A second Dask task per run costs more than fetching this much.
+INLINE_BYTES = 1 << 20
 LINGER_SECONDS = 0.02
 
 
@@ -62,6 +65,8 @@ class Collector:
             except Exception as exc:  # never leave a run unsettled
                 for handle in batch:
                     self._session.finish(handle, exception=exc)
+            # Not kept while waiting for the next: a finished run's handle holds its result.
+            del batch, item
             if stop:
                 return
 
@@ -80,16 +85,46 @@ class Collector:
     def _settle_batch(self, batch: list[RunHandle]) -> None:
         finished = [h for h in batch if h.dask_future.status == "finished"]
         others = [h for h in batch if h.dask_future.status != "finished"]
-        if finished:
-            try:
-                outcomes = self._session.client.gather([h.dask_future for h in finished])
-            except Exception:
-                others = finished + others  # find the one that failed, one by one
-            else:
-                for handle, outcome in zip(finished, outcomes, strict=True):
-                    self._session.finish(handle, outcome=outcome)
+        small, large = self._by_size(finished)
+        for part, gather in ((small, self._gather_whole), (large, self._gather_states)):
+            if part:
+                try:
+                    gather(part)
+                except Exception:
+                    others = part + others  # find the one that failed, one by one
         for handle in others:
             self._settle_one(handle)
+
+    def _by_size(self, finished: list[RunHandle]) -> tuple[list[RunHandle], list[RunHandle]]:
+        """The runs whose outcome comes back whole, and those whose result stays on its worker."""
+        if not finished:
+            return [], []
+        try:
+            sizes = self._session.client.nbytes([h.dask_future.key for h in finished], summary=False)
+        except Exception:
+            return finished, []
+        small = [h for h in finished if sizes.get(h.dask_future.key, 0) <= INLINE_BYTES]
+        large = [h for h in finished if sizes.get(h.dask_future.key, 0) > INLINE_BYTES]
+        return small, large
+
+    def _gather_whole(self, handles: list[RunHandle]) -> None:
+        outcomes = self._session.client.gather([h.dask_future for h in handles])
+        for handle, outcome in zip(handles, outcomes, strict=True):
+            self._session.finish(handle, outcome=outcome)
+
+    def _gather_states(self, handles: list[RunHandle]) -> None:
+        """Bring only the states: a small Dask task next to each result strips its data."""
+        client = self._session.client
+        states = client.map(
+            outcome_without_data,
+            [h.dask_future for h in handles],
+            key=[f"{h.dask_future.key}-state" for h in handles],
+            pure=False,
+        )
+        outcomes = client.gather(states)
+        for handle, outcome in zip(handles, outcomes, strict=True):
+            remote = self._session.remote_results.wrap(outcome, _fetcher(handle))
+            self._session.finish(handle, outcome=remote)
 
     def _settle_one(self, handle: RunHandle) -> None:
         future = handle.dask_future
@@ -141,6 +176,23 @@ class Collector:
             self._session.resend(handle)
         for upstream in waiting:
             upstream.add_done_callback(one_done)
+
+
+def _fetcher(handle: RunHandle) -> Any:
+    dask_future = handle.dask_future
+    assert handle.call is not None
+    name = handle.call.task_run.name
+
+    def fetch() -> Any:
+        try:
+            return dask_future.result().state.data
+        except Exception as exc:
+            raise RuntimeError(
+                f"The result of task run {name!r} stayed on the Dask cluster and cannot be "
+                f"fetched from it ({type(exc).__name__}: {exc})."
+            ) from exc
+
+    return fetch
 
 
 def _unsendable(handle: RunHandle, exc: BaseException) -> Any:

@@ -63,6 +63,7 @@ class Sender:
                         self._busy = False
                         break
                 self._send(batch)
+                del batch  # not kept while waiting: a sent run's handle holds its result later
             if self._stopping:
                 return
 

@@ -9,16 +9,19 @@ it with the run's outcome.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import pickle
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
 from taskloom.runners import (
     CallEncoder,
+    RemoteResults,
     TaskRunCall,
     TaskRunEvent,
     TaskRunOutcome,
@@ -43,6 +46,8 @@ class Session:
         self._attempts = itertools.count()
         self._allowed = submit_keywords()
         self._encoder = CallEncoder("the Dask workers")
+        #: Results left on the workers; the ones still referred to are fetched at close.
+        self.remote_results = RemoteResults()
         self._lock = threading.Lock()
         self._pending: set[RunHandle] = set()
         self._emitters: dict[str, Callable[[TaskRunEvent], None]] = {}
@@ -141,7 +146,11 @@ class Session:
             handles, self._unwatched = self._unwatched, []
         put = self._collector.put
         for handle in handles:
-            handle.dask_future.add_done_callback(lambda _, h=handle: put(h))
+            # Through a weak reference: the Dask future keeps its callbacks, and the handle
+            # keeps the Dask future; a cycle would keep the run's result (and the cluster's
+            # copy) alive until the garbage collector found it. The core holds the handle
+            # until the run is final.
+            handle.dask_future.add_done_callback(functools.partial(_put_if_alive, put, weakref.ref(handle)))
 
     def in_flight(self) -> int:
         return len(self._pending)
@@ -186,6 +195,8 @@ class Session:
 
     def close(self, cancel: bool) -> None:
         """Stop sending and collecting, cancel what still runs if asked, close the client."""
+        if not cancel:
+            self.remote_results.fetch_referenced()
         unsent = self._sender.stop()
         with self._lock:
             pending = list(self._pending)
@@ -208,3 +219,9 @@ class Session:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _put_if_alive(put: Callable[[RunHandle], None], ref: weakref.ref[RunHandle], _: Any) -> None:
+    handle = ref()
+    if handle is not None:
+        put(handle)

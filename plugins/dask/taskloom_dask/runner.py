@@ -57,7 +57,7 @@ class DaskTaskRunner(TaskRunner):
 
     name = "dask"
     concurrency = "parallel"
-    capabilities = Capability.LIVE_EVENTS | Capability.CANCEL
+    capabilities = Capability.LIVE_EVENTS | Capability.CANCEL | Capability.REMOTE_RESULTS
 
     def __init__(
         self,

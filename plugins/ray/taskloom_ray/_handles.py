@@ -1,8 +1,11 @@
 """`RayTaskFuture`: the runner's native handle on one task run's ``ObjectRef``.
 
 It has the `concurrent.futures.Future` shape the core follows (``result``, ``done``,
-``add_done_callback``) and keeps the ``ObjectRef`` itself, so a downstream submit passes the
-ref to Ray, which resolves it on the worker. It follows the ref with Ray's completion
+``add_done_callback``) and keeps the run's two ``ObjectRef``s: ``state_ref``, the outcome
+without a large result, which is all the flow's process receives, and ``ref``, the whole
+outcome, which a downstream submit passes to Ray, so Ray resolves it on the worker that needs
+it. A large result stays in the cluster's object store until `State.result()` asks for it
+(a `taskloom.runners.RemoteResult`), and is freed when nothing refers to it. It follows the ref with Ray's completion
 callback rather than ``ObjectRef.future()``: no condition variable per run, and the pickled
 outcome is loaded once, when first asked for.
 
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
-from taskloom.runners import TaskRunCall, TaskRunOutcome, loads, run_task_call
+from taskloom.runners import RemoteResults, TaskRunCall, TaskRunOutcome, loads, run_task_call
 from taskloom.states import Completed, Crashed, State
 
 __all__ = ["RayTaskFuture", "RayWorkerError"]
@@ -76,6 +79,21 @@ def describe(exc: BaseException, run_name: str, task_name: str) -> RayWorkerErro
     )
 
 
+def _fetcher(ref: Any, name: str) -> Any:
+    def fetch() -> Any:
+        import ray
+
+        try:
+            return loads(ray.get(ref)).state.data
+        except Exception as exc:
+            raise RuntimeError(
+                f"The result of task run {name!r} stayed on the Ray cluster and cannot be "
+                f"fetched from it ({type(exc).__name__}: {_first_line(exc)})."
+            ) from exc
+
+    return fetch
+
+
 class RayTaskFuture:
     """A concurrent.futures-shaped handle on the `TaskRunOutcome` behind one ``ObjectRef``."""
 
@@ -85,13 +103,24 @@ class RayTaskFuture:
         "_data",
         "_event",
         "_outcome",
+        "_remote",
         "_task_run",
         "_upstream",
         "ref",
+        "state_ref",
     )
 
-    def __init__(self, ref: Any, call: TaskRunCall, upstream: tuple[Any, ...] = ()) -> None:
+    def __init__(
+        self,
+        state_ref: Any,
+        ref: Any,
+        call: TaskRunCall,
+        upstream: tuple[Any, ...] = (),
+        remote: RemoteResults | None = None,
+    ) -> None:
+        self.state_ref = state_ref
         self.ref = ref
+        self._remote = remote if remote is not None else RemoteResults()
         self._data: Any = _PENDING  # the pickled outcome, or the error Ray reported
         self._callbacks: list[Callable[[RayTaskFuture], object]] = []
         self._event: threading.Event | None = None
@@ -105,7 +134,7 @@ class RayTaskFuture:
             self._call = TaskRunCall(
                 call.task_run, call.flow_run, call.task, {}, (), call.upstream_names, call.log_level
             )
-        ref._on_completed(self._completed)
+        state_ref._on_completed(self._completed)
 
     def __repr__(self) -> str:
         return f"RayTaskFuture({self._task_run.name!r}, done={self.done()})"
@@ -143,7 +172,7 @@ class RayTaskFuture:
             raise TimeoutError(f"Task run {self._task_run.name!r} is still running on Ray.")
         data = self._data
         if not isinstance(data, BaseException):
-            outcome: TaskRunOutcome = loads(data)
+            outcome: TaskRunOutcome = self._remote.wrap(loads(data), _fetcher(self.ref, self._task_run.name))
             self._outcome = outcome
             self._data = None  # keep one copy of the result, not two
             return outcome

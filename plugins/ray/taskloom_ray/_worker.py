@@ -17,23 +17,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskloom.runners import decode_call, encode_outcome, loads, run_task_call
+from taskloom.runners import (
+    decode_call,
+    dumps,
+    encode_outcome,
+    loads,
+    outcome_without_data,
+    run_task_call,
+)
 
 __all__ = ["run_call", "run_call_alone"]
 
 
-def _run(data: bytes, upstream: tuple[Any, ...]) -> bytes:
+#: Up to this size an outcome goes to the flow's process whole: Ray itself hands objects of
+#: up to 100 KiB to their owner inline, so leaving them on the worker would save nothing.
+INLINE_BYTES = 100 * 1024
+
+
+def _run(data: bytes, upstream: tuple[Any, ...]) -> tuple[bytes, bytes]:
+    """The outcome for the flow's process, and the whole outcome for downstream runs."""
     call = decode_call(data)
     outcome = run_task_call(call, *[loads(u) if type(u) is bytes else u for u in upstream])
-    return encode_outcome(call, outcome)
+    whole = encode_outcome(call, outcome)
+    if len(whole) <= INLINE_BYTES:
+        return whole, whole
+    return dumps(outcome_without_data(outcome)), whole
 
 
-def run_call(data: bytes, *upstream: Any) -> bytes:
+def run_call(data: bytes, *upstream: Any) -> tuple[bytes, bytes]:
     """Run one pickled call here (see `taskloom.runners.CallEncoder`); ``upstream`` are the outcomes Ray resolved."""
     return _run(data, upstream)
 
 
-def run_call_alone(data: bytes, *upstream: Any) -> bytes:
+def run_call_alone(data: bytes, *upstream: Any) -> tuple[bytes, bytes]:
     """`run_call` for a worker process that Ray ends after the call (``max_calls=1``).
 
     Used for tasks with a ``timeout_seconds``: the engine reports TimedOut at the timeout and

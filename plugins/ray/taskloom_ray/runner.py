@@ -17,6 +17,7 @@ from taskloom.runners import (
     CallEncoder,
     Capability,
     NativeFuture,
+    RemoteResults,
     TaskRunCall,
     TaskRunner,
     upstream_handles,
@@ -63,7 +64,7 @@ class RayTaskRunner(TaskRunner):
 
     name = "ray"
     concurrency = "parallel"
-    capabilities = Capability.CANCEL
+    capabilities = Capability.CANCEL | Capability.REMOTE_RESULTS
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class RayTaskRunner(TaskRunner):
         self._remote_alone: Any = None  # the same, in a worker process ended after the run
         self._with_options: dict[Any, Any] = {}
         self._encoder = CallEncoder("Ray workers", log_prints=capture_prints)
+        self._remote_results = RemoteResults()
         # remote_options in force when a run was first submitted, for its crash retries
         # (the engine re-submits them from a timer thread, outside the `with` block).
         self._block_options: weakref.WeakKeyDictionary[TaskRun, Mapping[str, Any]] = (
@@ -109,8 +111,11 @@ class RayTaskRunner(TaskRunner):
         try:
             # max_retries=0: a lost worker is reported at once, and the engine's own retries
             # (the task's `retries`) decide what happens next, with their states and logs.
-            self._remote = ray.remote(max_retries=0)(_worker.run_call)
-            self._remote_alone = ray.remote(max_retries=0, max_calls=1)(_worker.run_call_alone)
+            # num_returns=2: what the flow's process receives, and the whole outcome (see _worker).
+            self._remote = ray.remote(max_retries=0, num_returns=2)(_worker.run_call)
+            self._remote_alone = ray.remote(max_retries=0, max_calls=1, num_returns=2)(
+                _worker.run_call_alone
+            )
         except BaseException:
             session.close()
             raise
@@ -118,6 +123,10 @@ class RayTaskRunner(TaskRunner):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            # Results something still refers to come here before a private Ray goes away.
+            self._remote_results.fetch_referenced()
+        self._remote_results = RemoteResults()
         session, self._session = self._session, None
         self._remote = self._remote_alone = None
         self._with_options.clear()
@@ -162,10 +171,10 @@ class RayTaskRunner(TaskRunner):
             args = []
         data = self._encoder.encode(call)  # a call that cannot go raises its own sentence
         try:
-            ref = remote.remote(data, *args)
+            state_ref, ref = remote.remote(data, *args)
         except Exception as exc:
             raise _submit_error(call, exc) from None
-        return RayTaskFuture(ref, call, upstream)
+        return RayTaskFuture(state_ref, ref, call, upstream, self._remote_results)
 
     def map(self, calls: Sequence[TaskRunCall]) -> list[NativeFuture]:
         """Submit every call without waiting: each ``.remote()`` returns at once."""
