@@ -155,6 +155,7 @@ class _Run:
             result_path=settings["results.path"],
             result_serializer=settings["results.serializer"],
             log_prints=flow.log_prints,
+            storage_options=_storage_options(settings) if settings.storages else None,
         )
         self.hook = plugins.get_plugin_manager().hook
 
@@ -428,3 +429,15 @@ async def _attempt_async(run: _Run, driver: _FlowRunDriver) -> tuple[State, Base
     driver.runner.__exit__(None, None, None)
     _error_log(driver, error)
     return final_state(driver, value, error), None
+
+
+def _storage_options(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every installed storage's ``[storages.NAME]`` options, checked here, before any task runs."""
+    from . import _sections
+
+    installed = plugins.registered("result_storage")
+    return {
+        name: _sections.section_options("storages", name, installed[name].load(), settings)
+        for name in settings.storages
+        if name in installed
+    }
