@@ -182,6 +182,14 @@ class _Run:
                 flow.name,
                 extra={"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name},
             )
+        if self.parent is None:
+            # Once per flow run, here: not once per process that loads plugins (every worker).
+            for failure in plugins.failures():
+                engine_logger.warning(
+                    "Plugin %r (%s) could not be used and is skipped: %s",
+                    failure.name, failure.distribution or failure.value, failure.reason,
+                    extra={"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name},
+                )
         if flow.task_runner is not None and self.settings.sources.get("task_runner") == "cli":
             engine_logger.warning(
                 "Flow %r names its task runner in code; --runner %s is ignored.",
