@@ -10,16 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import ConfigError, Settings, coerce
+from .config import SECTION_LABELS, ConfigError, Settings, coerce
 
-__all__ = ["build", "section_label", "section_options"]
-
-_LABELS = {"runners": "runner", "sinks": "log sink", "storages": "result storage"}
+__all__ = ["accepts", "build", "section_label", "section_options"]
 
 
 def section_label(table: str) -> str:
     """What one entry of ``table`` is called in messages: runner, log sink, result storage."""
-    return _LABELS[table]
+    return SECTION_LABELS[table]
 
 
 def accepts(factory: Callable[..., Any], name: str) -> bool:

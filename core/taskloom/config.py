@@ -60,7 +60,7 @@ CORE_SETTINGS = (
 _LIMITS = "concurrency_limits"
 #: The sections of plugin options: table name -> the registry kind whose names it holds.
 SECTIONS = {"runners": "task_runner", "sinks": "log_sink", "storages": "result_storage"}
-_SECTION_LABEL = {"runners": "runner", "sinks": "log sink", "storages": "result storage"}
+SECTION_LABELS = {"runners": "runner", "sinks": "log sink", "storages": "result storage"}
 _PROCESS_ENV = frozenset({"TASKLOOM_DISABLE_PLUGINS", "TASKLOOM_TRACE_HOOKS"})
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -232,19 +232,19 @@ def load_settings(
                 values[key] = _check_type(value, schema[key], where)
                 sources[key] = where
             elif key.split(".", 1)[0] in SECTIONS:
-                table, _, name = key.partition(".")
+                group, _, name = key.partition(".")
                 if not name or not isinstance(value, dict):
                     raise ConfigError(
                         f"[{key}] in {where} must be a table of options of one "
-                        f"{_SECTION_LABEL[table]}, such as [{table}.NAME]."
+                        f"{SECTION_LABELS[group]}, such as [{group}.NAME]."
                     )
-                if name not in names_of(table):
+                if name not in names_of(group):
                     warnings.warn(
-                        f"{where} sets options for {_SECTION_LABEL[table]} {name!r}, which is not installed.",
+                        f"{where} sets options for {SECTION_LABELS[group]} {name!r}, which is not installed.",
                         stacklevel=2,
                     )
                 for option, v in value.items():
-                    sections[table].setdefault(name, {})[option] = (v, where)
+                    sections[group].setdefault(name, {})[option] = (v, where)
             elif key == _LIMITS:
                 if not isinstance(value, dict):
                     raise ConfigError(f"[concurrency_limits] in {where} must be a table.")
@@ -287,20 +287,20 @@ def load_settings(
             setting = env_names[var]
             values[setting.key] = coerce(raw, setting.type, f"Environment variable {var}")
             sources[setting.key] = f"env {var}"
-        elif (table := _section_of(var)) is not None:
-            rest = var[len(f"TASKLOOM_{table.upper()}_") :]
+        elif (env_group := _section_of(var)) is not None:
+            rest = var[len(f"TASKLOOM_{env_group.upper()}_") :]
             match = max(
-                (n for n in names_of(table) if rest.startswith(_env_part(n) + "_")),
+                (n for n in names_of(env_group) if rest.startswith(_env_part(n) + "_")),
                 key=len,
                 default=None,
             )
             if match is None:
                 warnings.warn(
-                    f"{var} names no installed {_SECTION_LABEL[table]}; it is ignored.", stacklevel=2
+                    f"{var} names no installed {SECTION_LABELS[env_group]}; it is ignored.", stacklevel=2
                 )
                 continue
             option = rest[len(_env_part(match)) + 1 :].lower()
-            sections[table].setdefault(match, {})[option] = (raw, f"env {var}")
+            sections[env_group].setdefault(match, {})[option] = (raw, f"env {var}")
         elif var.startswith("TASKLOOM_CONCURRENCY_LIMITS_"):
             tag = var[len("TASKLOOM_CONCURRENCY_LIMITS_") :].lower()
             limits[tag] = coerce(raw, int, f"Environment variable {var}")
@@ -316,8 +316,8 @@ def load_settings(
 
     for key, value in cli.items():
         if key.split(".", 1)[0] in SECTIONS:
-            table, name, option = key.split(".", 2)
-            sections[table].setdefault(name, {})[option] = (value, "cli")
+            group, name, option = key.split(".", 2)
+            sections[group].setdefault(name, {})[option] = (value, "cli")
         else:
             values[key] = value
             sources[key] = "cli"
