@@ -102,6 +102,31 @@ def test_config_shows_values_and_sources(project: Path) -> None:
     assert lines["runners.threads.max_workers"].endswith(f"4  ({project / 'taskloom.toml'})")
 
 
+def test_config_shows_options_from_the_environment_typed_as_from_the_file(project: Path) -> None:
+    (project / "taskloom.toml").write_text("[sinks.json]\npath = 'runs.jsonl'\n")
+    env = {"TASKLOOM_RUNNERS_THREADS_MAX_WORKERS": "3", "TASKLOOM_STORAGES_FSSPEC_STORAGE_OPTIONS": '{"anon": true}'}
+    proc = taskloom("config", cwd=project, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split("=")[0].strip(): line for line in proc.stdout.splitlines()}
+    assert lines["runners.threads.max_workers"].endswith("= 3  (env TASKLOOM_RUNNERS_THREADS_MAX_WORKERS)")
+    assert lines["storages.fsspec.storage_options"].endswith('= {"anon": true}  (env TASKLOOM_STORAGES_FSSPEC_STORAGE_OPTIONS)')
+    assert lines["sinks.json.path"].endswith(f'= "runs.jsonl"  ({project / "taskloom.toml"})')
+
+
+def test_plugins_into_a_closed_pipe_ends_quietly(project: Path) -> None:
+    # `taskloom plugins | head -1`: the reader is gone before taskloom writes.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=project, env=base,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == "", err
+
+
 def test_bad_config_file_is_one_line(project: Path) -> None:
     (project / "taskloom.toml").write_text("colour = true\n")
     proc = taskloom("config", cwd=project)

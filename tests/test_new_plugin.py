@@ -97,6 +97,30 @@ def test_scaffolded_runner_is_selected_by_name(installed: tuple[Path, Path]) -> 
     assert ScaffoldedTaskRunner.__module__ == "taskloom_scaffolded.runner"
 
 
+def test_scaffolded_runner_passes_on_only_the_handles_it_made(installed: tuple[Path, Path]) -> None:
+    """Another runner's handle is waited for in the flow's process, even a Future subclass."""
+    from concurrent.futures import Future
+
+    from taskloom_scaffolded.runner import ScaffoldedTaskRunner  # type: ignore[import-not-found]
+
+    class PoolFuture(Future):  # type: ignore[type-arg]  # as a process pool's futures are
+        pass
+
+    @task
+    def one() -> int:
+        return 1
+
+    @flow(task_runner="scaffolded")
+    def on_scaffolded() -> tuple[bool, bool, bool]:
+        future = one.submit()
+        future.wait()
+        runner = future._driver.runner  # the flow run's own instance
+        assert isinstance(runner, ScaffoldedTaskRunner)
+        return runner._is_native(future.native), runner._is_native(Future()), runner._is_native(PoolFuture())
+
+    assert on_scaffolded() == (True, False, False)
+
+
 @pytest.mark.parametrize("kind", ["storage", "sink"])
 def test_storage_and_sink_packages_are_found_by_name(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None
@@ -114,7 +138,7 @@ def test_storage_and_sink_packages_are_found_by_name(
             storage.write("k", b"v")
             assert storage.read("k") == b"v"
         else:
-            sink = plugins.lookup("log_sink", name).load()(level="INFO", file=None, json_file=None)
+            sink = plugins.lookup("log_sink", name).load()(level="INFO")
             assert type(sink).__name__ == "ScaffoldedSinkSink"
     finally:
         for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
@@ -135,6 +159,9 @@ def test_generated_tests_pass(kind: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"the generated {kind} tests failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+    assert not (package / ".taskloom" / "history.db").exists(), (
+        "the kit's pytest plugin must keep run history out of the plugin's folder"
+    )
 
 
 def test_bad_name_and_occupied_folder_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -221,3 +222,25 @@ def test_observers_are_called_in_pluggy_order(fresh_plugins: None) -> None:
     # tryfirst first; then the last registered first, as pluggy calls them.
     assert calls[:3] == ["early Pending", "plain Pending", "late Pending"]
     assert calls[-3:] == ["early Completed", "plain Completed", "late Completed"]
+
+
+@pytest.mark.slow
+def test_a_plugin_that_fails_to_import_is_reported_once_per_flow_run_not_per_worker(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    install_dist(site, "taskloom-broken", {"broken": "broken_plugin"}, {"broken_plugin": "raise ImportError('needs libfoo')\n"})
+    script = tmp_path / "two_runs.py"
+    script.write_text(
+        "from taskloom import flow, task\n"
+        "@task\ndef one(x):\n    return x\n"
+        "@flow(task_runner='processes')\ndef on_workers():\n    return [f.result() for f in one.map(range(6))]\n"
+        "if __name__ == '__main__':\n    print(on_workers(), on_workers())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")])),
+               TASKLOOM_RUNNERS_PROCESSES_MAX_WORKERS="3", TASKLOOM_HISTORY_ENABLED="false")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 1, 2, 3, 4, 5] [0, 1, 2, 3, 4, 5]"
+    reports = [line for line in proc.stderr.splitlines() if "needs libfoo" in line]
+    assert len(reports) == 2, "one report per flow run, none from the three workers:\n" + "\n".join(reports)
+    assert all("WARNING" in line and "Plugin 'broken' (taskloom-broken)" in line for line in reports)

@@ -196,7 +196,7 @@ class _FlowRunDriver:
             flow_run.id,
             flow_run.name,
             task.tags | context_tags if context_tags else task.tags,
-            task.runner_options,
+            task._runner_options_for(self.runner) if task._runner_options_by_runner else task.runner_options,
         )
         upstream: tuple[TaskRunFuture[Any], ...] = ()
         names: tuple[str, ...] = ()

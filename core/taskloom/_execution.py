@@ -180,7 +180,9 @@ class ResultPlan:
             return Failed(f"{owner}: cache_key_fn must return a string or None, got {cache_key!r}.")
         defaults = call.defaults
         try:
-            storage = results.resolve_storage(task.result_storage or defaults.result_storage, defaults.result_path)
+            storage = results.resolve_storage(
+                task.result_storage or defaults.result_storage, defaults.result_path, defaults.storage_options
+            )
             serializer = results.resolve_serializer(task.result_serializer or defaults.result_serializer)
         except Exception as exc:
             return Failed(f"{owner}: {exc}", exception=exc)

@@ -155,6 +155,7 @@ class _Run:
             result_path=settings["results.path"],
             result_serializer=settings["results.serializer"],
             log_prints=flow.log_prints,
+            storage_options=_storage_options(settings) if settings.storages else None,
         )
         self.hook = plugins.get_plugin_manager().hook
 
@@ -181,6 +182,14 @@ class _Run:
                 flow.name,
                 extra={"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name},
             )
+        if self.parent is None:
+            # Once per flow run, here: not once per process that loads plugins (every worker).
+            for failure in plugins.failures():
+                engine_logger.warning(
+                    "Plugin %r (%s) could not be used and is skipped: %s",
+                    failure.name, failure.distribution or failure.value, failure.reason,
+                    extra={"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name},
+                )
         if flow.task_runner is not None and self.settings.sources.get("task_runner") == "cli":
             engine_logger.warning(
                 "Flow %r names its task runner in code; --runner %s is ignored.",
@@ -428,3 +437,15 @@ async def _attempt_async(run: _Run, driver: _FlowRunDriver) -> tuple[State, Base
     driver.runner.__exit__(None, None, None)
     _error_log(driver, error)
     return final_state(driver, value, error), None
+
+
+def _storage_options(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every installed storage's ``[storages.NAME]`` options, checked here, before any task runs."""
+    from . import _sections
+
+    installed = plugins.registered("result_storage")
+    return {
+        name: _sections.section_options("storages", name, installed[name].load(), settings)
+        for name in settings.storages
+        if name in installed
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import runpy
 import sys
 import typing
@@ -149,11 +150,36 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     settings = load_settings()
+    typed = _typed_options(settings)
     rows = settings.table()
     width = max(len(key) for key, _, _ in rows)
     for key, value, source in rows:
-        print(f"{key:<{width}} = {json.dumps(value)}  ({source})")
+        print(f"{key:<{width}} = {json.dumps(typed.get(key, value))}  ({source})")
     return 0
+
+
+def _typed_options(settings: Any) -> dict[str, Any]:
+    """Options of installed runners, sinks and storages as their factories will get them.
+
+    From the environment an option is text (``"3"``); shown as the factory's type hint makes
+    it (``3``), as it is when it comes from taskloom.toml. One that does not convert is shown
+    as it was given (the flow run names the mistake).
+    """
+    from . import _sections
+    from .config import SECTIONS
+
+    typed: dict[str, Any] = {}
+    for table, kind in SECTIONS.items():
+        installed = plugins.registered(kind)
+        for name in getattr(settings, table):
+            if name not in installed:
+                continue
+            try:
+                options = _sections.section_options(table, name, installed[name].load(), settings)
+            except (ConfigError, plugins.PluginError):
+                continue
+            typed.update({f"{table}.{name}.{key}": value for key, value in options.items()})
+    return typed
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -195,7 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, so that a closed pipe is seen below and not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`taskloom plugins | head`): stop quietly, as `cat` does.
+        # Standard output is pointed at /dev/null so that the flush at exit does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (UsageError, ConfigError, plugins.PluginError) as exc:
         print(f"taskloom: error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,10 @@ The file is the nearest ``taskloom.toml`` (top level) or ``pyproject.toml`` with
 ``taskloom.toml`` wins. An environment variable is ``TASKLOOM_`` + the key's path in capitals
 joined by ``_``: ``logging.level`` is ``TASKLOOM_LOGGING_LEVEL``, option ``address`` of runner
 ``dask`` is ``TASKLOOM_RUNNERS_DASK_ADDRESS``.
+
+A plugin's runner, log sink or result storage gets its options from a section of its own,
+named after it: ``[runners.NAME]``, ``[sinks.NAME]``, ``[storages.NAME]``; a key in one
+section never reaches another plugin.
 """
 
 from __future__ import annotations
@@ -44,16 +48,19 @@ CORE_SETTINGS = (
     Setting("task_runner", str, "concurrent", "The runner flows use unless code names one."),
     Setting("logging.level", str, "INFO", "Lowest level of run logs shown: DEBUG, INFO, ..."),
     Setting("logging.sinks", list, ["console"], "Log sinks to send run logs to, by name."),
-    Setting("logging.file", str, None, "Path of the file the 'file' sink writes."),
-    Setting("logging.json_file", str, None, "Path of the JSON-lines file the 'json' sink writes."),
+    Setting("logging.file", str, None, "Older spelling of [sinks.file] path."),
+    Setting("logging.json_file", str, None, "Older spelling of [sinks.json] path."),
     Setting("results.persist", bool, False, "Persist every task's result by default."),
     Setting("results.storage", str, "local-file", "Result storage, by name."),
     Setting("results.path", str, ".taskloom/storage", "Where the local-file storage writes."),
     Setting("results.serializer", str, "pickle", "Result serializer, by name."),
 )
 
-# Tables whose keys are free: options of a named runner, limits of a named tag.
-_RUNNERS, _LIMITS = "runners", "concurrency_limits"
+# Tables whose keys are free: options of a named runner, sink or storage, limits of a named tag.
+_LIMITS = "concurrency_limits"
+#: The sections of plugin options: table name -> the registry kind whose names it holds.
+SECTIONS = {"runners": "task_runner", "sinks": "log_sink", "storages": "result_storage"}
+SECTION_LABELS = {"runners": "runner", "sinks": "log sink", "storages": "result storage"}
 _PROCESS_ENV = frozenset({"TASKLOOM_DISABLE_PLUGINS", "TASKLOOM_TRACE_HOOKS"})
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -133,7 +140,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
     for key, value in table.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and path not in (_LIMITS,) and not path.startswith(_RUNNERS + "."):
+        # [runners.NAME], [sinks.NAME], [storages.NAME] are one plugin's options each.
+        if isinstance(value, dict) and path != _LIMITS and prefix.rstrip(".") not in SECTIONS:
             yield from _flatten(value, path + ".")
         else:
             yield path, value
@@ -147,6 +155,9 @@ class Settings:
     sources: dict[str, str]
     runners: dict[str, dict[str, tuple[Any, str]]]
     concurrency_limits: dict[str, int]
+    #: Options of log sinks and result storages by name, as ``runners`` holds runners'.
+    sinks: dict[str, dict[str, tuple[Any, str]]] = attrs.field(factory=dict)
+    storages: dict[str, dict[str, tuple[Any, str]]] = attrs.field(factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -158,11 +169,16 @@ class Settings:
         """Options of runner ``name`` from file, env and CLI, each with its source."""
         return dict(self.runners.get(name, {}))
 
+    def section(self, table: str, name: str) -> dict[str, tuple[Any, str]]:
+        """Options in ``[TABLE.NAME]`` (``table`` is runners, sinks or storages), with sources."""
+        return dict(getattr(self, table).get(name, {}))
+
     def table(self) -> list[tuple[str, Any, str]]:
         """Every effective value as (key, value, source), for ``taskloom config``."""
         rows = [(k, self.values[k], self.sources[k]) for k in sorted(self.values)]
-        for runner, options in sorted(self.runners.items()):
-            rows += [(f"runners.{runner}.{k}", v, src) for k, (v, src) in sorted(options.items())]
+        for table in SECTIONS:
+            for name, options in sorted(getattr(self, table).items()):
+                rows += [(f"{table}.{name}.{k}", v, src) for k, (v, src) in sorted(options.items())]
         rows += [
             (f"concurrency_limits.{tag}", n, self.sources.get(f"concurrency_limits.{tag}", ""))
             for tag, n in sorted(self.concurrency_limits.items())
@@ -181,10 +197,10 @@ def _schema() -> dict[str, Setting]:
     return schema
 
 
-def _runner_names() -> set[str]:
+def _registered_names(table: str) -> set[str]:
     from . import plugins
 
-    return set(plugins.registered("task_runner"))
+    return set(plugins.registered(SECTIONS[table]))
 
 
 def load_settings(
@@ -198,15 +214,14 @@ def load_settings(
     schema = _schema()
     values = {key: s.default for key, s in schema.items()}
     sources = dict.fromkeys(schema, "default")
-    runners: dict[str, dict[str, tuple[Any, str]]] = {}
+    sections: dict[str, dict[str, dict[str, tuple[Any, str]]]] = {table: {} for table in SECTIONS}
     limits: dict[str, int] = {}
-    runner_names: set[str] | None = None
+    known_names: dict[str, set[str]] = {}
 
-    def runner_known(name: str) -> bool:
-        nonlocal runner_names
-        if runner_names is None:
-            runner_names = _runner_names()
-        return name in runner_names
+    def names_of(table: str) -> set[str]:
+        if table not in known_names:
+            known_names[table] = _registered_names(table)
+        return known_names[table]
 
     found = find_config_file(start)
     if found is not None:
@@ -216,17 +231,20 @@ def load_settings(
             if key in schema:
                 values[key] = _check_type(value, schema[key], where)
                 sources[key] = where
-            elif key.startswith(_RUNNERS + "."):
-                name = key.split(".", 1)[1]
-                if not isinstance(value, dict):
-                    raise ConfigError(f"[runners.{name}] in {where} must be a table of options.")
-                if not runner_known(name):
+            elif key.split(".", 1)[0] in SECTIONS:
+                group, _, name = key.partition(".")
+                if not name or not isinstance(value, dict):
+                    raise ConfigError(
+                        f"[{key}] in {where} must be a table of options of one "
+                        f"{SECTION_LABELS[group]}, such as [{group}.NAME]."
+                    )
+                if name not in names_of(group):
                     warnings.warn(
-                        f"{where} sets options for runner {name!r}, which is not installed.",
+                        f"{where} sets options for {SECTION_LABELS[group]} {name!r}, which is not installed.",
                         stacklevel=2,
                     )
                 for option, v in value.items():
-                    runners.setdefault(name, {})[option] = (v, where)
+                    sections[group].setdefault(name, {})[option] = (v, where)
             elif key == _LIMITS:
                 if not isinstance(value, dict):
                     raise ConfigError(f"[concurrency_limits] in {where} must be a table.")
@@ -257,7 +275,7 @@ def load_settings(
                 known = ", ".join(sorted(schema))
                 raise ConfigError(
                     f"Unknown setting {key!r} in {where}. Known settings: {known}, "
-                    "[runners.NAME] and [concurrency_limits]."
+                    "[runners.NAME], [sinks.NAME], [storages.NAME] and [concurrency_limits]."
                 )
 
     env_names = {s.env_var: s for s in schema.values()}
@@ -269,20 +287,20 @@ def load_settings(
             setting = env_names[var]
             values[setting.key] = coerce(raw, setting.type, f"Environment variable {var}")
             sources[setting.key] = f"env {var}"
-        elif var.startswith("TASKLOOM_RUNNERS_"):
-            rest = var[len("TASKLOOM_RUNNERS_") :]
-            if runner_names is None:
-                runner_known("")
+        elif (env_group := _section_of(var)) is not None:
+            rest = var[len(f"TASKLOOM_{env_group.upper()}_") :]
             match = max(
-                (n for n in runner_names or () if rest.startswith(_env_part(n) + "_")),
+                (n for n in names_of(env_group) if rest.startswith(_env_part(n) + "_")),
                 key=len,
                 default=None,
             )
             if match is None:
-                warnings.warn(f"{var} names no installed runner; it is ignored.", stacklevel=2)
+                warnings.warn(
+                    f"{var} names no installed {SECTION_LABELS[env_group]}; it is ignored.", stacklevel=2
+                )
                 continue
             option = rest[len(_env_part(match)) + 1 :].lower()
-            runners.setdefault(match, {})[option] = (raw, f"env {var}")
+            sections[env_group].setdefault(match, {})[option] = (raw, f"env {var}")
         elif var.startswith("TASKLOOM_CONCURRENCY_LIMITS_"):
             tag = var[len("TASKLOOM_CONCURRENCY_LIMITS_") :].lower()
             limits[tag] = coerce(raw, int, f"Environment variable {var}")
@@ -297,17 +315,23 @@ def load_settings(
             warnings.warn(f"{var} is not a taskloom setting; it is ignored.", stacklevel=2)
 
     for key, value in cli.items():
-        if key.startswith(_RUNNERS + "."):
-            _, name, option = key.split(".", 2)
-            runners.setdefault(name, {})[option] = (value, "cli")
+        if key.split(".", 1)[0] in SECTIONS:
+            group, name, option = key.split(".", 2)
+            sections[group].setdefault(name, {})[option] = (value, "cli")
         else:
             values[key] = value
             sources[key] = "cli"
-    return Settings(values, sources, runners, limits)
+    return Settings(
+        values, sources, sections["runners"], limits, sinks=sections["sinks"], storages=sections["storages"]
+    )
 
 
 def _env_part(name: str) -> str:
     return name.upper().replace("-", "_")
+
+
+def _section_of(var: str) -> str | None:
+    return next((t for t in SECTIONS if var.startswith(f"TASKLOOM_{t.upper()}_")), None)
 
 
 def set_cli_values(values: Mapping[str, Any]) -> Callable[[], None]:

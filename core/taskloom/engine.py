@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
@@ -69,6 +69,8 @@ class RunDefaults(NamedTuple):
     result_path: str | None = ".taskloom/storage"
     result_serializer: str = "pickle"
     log_prints: bool | None = None  # the flow's setting: None when it gives none
+    #: ``[storages.NAME]`` options by storage name, checked and typed in the flow's process.
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None
 
 
 class _Upstream:

@@ -61,8 +61,11 @@ def taskloom_register_result_storages() -> Mapping[str, Factory]:
     """Name the result storages this plugin provides (``"memory"``, ``"local-file"``, ...).
 
     Called once per process where a storage is looked up: the flow's process and a worker
-    that persists a result. The factory is called with the storage's options (for example
-    ``path``) and returns an object with the `taskloom.results.ResultStorage` methods.
+    that persists a result. The factory is called with the options of the storage's own
+    section, ``[storages.NAME]``, as keyword arguments (and ``path``, the ``results.path``
+    setting, when it takes one and the section sets none) and returns an object with the
+    `taskloom.results.ResultStorage` methods. One instance serves every run of the process
+    that uses the same options, from several threads at once.
     """
 
 
@@ -80,9 +83,11 @@ def taskloom_register_log_sinks() -> Mapping[str, Factory]:
     """Name the log sinks this plugin provides (``"console"``, ``"file"``, ``"json"``).
 
     Called once, in the flow's process, when logging is first set up. The factory is called
-    with the ``[logging]`` settings as keyword arguments (``level``, ``file``, ...) and
-    returns a `logging.Handler`. Records reaching the handler carry ``flow_run_name``,
-    ``flow_run_id`` and, for task runs, ``task_run_name`` and ``task_run_id``.
+    with the options of the sink's own section, ``[sinks.NAME]``, as keyword arguments (and
+    ``level``, the ``logging.level`` in force, when it takes one) and returns a
+    `logging.Handler`. Records reaching the handler carry ``flow_run_name``, ``flow_run_id``
+    and, for task runs, ``task_run_name`` and ``task_run_id``. An exception the handler lets
+    out is reported once and does not reach the code that logged.
 
     Without any plugin providing ``console``, the core prints through the standard library's
     ``logging`` in the same format.
@@ -96,7 +101,9 @@ def taskloom_add_settings() -> list[Setting]:
     Called once per process when settings are first read. Return a list of
     `taskloom.config.Setting`. The keys then validate in ``taskloom.toml``, in
     ``[tool.taskloom]`` and in the environment (``TASKLOOM_`` + the key in capitals), and
-    appear in ``taskloom config``.
+    appear in ``taskloom config``. Options of a runner, sink or storage need no declaring:
+    they are its factory's parameters, read from ``[runners.NAME]``, ``[sinks.NAME]`` and
+    ``[storages.NAME]``.
     """
 
 

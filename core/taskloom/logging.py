@@ -134,20 +134,20 @@ def setup_logging(settings: Any) -> int:
             f"got {settings['logging.level']!r} ({settings.sources['logging.level']})."
         )
     sink_names = tuple(settings["logging.sinks"])
-    # Every logging.* setting, a plugin's own included, goes to the sink factories.
-    options = {
-        key.split(".", 1)[1]: value
-        for key, value in settings.values.items()
-        if key.startswith("logging.") and key not in ("logging.sinks", "logging.level")
-    }
-    options["level"] = level_name
-    key = (sink_names, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    # Each sink gets its own [sinks.NAME] section, never another plugin's settings. The key
+    # is made of the raw settings, so an unchanged configuration rebuilds nothing.
+    key = (
+        sink_names,
+        level_name,
+        tuple(repr(sorted(settings.section("sinks", n).items())) for n in sink_names),
+        tuple(repr(settings.get(old)) for old, _ in _OLDER_SPELLINGS.values()),
+    )
     root = logging.getLogger(ROOT)
     with _setup_lock:
         root.setLevel(level)
         if _installed is not None and _installed[0] == key:
             return level
-        handlers = _build_sinks(sink_names, options)
+        handlers = _build_sinks(sink_names, settings, level_name)
         if _installed is not None:
             for handler in _installed[1]:
                 root.removeHandler(handler)
@@ -159,27 +159,93 @@ def setup_logging(settings: Any) -> int:
     return level
 
 
-def _build_sinks(names: tuple[str, ...], options: dict[str, Any]) -> list[logging.Handler]:
-    from . import plugins
+#: Sink options that older versions read from [logging]: sink -> (its setting, its option).
+_OLDER_SPELLINGS = {"file": ("logging.file", "path"), "json": ("logging.json_file", "path")}
+
+
+def _build_sinks(names: tuple[str, ...], settings: Any, level_name: str) -> list[logging.Handler]:
+    from . import _sections, plugins
 
     available = plugins.registered("log_sink")
     handlers: list[logging.Handler] = []
-    for name in names:
-        if name not in available:
-            if name == "console":
-                handler: logging.Handler = logging.StreamHandler(sys.stderr)
-                handler.setFormatter(RunFormatter())
-                handlers.append(handler)
-                continue
-            plugins.lookup("log_sink", name)  # raises, naming the installed sinks
-        handlers.append(available[name].load()(**options))
+    try:
+        for name in names:
+            if name not in available:
+                if name == "console":
+                    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+                    handler.setFormatter(RunFormatter())
+                    handlers.append(handler)
+                    continue
+                plugins.lookup("log_sink", name)  # raises, naming the installed sinks
+            factory = available[name].load()
+            options = _sections.section_options("sinks", name, factory, settings)
+            sources = [f"{k} from {src}" for k, (_, src) in settings.section("sinks", name).items()]
+            older = _OLDER_SPELLINGS.get(name)
+            if older is not None and older[1] not in options and settings.get(older[0]) is not None:
+                options[older[1]] = settings[older[0]]
+                sources.append(f"{older[1]} from {older[0]} ({settings.sources[older[0]]})")
+            if "level" not in options and _sections.accepts(factory, "level"):
+                options["level"] = level_name
+            sink = _sections.build("sinks", name, factory, options, ", ".join(sources))
+            handlers.append(_GuardedSink(name, sink))
+    except BaseException:
+        for handler in handlers:
+            handler.close()
+        raise
     return handlers
+
+
+class _GuardedSink(logging.Handler):
+    """A plugin's sink on the ``taskloom`` logger, so that an exception it lets out of
+    ``handle`` is reported (once per sink and process, on standard error) instead of
+    reaching the code that logged: the flow goes on, and the other sinks get the record."""
+
+    def __init__(self, name: str, sink: logging.Handler) -> None:
+        super().__init__(logging.NOTSET)
+        self.sink_name = name
+        self.sink = sink
+
+    def __repr__(self) -> str:
+        return f"<sink {self.sink_name!r}: {self.sink!r}>"
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        try:
+            return self.sink.handle(record)
+        except Exception as exc:
+            _report_sink_error(self.sink_name, exc)
+            return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+    def close(self) -> None:
+        self.sink.close()
+        super().close()
+
+
+_failed_sinks: set[str] = set()
+
+
+def _report_sink_error(name: str, exc: Exception) -> None:
+    # Straight to stderr: logging it would hand it to the sinks, the failing one included.
+    with _setup_lock:
+        if name in _failed_sinks:
+            return
+        _failed_sinks.add(name)
+    try:
+        sys.stderr.write(
+            f"taskloom: log sink {name!r} raised {type(exc).__name__}: {exc}; the record is "
+            "dropped for that sink and the run goes on (said once per sink and process).\n"
+        )
+    except Exception:
+        pass
 
 
 def reset_logging() -> None:
     """Remove the sinks `setup_logging` attached (tests, notebooks)."""
     global _installed
     with _setup_lock:
+        _failed_sinks.clear()
         if _installed is not None:
             root = logging.getLogger(ROOT)
             for handler in _installed[1]:

@@ -1,8 +1,9 @@
 """The plugin manager: entry points in the ``taskloom`` group, loaded through pluggy.
 
 Plugins load once per process, on first need (a flow run, a registry look-up, the CLI), not
-at ``import taskloom``. A plugin that fails to import is reported by name and skipped; the
-others keep working.
+at ``import taskloom``. A plugin that fails to import is skipped, and the others keep working;
+each flow run reports it once, in the flow's process (worker processes load plugins too, and
+stay quiet about it), and ``taskloom plugins`` lists it.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def _start() -> pluggy.PluginManager:
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
-            log.warning("Plugin %r (%s) failed to load and is skipped: %s", ep.name, ep.value, reason)
+            log.debug("Plugin %r (%s) failed to load and is skipped: %s", ep.name, ep.value, reason)
             continue
         api = getattr(module, "TASKLOOM_PLUGIN_API", API_VERSION)
         if not isinstance(api, int) or isinstance(api, bool) or api != API_VERSION:
@@ -186,14 +187,14 @@ def _start() -> pluggy.PluginManager:
                 else f"its TASKLOOM_PLUGIN_API is {api!r}, which is not a whole number (this taskloom has API {API_VERSION})"
             )
             _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
-            log.warning("Plugin %r (%s) is refused: %s.", ep.name, dist, reason)
+            log.debug("Plugin %r (%s) is refused: %s.", ep.name, dist, reason)
             continue
         try:
             pm.register(module, name=ep.name)
         except Exception as exc:  # a hook that does not match its specification
             reason = f"{type(exc).__name__}: {exc}"
             _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
-            log.warning("Plugin %r (%s) is refused: %s", ep.name, ep.value, reason)
+            log.debug("Plugin %r (%s) is refused: %s", ep.name, ep.value, reason)
             continue
         hooks = sorted(c.name.removeprefix("taskloom_") for c in pm.get_hookcallers(module) or ())
         _state.infos[ep.name] = PluginInfo(ep.name, ep.value, dist, version, hooks=hooks)

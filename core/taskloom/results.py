@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from . import plugins
@@ -109,21 +110,31 @@ def _umask() -> int:
     return mask
 
 
-def resolve_storage(spec: Any, path: str | None) -> ResultStorage:
-    """A storage from a task option or setting: a registered name (built once per process) or an instance."""
+def resolve_storage(
+    spec: Any, path: str | None, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> ResultStorage:
+    """A storage from a task option or setting: an instance, or a registered name.
+
+    A name is built once per process and set of options, and that one instance serves every
+    task run and flow run of the process, from several threads at once. It gets its own
+    ``[storages.NAME]`` options (``options[name]``), and ``path`` (the ``results.path``
+    setting) when it takes a ``path`` and its section sets none.
+    """
     if not isinstance(spec, str):
         return spec  # type: ignore[no-any-return]
-    key = (spec, path)
+    own = dict(options.get(spec, ())) if options else {}
+    key = (spec, path, repr(sorted(own.items())) if own else "")
     storage = _storages.get(key)
     if storage is None:
         with _storages_lock:
             storage = _storages.get(key)
             if storage is None:
+                from . import _sections
+
                 factory = plugins.lookup("result_storage", spec).load()
-                try:
-                    storage = factory(path=path) if path is not None else factory()
-                except TypeError:
-                    storage = factory()
+                if path is not None and "path" not in own and _sections.accepts(factory, "path"):
+                    own["path"] = path
+                storage = _sections.build("storages", spec, factory, own, ", ".join(own))
                 _storages[key] = storage
     return storage
 

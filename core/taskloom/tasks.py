@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import logging
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -124,7 +125,9 @@ class Task(Generic[P, R]):
     (registered names or instances), ``cache_policy`` / ``cache_key_fn``,
     ``cache_expiration``, ``refresh_cache``, ``on_completion`` / ``on_failure`` /
     ``on_crashed`` hooks, ``task_run_name`` (a template such as ``"fetch-{city}"`` or a
-    function), ``log_prints``, ``tags`` and ``runner_options`` (given to the runner as they are).
+    function), ``log_prints``, ``tags`` and ``runner_options`` (a table per runner name,
+    ``{"ray": {"num_gpus": 1}}``, each runner getting its own; or one flat table that
+    whichever runner runs the task gets).
     A wrong option fails here, naming the task and the option.
     """
 
@@ -164,6 +167,10 @@ class Task(Generic[P, R]):
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags: frozenset[str] = frozenset(tags)
         self.runner_options: dict[str, Any] = dict(runner_options or {})
+        # {"ray": {...}, "dask": {...}}: each runner gets the table under its own name.
+        self._runner_options_by_runner = bool(self.runner_options) and all(
+            isinstance(v, Mapping) for v in self.runner_options.values()
+        )
         self.task_key = f"{self.name}-{_task_key(fn, self.name)}"
         self._signature = inspect.signature(fn)
         params = self._signature.parameters.values()
@@ -241,6 +248,28 @@ class Task(Generic[P, R]):
             except AttributeError:
                 pass
         return super().__reduce_ex__(protocol)
+
+    def _runner_options_for(self, runner: Any) -> dict[str, Any]:
+        """The options ``runner`` gets: its own table when they are given per runner name."""
+        if not self._runner_options_by_runner:
+            return self.runner_options
+        name = getattr(runner, "name", None)
+        own = self.runner_options.get(name) if isinstance(name, str) else None
+        if own is None:
+            from . import plugins
+
+            runners = plugins.registered("task_runner")
+            for key in self.runner_options:
+                if key not in runners:
+                    plugins.warn_once(
+                        logging.getLogger("taskloom.engine"),
+                        "Task %r: runner_options names %r, which is no installed runner, so no "
+                        "runner gets those options; give each runner's options under its name, "
+                        "such as {'dask': {'resources': {'GPU': 1}}}.",
+                        self.name, key, key=("runner_options", self.name, key),
+                    )
+            return {}
+        return dict(own)
 
     def with_options(self, **changes: Any) -> Task[P, R]:
         """A copy of this task with some options changed (any option of `task`)."""

@@ -84,6 +84,17 @@ def test_runner_options_reach_client_submit(runner: DaskTaskRunner, workers: lis
     assert ran_on == {workers[1]}
 
 
+def test_runner_options_under_its_name_reach_dask_and_others_do_not(runner: DaskTaskRunner, workers: list[str]) -> None:
+    # The ray table would fail Client.submit ("num_gpus"); under its own name it never gets there.
+    pinned = where.with_options(runner_options={"dask": {"workers": [workers[0]]}, "ray": {"num_gpus": 1}})
+
+    @flow(task_runner=runner)
+    def pinning() -> list[tuple[str, int]]:
+        return [f.result() for f in [pinned.submit() for _ in range(4)]]
+
+    assert {address for address, _ in pinning()} == {workers[0]}
+
+
 def test_unknown_runner_options_fail_the_run_naming_them(runner: DaskTaskRunner) -> None:
     odd = t.noop.with_options(runner_options={"gpus": 1})
 

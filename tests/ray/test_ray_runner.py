@@ -47,8 +47,13 @@ def test_two_tasks_run_at_once_in_ray_workers(head_runner: Any) -> None:
 
 
 def test_runner_options_reach_ray(head_runner: Any) -> None:
-    """The head has one 'custom' resource: two tasks that each need it cannot overlap."""
-    exclusive = t.interval.with_options(runner_options={"resources": {"custom": 1}})
+    """The head has one 'custom' resource: two tasks that each need it cannot overlap.
+
+    Given per runner name: Ray gets its own table; Dask's, which Ray would refuse, never reaches it.
+    """
+    exclusive = t.interval.with_options(
+        runner_options={"ray": {"resources": {"custom": 1}}, "dask": {"workers": ["tcp://10.0.0.7:1"]}}
+    )
 
     @flow(task_runner=head_runner)
     def serialized() -> Any:

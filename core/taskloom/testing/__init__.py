@@ -1,4 +1,4 @@
-"""The conformance kit: one test class that any task runner plugin runs against itself.
+"""The conformance kits: one test class per kind of plugin, run by the plugin against itself.
 
 In a plugin's test suite::
 
@@ -14,12 +14,17 @@ or, without a file::
 A runner that is costly to start can override the ``taskloom_runner`` fixture instead, to
 hand the suite a runner connected to a cluster started once per session.
 
-The kit is versioned with `CONFORMANCE_VERSION`: a new case in a minor release of
+A result storage subclasses `StorageConformance` (``storage = "my-store"``), a log sink
+`SinkConformance` (``sink = "my-sink"`` and a ``read_output`` method).
+
+The kits are versioned with `CONFORMANCE_VERSION`: a new case in a minor release of
 taskloom-core is a behaviour every runner must have.
 """
 
 from __future__ import annotations
 
 from .conformance import CONFORMANCE_VERSION, RunnerConformance
+from .sink import SinkConformance
+from .storage import StorageConformance
 
-__all__ = ["CONFORMANCE_VERSION", "RunnerConformance"]
+__all__ = ["CONFORMANCE_VERSION", "RunnerConformance", "SinkConformance", "StorageConformance"]

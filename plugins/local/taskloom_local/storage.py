@@ -15,23 +15,26 @@ __all__ = ["JSONSerializer", "LocalFileStorage", "MemoryStorage", "PickleSeriali
 
 
 class MemoryStorage:
-    """Results in this process's memory: for tests and for runs that need no files."""
+    """Results in this process's memory: for tests and for runs that need no files.
+
+    Every instance, and every copy unpickled in this process, shares one dictionary; a
+    worker process has its own. It takes no options.
+    """
 
     _shared: dict[str, bytes] = {}
     _lock = threading.Lock()
 
-    def __init__(self, **_: Any) -> None:
-        self._data = MemoryStorage._shared
-
     def write(self, key: str, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"MemoryStorage stores bytes, got {type(data).__name__}: serialize the value first.")
         with self._lock:
-            self._data[key] = bytes(data)
+            self._shared[key] = bytes(data)
 
     def read(self, key: str) -> bytes:
-        return self._data[key]
+        return self._shared[key]
 
     def exists(self, key: str) -> bool:
-        return key in self._data
+        return key in self._shared
 
 
 class LocalFileStorage:

@@ -51,7 +51,11 @@ def _stderr_is_tty() -> bool:
 
 
 class LoguruHandler(logging.Handler):
-    """A standard logging handler that writes each record to one loguru sink."""
+    """A standard logging handler that writes each record to one loguru sink.
+
+    ``level`` is accepted for the sinks' factories and not used: taskloom sets the level on
+    its logger, so every record that reaches a sink is to be written.
+    """
 
     def __init__(self, sink: Any, *, level: str | int = "INFO", **add_options: Any) -> None:
         super().__init__(logging.NOTSET)
@@ -106,7 +110,7 @@ class ConsoleSink(logging.Handler):
     docs/performance.md). The file and JSON sinks write through loguru.
     """
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self, level: str | int = "INFO") -> None:
         super().__init__(logging.NOTSET)
         self._colour = _stderr_is_tty()
         self._second = -1
@@ -140,22 +144,22 @@ class ConsoleSink(logging.Handler):
 
 
 class FileSink(LoguruHandler):
-    """Run logs appended to the file named by ``[logging] file``, without colour."""
+    """Run logs appended to the file ``[sinks.file] path`` names, without colour."""
 
-    def __init__(self, file: str | None = None, **_: Any) -> None:
-        if not file:
+    def __init__(self, path: str | None = None, level: str | int = "INFO") -> None:
+        if not path:
             raise ValueError(
-                "The 'file' log sink needs a path: set [logging] file = \"taskloom.log\" "
-                "or TASKLOOM_LOGGING_FILE."
+                "the 'file' log sink needs a path: set [sinks.file] path = \"taskloom.log\" "
+                "or TASKLOOM_SINKS_FILE_PATH"
             )
-        super().__init__(file, format=TEXT_FORMAT, colorize=False)
+        super().__init__(path, format=TEXT_FORMAT, colorize=False)
 
 
 class JSONSink(LoguruHandler):
-    """One JSON object per line, with the run ids, to ``[logging] json_file`` (or stderr)."""
+    """One JSON object per line, with the run ids, to ``[sinks.json] path`` (or stderr)."""
 
-    def __init__(self, json_file: str | None = None, **_: Any) -> None:
-        super().__init__(json_file or _write_stderr, format="{extra[json]}", colorize=False)
+    def __init__(self, path: str | None = None, level: str | int = "INFO") -> None:
+        super().__init__(path or _write_stderr, format="{extra[json]}", colorize=False)
 
     def _json(self, record: logging.LogRecord, created: datetime, message: str, extra: dict[str, Any]) -> str:
         return json.dumps(

@@ -12,7 +12,6 @@ import datetime
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 __all__ = ["COLUMNS", "CSVSink"]
 
@@ -23,21 +22,17 @@ COLUMNS = (
 
 
 class CSVSink(logging.Handler):
-    """Appends rows to ``csv_file``, writing the header when the file is new.
+    """Appends rows to ``path``, writing the header when the file is new.
 
-    taskloom calls a sink factory with the ``[logging]`` settings it knows (``level``,
-    ``file``, ``json_file``); this sink's own ``logging.csv_file`` is read from the settings
-    when it is not passed, so it works from ``taskloom.toml`` and the environment alike.
-    Each row is flushed as it is written, so a crashed flow keeps its last lines.
+    taskloom builds the sink with the options of its own section, ``[sinks.csv]`` in
+    taskloom.toml (``TASKLOOM_SINKS_CSV_PATH`` in the environment), and with ``level``, the
+    ``logging.level`` in force, because it takes one. Each row is flushed as it is written,
+    so a crashed flow keeps its last lines.
     """
 
-    def __init__(self, csv_file: str | os.PathLike[str] | None = None, level: str = "INFO", **_: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str] = "taskloom-runs.csv", level: str = "INFO") -> None:
         super().__init__(level)
-        if csv_file is None:
-            from taskloom.config import load_settings
-
-            csv_file = load_settings()["logging.csv_file"]
-        self.path = Path(str(csv_file)).expanduser()
+        self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._file = self.path.open("a", newline="", encoding="utf-8")

@@ -1,4 +1,8 @@
-"""The ``csv`` log sink, switched on by configuration as a user would."""
+"""The ``csv`` log sink, switched on by configuration as a user would.
+
+`TestConformance` runs taskloom's sink conformance kit on it (records of every level, worker
+records with run names, a broken sink beside it); the tests after it read the CSV columns.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,18 @@ from taskloom_csvlog import COLUMNS
 from taskloom import flow, get_run_logger, plugins, task
 from taskloom.cli import main
 from taskloom.logging import reset_logging
+from taskloom.testing import SinkConformance
+
+
+class TestConformance(SinkConformance):
+    sink = "csv"
+
+    @pytest.fixture
+    def taskloom_sink_options(self, tmp_path: Path) -> dict[str, str]:
+        return {"path": str(tmp_path / "kit.csv")}
+
+    def read_output(self, options: dict[str, str], stderr: str) -> str:
+        return Path(options["path"]).read_text(encoding="utf-8")
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +36,7 @@ def clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty working directory, no TASKLOOM_* variables, and sinks rebuilt per test."""
     monkeypatch.chdir(tmp_path)
     for var in list(os.environ):
-        if var.startswith("TASKLOOM_"):
+        if var.startswith("TASKLOOM_") and var != "TASKLOOM_HISTORY_PATH":
             monkeypatch.delenv(var)
     plugins.reset()
     reset_logging()
@@ -53,7 +69,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_one_row_per_record_with_run_names_and_ids(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKLOOM_LOGGING_SINKS", "csv")
-    monkeypatch.setenv("TASKLOOM_LOGGING_CSV_FILE", "logs/runs.csv")
+    monkeypatch.setenv("TASKLOOM_SINKS_CSV_PATH", "logs/runs.csv")
     state = greetings(return_state=True)
     assert state.is_failed()
     reset_logging()
@@ -85,10 +101,10 @@ def test_a_second_flow_run_appends_without_a_second_header(clean: Path, monkeypa
     assert len({r["flow_run_id"] for r in _rows(clean / "taskloom-runs.csv") if r["flow_run_id"]}) == 2
 
 
-def test_the_setting_is_declared(clean: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("TASKLOOM_LOGGING_CSV_FILE", "elsewhere.csv")
+def test_the_option_shows_in_taskloom_config(clean: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TASKLOOM_SINKS_CSV_PATH", "elsewhere.csv")
     assert main(["config"]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("logging.csv_file"))
-    assert '"elsewhere.csv"' in line and "env TASKLOOM_LOGGING_CSV_FILE" in line
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("sinks.csv.path"))
+    assert '"elsewhere.csv"' in line and "env TASKLOOM_SINKS_CSV_PATH" in line
     assert main(["plugins"]) == 0
     assert "log sinks: csv" in capsys.readouterr().out

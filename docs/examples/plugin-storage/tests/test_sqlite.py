@@ -1,4 +1,9 @@
-"""The ``sqlite`` result storage, reached by name as taskloom reaches it."""
+"""The ``sqlite`` result storage, reached by name as taskloom reaches it.
+
+`TestConformance` runs taskloom's storage conformance kit on it (round trips, missing keys,
+overwrites, concurrent writers, large values, odd key names, results and cache hits through
+real flows); the tests after it check what is particular to SQLite.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import multiprocessing
 import os
 import pickle
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,13 @@ import pytest
 from taskloom import flow, task
 from taskloom.caching import INPUTS
 from taskloom.results import ResultStorage, get_result_storage, get_serializer
+from taskloom.testing import StorageConformance
+
+
+class TestConformance(StorageConformance):
+    storage = "sqlite"
+    # As [storages.sqlite] in taskloom.toml would give them; the kit adds a fresh path.
+    storage_options = {"timeout": 10.0}
 
 
 @pytest.fixture
@@ -40,39 +51,11 @@ def test_a_folder_holds_results_sqlite(tmp_path: Path) -> None:
     assert (tmp_path / "existing.dir" / "results.sqlite").is_file()
 
 
-def test_overwrite_replaces_the_value(storage: ResultStorage) -> None:
-    storage.write("k", b"old")
-    storage.write("k", b"new")
-    assert storage.read("k") == b"new"
-
-
 def test_a_failed_write_leaves_the_old_value(storage: ResultStorage) -> None:
     storage.write("k", b"old")
     with pytest.raises(TypeError, match="serialize the value first"):
         storage.write("k", "not bytes")  # type: ignore[arg-type]
     assert storage.read("k") == b"old"
-
-
-def test_readers_never_see_a_partial_write(storage: ResultStorage) -> None:
-    big_a, big_b = b"a" * 1_000_000, b"b" * 1_000_000
-    storage.write("key", big_a)
-    seen: set[object] = set()
-    stop = threading.Event()
-
-    def reader() -> None:
-        while not stop.is_set():
-            data = storage.read("key")
-            seen.add(len(data) if data in (big_a, big_b) else "mixed")
-
-    threads = [threading.Thread(target=reader) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for i in range(20):
-        storage.write("key", big_b if i % 2 else big_a)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    assert seen == {1_000_000}, "a reader saw a value of the wrong size or mixed content"
 
 
 def _write_many(storage: ResultStorage, prefix: str) -> None:
@@ -103,9 +86,11 @@ def square(x: int, ran: str) -> int:
 
 def test_flows_persist_and_reuse_results_in_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    for var in [v for v in os.environ if v.startswith("TASKLOOM_")]:
+    for var in [v for v in os.environ if v.startswith("TASKLOOM_") and v != "TASKLOOM_HISTORY_PATH"]:
         monkeypatch.delenv(var)
-    monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
+    # The storage's own section: [storages.sqlite] path = ..., timeout = 5 in taskloom.toml.
+    monkeypatch.setenv("TASKLOOM_STORAGES_SQLITE_PATH", str(tmp_path / "results"))
+    monkeypatch.setenv("TASKLOOM_STORAGES_SQLITE_TIMEOUT", "5")
     mark = tmp_path / "ran"
 
     @flow(task_runner="sequential")
@@ -117,5 +102,6 @@ def test_flows_persist_and_reuse_results_in_sqlite(tmp_path: Path, monkeypatch: 
     mark.unlink()
     assert squares() == (49, "Cached"), "the second flow run must read the result back from SQLite"
     assert not mark.exists(), "a cached task must not run again"
+    assert not (tmp_path / ".taskloom").exists(), "results.path is not used when the section sets a path"
     with sqlite3.connect(tmp_path / "results" / "results.sqlite") as db:
         assert db.execute("SELECT count(*) FROM results").fetchone() == (1,)
