@@ -51,6 +51,7 @@ def test_a_large_result_stays_on_its_worker_until_asked_for(runner: DaskTaskRunn
     def pipeline() -> list[int]:
         blobs = blob.map([8, 8, 8])
         sizes = [s.result() for s in size.map(blobs)]
+        blobs[0].wait()
         data = blobs[0].state.data
         seen["during the flow"] = isinstance(data, RemoteResult) and not data.fetched
         seen["blob"] = blobs[0]  # kept beyond the flow run: fetched before the cluster goes

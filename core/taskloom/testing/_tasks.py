@@ -127,3 +127,14 @@ async def async_double(x: int) -> int:
 
     await asyncio.sleep(0.01)
     return 2 * x
+
+
+@task
+def blob(mib: int) -> bytes:
+    """A result large enough to stay on a worker of a runner that keeps results there."""
+    return b"x" * (mib << 20)
+
+
+@task
+def size(data: bytes) -> int:
+    return len(data)

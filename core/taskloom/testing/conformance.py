@@ -23,7 +23,7 @@ from taskloom.states import UpstreamTaskError
 from . import _tasks as t
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
-CONFORMANCE_VERSION = 3
+CONFORMANCE_VERSION = 4
 
 
 class _HookRecorder:
@@ -495,3 +495,31 @@ class RunnerConformance:
 
         (_, end_a, _), (start_b, _, _) = sorted(limited_flow())
         assert start_b >= end_a, "two runs of a tag limited to 1 must not overlap"
+
+    # -- where data lives ---------------------------------------------------------------------
+
+    def test_a_large_result_moves_only_when_asked_for(self, taskloom_runner: Any, hooks: Any) -> None:
+        """A runner that declares ``Capability.REMOTE_RESULTS`` leaves a large result on its
+        worker: the flow's process sees the state, a downstream run takes the data, and
+        ``.result()`` fetches it once. Every runner gives the same values."""
+        from taskloom.runners import Capability, RemoteResult
+
+        seen: dict[str, Any] = {}
+
+        @flow(task_runner=taskloom_runner)
+        def large() -> int:
+            made = t.blob.submit(4)
+            length = t.size.submit(made).result()
+            made.wait()
+            data = made.state.data
+            seen["left on the worker"] = isinstance(data, RemoteResult) and not data.fetched
+            value = made.result()
+            seen["value"] = value
+            seen["fetched once"] = isinstance(data, RemoteResult) and data.fetched and made.result() is value
+            return length  # type: ignore[no-any-return]
+
+        assert large() == 4 << 20
+        assert seen["value"] == b"x" * (4 << 20)
+        if Capability.REMOTE_RESULTS in hooks.runners[-1].capabilities:
+            assert seen["left on the worker"], "the result came to the flow's process unasked"
+            assert seen["fetched once"], ".result() must fetch the result once and keep it"
