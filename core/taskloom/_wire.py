@@ -22,21 +22,18 @@ process depend on it (it comes with Dask and with the ``processes`` runner's plu
 from __future__ import annotations
 
 import copyreg
-import gc
 import io
 import logging
 import pickle
 import socket
-import sys
-import threading
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import attrs
 
+from ._flow_modules import BY_VALUE, ship_flow_modules
+from ._remote import LEFT_ON_WORKER
 from .context import FlowRun, TaskRun
 from .engine import (
     TASK_RUN_LOGGER,
@@ -49,40 +46,18 @@ from .engine import (
 from .states import _NO_DATA, Failed, State, StateType
 
 __all__ = [
-    "LEFT_ON_WORKER",
     "CallEncoder",
-    "RemoteResult",
-    "RemoteResults",
     "decode_call",
     "dumps",
     "encode_outcome",
     "loads",
     "lost_run_outcome",
-    "outcome_without_data",
 ]
 
 _PROTOCOL = 5
-#: Module names whose code travels by value: the script's, and the flow's own modules.
-_BY_VALUE: set[bytes] = {b"__main__"}
 _MAX_DEPTH = 6
 
 loads = pickle.loads
-
-
-class _LeftOnWorker:
-    """The data of a state whose result stayed where it was computed."""
-
-    __slots__ = ()
-
-    def __reduce__(self) -> str:
-        return "LEFT_ON_WORKER"
-
-    def __repr__(self) -> str:
-        return "<left on the worker>"
-
-
-#: What `outcome_without_data` puts in place of a result that stays on the worker.
-LEFT_ON_WORKER: Any = _LeftOnWorker()
 
 
 def _attrs_reducer(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
@@ -104,7 +79,7 @@ def _dispatch_table() -> dict[type, Callable[[Any], Any]]:
         # Enum members and the "no result" sentinel as globals: no Python reducer runs.
         StateType: lambda member: f"StateType.{member.name}",
         type(_NO_DATA): lambda _: "_NO_DATA",
-        _LeftOnWorker: lambda _: "LEFT_ON_WORKER",
+        type(LEFT_ON_WORKER): lambda _: "LEFT_ON_WORKER",
     }
     for value_class in (TaskRun, FlowRun, State):
         reducer = _attrs_reducer(value_class)
@@ -150,59 +125,7 @@ def dumps(obj: Any) -> bytes:
     except Exception:
         return _cloud_dumps(obj)
     data = buffer.getvalue()
-    return _cloud_dumps(obj) if any(name in data for name in _BY_VALUE) else data
-
-
-# -- the flow's own modules -------------------------------------------------------------------
-
-#: Folders of the flows being run (``taskloom run`` adds the script's); ``python flow.py``
-#: adds its own by being ``__main__``.
-project_folders: set[Path] = set()
-
-
-def _flow_folders() -> set[Path]:
-    folders = set(project_folders)
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    if main_file:
-        folder = Path(main_file).resolve().parent
-        if not (folder / "activate").exists():  # a virtualenv's bin/: a console script
-            folders.add(folder)
-    return folders
-
-
-def _is_flow_module(name: str, module: Any, folders: set[Path]) -> bool:
-    file = getattr(module, "__file__", None)
-    if not file or name == "__main__" or name.split(".")[0].startswith("taskloom"):
-        return False
-    if "site-packages" in file or "dist-packages" in file:
-        return False
-    path = Path(file).resolve()
-    return any(path.is_relative_to(folder) for folder in folders)
-
-
-def ship_flow_modules() -> list[str]:
-    """Mark the modules of the flow's own folder (beside its script, not installed) to travel
-    by value, as the script itself does: workers on other hosts cannot import them.
-
-    Called when a runner that leaves the process starts; returns the names newly marked.
-    """
-    folders = _flow_folders()
-    if not folders:
-        return []
-    marked = []
-    for name, module in list(sys.modules.items()):
-        if getattr(module, "__taskloom_by_value__", False) or not _is_flow_module(name, module, folders):
-            continue
-        try:
-            import cloudpickle
-
-            cloudpickle.register_pickle_by_value(module)
-        except (ImportError, ValueError):
-            continue
-        setattr(module, "__taskloom_by_value__", True)  # noqa: B010 - a module's own flag
-        _BY_VALUE.add(name.encode())
-        marked.append(name)
-    return marked
+    return _cloud_dumps(obj) if any(name in data for name in BY_VALUE) else data
 
 
 # -- naming what does not pickle --------------------------------------------------------------
@@ -408,104 +331,3 @@ def lost_run_outcome(call: TaskRunCall, state: State, line: str | None = None) -
         task_run.flow_run_name, task_run.flow_run_id,
     )
     return TaskRunOutcome(state, (TaskRunEvent(-1, new=state), TaskRunEvent(-1, record=record)))
-
-
-# -- results that stay on the workers -----------------------------------------------------------
-
-
-class RemoteResult:
-    """A task run's result that stays on the cluster until someone asks for it.
-
-    ``fetch`` brings the value to this process; the first `State.result()` calls it and the
-    value is kept, so it moves once. Pickled (sent to another runner, persisted), it carries
-    the value itself.
-    """
-
-    __slots__ = ("__weakref__", "_fetch", "_lock", "_value")
-
-    def __init__(self, fetch: Callable[[], Any]) -> None:
-        self._fetch: Callable[[], Any] | None = fetch
-        self._value: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def fetched(self) -> bool:
-        return self._fetch is None
-
-    def __taskloom_load__(self) -> Any:
-        with self._lock:
-            if self._fetch is not None:
-                self._value = self._fetch()
-                self._fetch = None  # and with it the runner's handle on the cluster's copy
-            return self._value
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_identity, (self.__taskloom_load__(),))
-
-    def __repr__(self) -> str:
-        return "<result fetched from the cluster>" if self.fetched else "<result on the cluster>"
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def outcome_without_data(outcome: TaskRunOutcome) -> TaskRunOutcome:
-    """``outcome`` with its result replaced by `LEFT_ON_WORKER`, in its state and its events.
-
-    A runner whose workers keep results (`Capability.REMOTE_RESULTS`) sends this back to the
-    flow's process, and the full outcome to the runs that take it as input.
-    """
-    state = outcome.state
-    if state.data is _NO_DATA:
-        return outcome
-    light = attrs.evolve(state, data=LEFT_ON_WORKER)
-    events = tuple(e._replace(new=light) if e.new is state else e for e in outcome.events)
-    return TaskRunOutcome(light, events)
-
-
-class RemoteResults:
-    """The results one started runner leaves on its workers.
-
-    In the flow's process, `wrap` turns the outcome `outcome_without_data` made into one
-    whose result is a `RemoteResult`. Before the runner lets its cluster go (``__exit__``),
-    `fetch_referenced` brings the results that something still refers to (a future the flow
-    returned, or kept beyond its run), so that they outlive the cluster; the rest never move.
-    """
-
-    def __init__(self) -> None:
-        self._results: weakref.WeakSet[RemoteResult] = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    def wrap(self, outcome: TaskRunOutcome, fetch: Callable[[], Any]) -> TaskRunOutcome:
-        """``outcome`` with its result a `RemoteResult` that calls ``fetch`` on first use."""
-        state = outcome.state
-        if state.data is not LEFT_ON_WORKER:
-            return outcome
-        result = RemoteResult(fetch)
-        with self._lock:
-            self._results.add(result)
-        remote = attrs.evolve(state, data=result)
-        events = tuple(
-            e._replace(new=remote) if e.new is not None and e.new.data is LEFT_ON_WORKER else e
-            for e in outcome.events
-        )
-        return TaskRunOutcome(remote, events)
-
-    def fetch_referenced(self) -> None:
-        """Fetch every result not fetched yet that something still refers to."""
-        with self._lock:
-            pending = any(not result.fetched for result in self._results)
-        if not pending:
-            return
-        # What only reference cycles keep alive must not be fetched: it would move data
-        # nobody can ask for. Paid only when results are still on the cluster.
-        gc.collect()
-        with self._lock:
-            results = list(self._results)
-        for result in results:
-            if not result.fetched:
-                try:
-                    result.__taskloom_load__()
-                except Exception:  # a lost worker: its result() raises the reason later
-                    continue

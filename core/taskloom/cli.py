@@ -45,7 +45,7 @@ def _load_flow(target: str) -> Flow[..., Any]:
     if not path.is_file():
         raise UsageError(f"No such file: {path_text}.")
     sys.path.insert(0, str(path.resolve().parent))
-    from ._wire import project_folders
+    from ._flow_modules import project_folders
 
     project_folders.add(path.resolve().parent)  # its modules travel to workers by value
     # Not "__main__": the file's own `if __name__ == "__main__":` block must not run. The

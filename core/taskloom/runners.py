@@ -25,17 +25,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 from . import plugins
+from ._remote import LEFT_ON_WORKER, RemoteResult, RemoteResults, outcome_without_data
 from ._wire import (
-    LEFT_ON_WORKER,
     CallEncoder,
-    RemoteResult,
-    RemoteResults,
     decode_call,
     dumps,
     encode_outcome,
     loads,
     lost_run_outcome,
-    outcome_without_data,
 )
 from .config import ConfigError, Settings, coerce
 from .engine import RunDefaults, TaskRunCall, TaskRunEvent, TaskRunOutcome, run_task_call

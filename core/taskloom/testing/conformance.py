@@ -509,7 +509,7 @@ class RunnerConformance:
         @flow(task_runner=taskloom_runner)
         def large() -> int:
             made = t.blob.submit(4)
-            length = t.size.submit(made).result()
+            length = t.size.submit(made).result()  # type: ignore[call-overload]
             made.wait()
             data = made.state.data
             seen["left on the worker"] = isinstance(data, RemoteResult) and not data.fetched
