@@ -24,6 +24,7 @@ EXAMPLES = ROOT / "docs" / "examples"
 #: What each example registers, as `taskloom plugins --json` lists it.
 PROVIDES = {
     "plugin-loky": {"task_runner": ["loky"]},
+    "plugin-pebble": {"task_runner": ["pebble"]},
     "plugin-storage": {"result_storage": ["sqlite"]},
     "plugin-sink": {"log_sink": ["csv"]},
 }

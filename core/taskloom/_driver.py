@@ -38,8 +38,8 @@ from .engine import (
     walk,
 )
 from .futures import TaskRunFuture
-from .runners import Capability, CompletedNative
-from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType
+from .runners import Capability, CompletedNative, TaskRunTimedOut
+from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType, TimedOut
 from .tasks import Task, _tags, allow_failure, quote, unmapped
 
 if TYPE_CHECKING:
@@ -399,14 +399,18 @@ class _FlowRunDriver:
             self._set_state(future, state)
             self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
             return state
-        reason = f"{type(exc).__name__}: {exc}"
+        # A runner that enforces timeouts stopped the attempt at its deadline: TimedOut, not
+        # Crashed, and retried the same way.
+        timed_out = isinstance(exc, TaskRunTimedOut)
+        reason = f"{type(exc).__name__}: {exc}" if not timed_out else str(exc)
+        what = "Timed out" if timed_out else "Crashed"
         if call is not None and call.task.retries - call.retries_used > 0:
             delay = retry_delay(call.task, call.retries_used)
-            self._set_state(future, AwaitingRetry(f"Crashed ({reason}); retrying in {delay:.3g}s."))
+            self._set_state(future, AwaitingRetry(f"{what} ({reason}); retrying in {delay:.3g}s."))
             self._log_task(
                 future.task_run,
                 logging.WARNING,
-                f"Crashed ({reason}); retry {call.retries_used + 1} of {call.task.retries} "
+                f"{what} ({reason}); retry {call.retries_used + 1} of {call.task.retries} "
                 f"in {delay:.3g}s.",
             )
             retry = attrs.evolve(call, retries_used=call.retries_used + 1)
@@ -416,11 +420,14 @@ class _FlowRunDriver:
             timer.daemon = True
             timer.start()
             return None
-        state = Crashed(f"Task run crashed: {reason}", exception=exc)
+        if timed_out:
+            state = TimedOut(reason, exception=TimeoutError(f"{future.task_run.name}: {reason}"))
+        else:
+            state = Crashed(f"Task run crashed: {reason}", exception=exc)
         self._set_state(future, state)
         self._log_task(future.task_run, logging.ERROR, f"Finished in state {state!r}")
         if call is not None:
-            for hook in call.task.on_crashed:
+            for hook in call.task.on_failure if timed_out else call.task.on_crashed:
                 try:
                     hook(call.task, future.task_run, state)
                 except Exception as hook_exc:

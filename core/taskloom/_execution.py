@@ -66,10 +66,11 @@ def execute(call: TaskRunCall, parameters: dict[str, Any], hook: Callable[..., A
         _install_print()
         token = _print_logger.set(get_run_logger())
     try:
+        # A runner that enforces timeouts stops the worker at the deadline: no timer here.
+        timeout = None if call.defaults.runner_timeouts else task.timeout_seconds
         if task.is_async:
-            invoke: Callable[[], Any] = lambda: _run_coroutine(task._invoke(parameters), task.timeout_seconds)  # noqa: E731
-        elif task.timeout_seconds is not None:
-            timeout = task.timeout_seconds
+            invoke: Callable[[], Any] = lambda: _run_coroutine(task._invoke(parameters), timeout)  # noqa: E731
+        elif timeout is not None:
             invoke = lambda: _call_with_timeout(task._invoke, parameters, timeout)  # noqa: E731
         else:
             invoke = lambda: task._invoke(parameters)  # noqa: E731

@@ -27,7 +27,7 @@ from .context import FlowRun, get_task_run
 from .engine import RunDefaults
 from .futures import TaskRunFuture
 from .logging import setup_logging
-from .runners import resolve_task_runner
+from .runners import Capability, resolve_task_runner
 from .states import (
     AwaitingRetry,
     Cancelled,
@@ -156,6 +156,7 @@ class _Run:
             result_serializer=settings["results.serializer"],
             log_prints=flow.log_prints,
             storage_options=_storage_options(settings) if settings.storages else None,
+            runner_timeouts=bool(self.runner.capabilities & Capability.ENFORCES_TIMEOUTS),
         )
         self.hook = plugins.get_plugin_manager().hook
 

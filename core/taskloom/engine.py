@@ -71,6 +71,9 @@ class RunDefaults(NamedTuple):
     log_prints: bool | None = None  # the flow's setting: None when it gives none
     #: ``[storages.NAME]`` options by storage name, checked and typed in the flow's process.
     storage_options: Mapping[str, Mapping[str, Any]] | None = None
+    #: The runner enforces ``timeout_seconds`` itself (`Capability.ENFORCES_TIMEOUTS`): the
+    #: engine starts no timer of its own.
+    runner_timeouts: bool = False
 
 
 class _Upstream:

@@ -49,6 +49,7 @@ __all__ = [
     "TaskRunCall",
     "TaskRunEvent",
     "TaskRunOutcome",
+    "TaskRunTimedOut",
     "TaskRunner",
     "decode_call",
     "dumps",
@@ -87,6 +88,18 @@ class Capability(enum.Flag):
     #: data (`outcome_without_data` on the worker, `RemoteResults.wrap` here), a downstream
     #: run takes the data worker to worker, and `State.result()` fetches it once when asked.
     REMOTE_RESULTS = enum.auto()
+    #: The runner enforces a task's ``timeout_seconds`` by stopping the worker at the deadline
+    #: (a process runner that kills the process): the engine then starts no timer of its
+    #: own, and the runner's native future raises `TaskRunTimedOut`; the core ends the attempt
+    #: ``TimedOut`` and retries it if the task has retries left.
+    ENFORCES_TIMEOUTS = enum.auto()
+
+
+class TaskRunTimedOut(Exception):
+    """Raised by a native future's ``result()`` when the runner stopped the run at its timeout.
+
+    Only for runners that declare `Capability.ENFORCES_TIMEOUTS`.
+    """
 
 
 class NativeFuture(Protocol):

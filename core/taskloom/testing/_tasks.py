@@ -138,3 +138,16 @@ def blob(mib: int) -> bytes:
 @task
 def size(data: bytes) -> int:
     return len(data)
+
+
+@task(timeout_seconds=0.5)
+def outlives_its_timeout(marker_dir: str) -> str:
+    """Sleeps past its timeout, then leaves a file: if the file appears, the work went on."""
+    import time
+
+    if not os.path.isdir(marker_dir):
+        return "no shared filesystem"  # the worker cannot see the test's folder: nothing to check
+    time.sleep(1.5)
+    with open(os.path.join(marker_dir, "still-running"), "w") as file:
+        file.write(str(os.getpid()))
+    return "finished"

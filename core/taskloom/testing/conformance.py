@@ -523,3 +523,31 @@ class RunnerConformance:
         if Capability.REMOTE_RESULTS in hooks.runners[-1].capabilities:
             assert seen["left on the worker"], "the result came to the flow's process unasked"
             assert seen["fetched once"], ".result() must fetch the result once and keep it"
+
+    # -- timeouts a runner enforces ----------------------------------------------------------
+
+    def test_timed_out_work_really_stops(self, taskloom_runner: Any, hooks: Any, tmp_path: Any) -> None:
+        """A runner that declares ``Capability.ENFORCES_TIMEOUTS`` stops the work at the
+        deadline: nothing of a timed-out run goes on. (Checked where the workers can see the
+        test's folder; elsewhere the task says so and the check is skipped.)"""
+        import time
+
+        from taskloom.runners import Capability
+
+        seen: dict[str, Any] = {}
+
+        @flow(task_runner=taskloom_runner)
+        def outlived() -> None:
+            future = t.outlives_its_timeout.submit(str(tmp_path))
+            future.wait()
+            seen["state"] = future.state
+
+        outlived(return_state=True)
+        if Capability.ENFORCES_TIMEOUTS not in hooks.runners[-1].capabilities:
+            pytest.skip("the runner does not declare ENFORCES_TIMEOUTS")
+        state = seen["state"]
+        if state.is_completed() and state.result() == "no shared filesystem":
+            pytest.skip("the workers cannot see the test's folder")
+        assert state.name == "TimedOut", state
+        time.sleep(2.0)  # past when the task would have written its file
+        assert not (tmp_path / "still-running").exists(), "the timed-out task went on running"
