@@ -149,3 +149,27 @@ def test_script_tasks_travel_by_value_and_logs_reach_the_console(tmp_path: Path)
     assert "printed by a" in proc.stdout, "a worker's prints reach the flow's console"
     lines = [line for line in proc.stderr.splitlines() if "worker says a" in line]
     assert len(lines) == 1 and "| INFO    | Task run 'shout-" in lines[0]
+
+
+@task
+def give_lock() -> Any:
+    return threading.Lock()
+
+
+def test_a_result_that_cannot_be_pickled_fails_and_the_worker_lives() -> None:
+    @flow(task_runner=ProcessTaskRunner(max_workers=1))
+    def locked() -> dict[str, Any]:
+        before = pid.submit().result()
+        lock = give_lock.submit()
+        lock.wait()
+        return {"before": before, "lock": lock.state, "after": pid.submit().result()}
+
+    result = locked()
+    state = result["lock"]
+    assert state.is_failed() and state.name == "Failed", state
+    assert state.message == (
+        "Task 'give_lock' finished but its result, a _thread.lock, could not be sent back from "
+        "the worker because it cannot be pickled (TypeError: cannot pickle '_thread.lock' "
+        "object); return values (and raise exceptions) that pickle."
+    )
+    assert result["after"] == result["before"], "the worker that ran it goes on"

@@ -370,6 +370,8 @@ class _FlowRunDriver:
 
     def _on_event(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
         with future._lock:
+            if future._closed:
+                return  # the run already has its final state (an interrupt ended it)
             if event.seq > 0:
                 # Only the next event in order: a repeat was seen live already, and one
                 # after a gap waits for the outcome, which replays every event in order.
@@ -395,10 +397,11 @@ class _FlowRunDriver:
         """The runner lost the run. Retry it if the task has retries left; else its final state."""
         call: TaskRunCall | None = future._call
         if isinstance(exc, CancelledError) or self.cancelled:
-            state: State = Cancelled("Task run was cancelled before it finished: the flow run was interrupted.")
-            self._set_state(future, state)
-            self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
-            return state
+            # The runner cancelled it (it had not started), or lost it as it shut down.
+            self._end_interrupted(future, lost=not isinstance(exc, CancelledError))
+            return None
+        if future._closed:
+            return None
         # A runner that enforces timeouts stopped the attempt at its deadline: TimedOut, not
         # Crashed, and retried the same way.
         timed_out = isinstance(exc, TaskRunTimedOut)
@@ -420,6 +423,8 @@ class _FlowRunDriver:
             timer.daemon = True
             timer.start()
             return None
+        if not future._claim():
+            return None
         if timed_out:
             state = TimedOut(reason, exception=TimeoutError(f"{future.task_run.name}: {reason}"))
         else:
@@ -427,17 +432,45 @@ class _FlowRunDriver:
         self._set_state(future, state)
         self._log_task(future.task_run, logging.ERROR, f"Finished in state {state!r}")
         if call is not None:
-            for hook in call.task.on_failure if timed_out else call.task.on_crashed:
-                try:
-                    hook(call.task, future.task_run, state)
-                except Exception as hook_exc:
-                    self._log_task(
-                        future.task_run,
-                        logging.ERROR,
-                        f"An error was encountered while running hook {getattr(hook, '__name__', hook)!r}: "
-                        f"{type(hook_exc).__name__}: {hook_exc}",
-                    )
+            self._state_hooks(future, call.task, call.task.on_failure if timed_out else call.task.on_crashed, state)
         return state
+
+    def _state_hooks(self, future: TaskRunFuture[Any], task: Task[..., Any], hooks: Any, state: State) -> None:
+        """The task's own hooks for a final state decided here (a crash, a cut-off run)."""
+        for hook in hooks:
+            try:
+                hook(task, future.task_run, state)
+            except Exception as hook_exc:
+                self._log_task(
+                    future.task_run,
+                    logging.ERROR,
+                    f"An error was encountered while running hook {getattr(hook, '__name__', hook)!r}: "
+                    f"{type(hook_exc).__name__}: {hook_exc}",
+                )
+
+    def _end_interrupted(self, future: TaskRunFuture[Any], lost: bool = False) -> None:
+        """End a run of an interrupted flow run now: Crashed if it was seen running or its
+        runner lost it while it ran (it was cut off), else Cancelled. What the run reports
+        later is dropped."""
+        call: TaskRunCall | None = future._call
+        with future._lock:
+            if future._closed:
+                return
+            future._closed = True
+            seen = future._state
+        if seen is not None and seen.is_terminal():
+            future._settle(seen)  # it ended, and said so live, before its handle came back
+            return
+        started = lost or (seen is not None and seen.type is not StateType.PENDING)
+        if started:
+            state: State = Crashed("Task run was cut off: the flow run was interrupted while it ran.")
+        else:
+            state = Cancelled("Task run was cancelled: the flow run was interrupted before it finished.")
+        self._set_state(future, state)
+        self._log_task(future.task_run, logging.ERROR if started else logging.INFO, f"Finished in state {state!r}")
+        if started and call is not None:
+            self._state_hooks(future, call.task, call.task.on_crashed, state)
+        future._settle(state)
 
     def _on_final(self, future: TaskRunFuture[Any]) -> None:
         state = future.state
@@ -512,6 +545,14 @@ class _FlowRunDriver:
                     future.native.cancel()
                 except Exception:
                     pass
+
+    def end_unfinished(self) -> None:
+        """After an interrupt and the runner's exit: every run still open ends now, so
+        history and hooks never keep a run of a finished flow run Pending or Running."""
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            self._end_interrupted(future)
 
     def counts(self) -> tuple[dict[StateType, int], tuple[str, State] | None]:
         counts = dict(self._final_counts)

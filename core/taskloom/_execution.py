@@ -192,7 +192,7 @@ class ResultPlan:
 
     def lookup(self, recorder: _EventRecorder) -> State | None:
         """A Cached state if a fresh result is stored under the cache key, else None."""
-        from .results import PersistedResult, ResultCorrupt, read_record
+        from .results import PersistedResult, ResultCorrupt, get_serializer, read_record
 
         task = self.call.task
         if self.cache_key is None or task.refresh_cache:
@@ -210,11 +210,22 @@ class ResultPlan:
         expires = header.get("expires")
         if expires is not None and expires < _now():
             return None
-        custom = str(header.get("serializer", "")).startswith("custom:")
-        data = PersistedResult(
-            self.storage, self.key, self.serializer if custom else None, record=(header, payload)
-        )
-        return Cached(data=data)
+        name = str(header.get("serializer", ""))
+        try:
+            # Loaded now, not when the result is asked for: an entry that cannot be loaded
+            # (its class was renamed, its serializer is gone) is a miss, not a Cached run
+            # whose result() raises until someone deletes the file.
+            custom = name.startswith("custom:")
+            serializer = self.serializer if custom else get_serializer(name)
+            value = serializer.loads(payload)
+        except Exception as exc:
+            recorder.log(
+                logging.WARNING,
+                "The cache entry %r could not be loaded (%s: %s); the task runs again and replaces it.",
+                self.key, type(exc).__name__, exc,
+            )
+            return None
+        return Cached(data=PersistedResult(self.storage, self.key, serializer if custom else name, value, loaded=True))
 
     def persist(self, recorder: _EventRecorder, value: Any) -> State:
         from .results import PersistedResult, write_record
@@ -249,6 +260,8 @@ def run_state_hooks(call: TaskRunCall, recorder: _EventRecorder, state: State) -
         hooks = task.on_completion
     elif state.type is StateType.FAILED:
         hooks = task.on_failure
+    elif state.type is StateType.CRASHED:
+        hooks = task.on_crashed
     else:
         return
     for hook in hooks:

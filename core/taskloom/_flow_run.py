@@ -260,18 +260,18 @@ class _Run:
         return state.result()
 
 
+def _interrupt_on_signal(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """While a flow runs in the main thread, SIGTERM interrupts it as Ctrl-C does."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = signal.signal(signal.SIGTERM, _interrupt_on_signal)
     except ValueError:
         yield
         return
@@ -282,23 +282,36 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _start_runner(driver: _FlowRunDriver) -> State | None:
+    ours = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) is _interrupt_on_signal
+    )
     try:
         driver.runner.__enter__()
     except Exception as exc:
         name = getattr(driver.runner, "name", driver.runner)
         return Crashed(f"Task runner {name!r} failed to start: {type(exc).__name__}: {exc}", exception=exc)
+    if ours and signal.getsignal(signal.SIGTERM) is not _interrupt_on_signal:
+        # The runner's engine put in its own SIGTERM handler (ray.init does, and exits 15):
+        # during the flow run, SIGTERM still cancels the flow run as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt_on_signal)
     return None
 
 
 def _interrupted(driver: _FlowRunDriver, exc: BaseException) -> State:
     driver.cancel_pending()
-    driver.runner.__exit__(type(exc), exc, exc.__traceback__)
+    try:
+        driver.runner.__exit__(type(exc), exc, exc.__traceback__)
+    finally:
+        driver.end_unfinished()
     return Cancelled(f"Flow run was cancelled: {type(exc).__name__}{f' ({exc})' if str(exc) else ''}.")
 
 
 def _timed_out(run: _Run, driver: _FlowRunDriver) -> State:
     driver.cancel_pending()
-    driver.runner.__exit__(TimeoutError, None, None)
+    try:
+        driver.runner.__exit__(TimeoutError, None, None)
+    finally:
+        driver.end_unfinished()
     message = f"Flow run exceeded timeout of {run.flow.timeout_seconds:g} second(s)"
     driver.logger.error(message)
     return TimedOut(message, exception=TimeoutError(message))

@@ -25,7 +25,7 @@ import attrs
 from . import _execution, plugins
 from ._ctx import _task_run_recorder
 from .context import FlowRun, TaskRun
-from .states import AwaitingRetry, Failed, Pending, State, StateType, TimedOut
+from .states import AwaitingRetry, Crashed, Failed, Pending, State, StateType, TimedOut
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -381,8 +381,13 @@ def _attempt(
             exception=exc,
             traceback=tb,
         )
-    except BaseException:
-        recorder.log(logging.ERROR, "Task run was interrupted.", exc_text=traceback.format_exc())
+    except SystemExit as exc:
+        # sys.exit() in a task ends that run, not the worker or the flow's process: the same
+        # on every runner (a Dask nanny would restart the worker, Ray would lose it).
+        recorder.log(logging.ERROR, "The task called sys.exit():", exc_text=_user_traceback(exc))
+        return Crashed(f"Task run crashed: SystemExit: {exc}")
+    except BaseException as exc:
+        recorder.log(logging.ERROR, "Task run was interrupted (%s).", type(exc).__name__)
         raise
     if results is not None:
         return results.persist(recorder, data)

@@ -72,6 +72,7 @@ class TaskRunFuture(Generic[T]):
         "__weakref__",
         "_call",
         "_callbacks",
+        "_closed",
         "_context",
         "_driver",
         "_event",
@@ -95,6 +96,9 @@ class TaskRunFuture(Generic[T]):
         self._seq = 0  # the last event number the driver handled; it drops repeats
         self._call: Any = None  # kept until final, so the driver can retry a crash
         self._context: Any = None  # the submitter's context, for a hand-over made later
+        # Set by whoever gives the run its final state (its outcome, a crash, an interrupt);
+        # later events and outcomes of the run are dropped, so its final state never changes.
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"TaskRunFuture({self.task_run.name!r}, state={self.state!r})"
@@ -113,9 +117,17 @@ class TaskRunFuture(Generic[T]):
     def _emit(self, event: TaskRunEvent) -> None:
         self._driver._on_event(self, event)
 
+    def _claim(self) -> bool:
+        """Take the right to give the run its final state; False if another path has it."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            return True
+
     def _native_done(self, native: Any) -> None:
-        if native is not self.native:
-            return  # a handle of an earlier attempt
+        if native is not self.native or self._closed:
+            return  # a handle of an earlier attempt, or a run already ended (an interrupt)
         try:
             outcome = native.result()
         except BaseException as exc:  # the runner, not the task, failed: a lost worker
@@ -127,7 +139,8 @@ class TaskRunFuture(Generic[T]):
             outcome = _load_outcome(self, outcome)
         for event in outcome.events:
             self._driver._on_event(self, event)
-        self._settle(outcome.state)
+        if self._claim():
+            self._settle(outcome.state)
 
     def _settle(self, state: State) -> None:
         self._state = state

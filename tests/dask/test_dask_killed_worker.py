@@ -100,3 +100,12 @@ def test_a_crash_is_retried_when_the_task_has_retries(fragile_cluster: Any, tmp_
     assert retrying() == "survived"
     assert len(marker.read_text().split()) == 3
     assert seen["survivor"].state.is_completed()
+
+
+def test_ctrl_c_on_taskloom_run_ends_every_task_run(interrupt_taskloom_run: Any) -> None:
+    """``taskloom run --runner dask`` (a temporary LocalCluster), Ctrl-C once a run started:
+    exit 130, and no run of the flow run left Pending or Running in the history."""
+    run = interrupt_taskloom_run("dask", signal.SIGINT)
+    # A run that started is Crashed once its Running state has come back (events come in
+    # batches every 0.2 s); before that the driver cancels it on Dask as not started.
+    run.check(signal.SIGINT, cut_off=("Crashed", "Cancelled"))

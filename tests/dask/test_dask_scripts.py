@@ -195,3 +195,38 @@ def test_a_module_beside_the_flow_travels_to_workers_that_cannot_import_it(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ModuleNotFoundError" not in done.stderr
     assert "result 42 False" in done.stdout, done.stdout  # ran, on a worker that cannot import it
+
+
+LOCK_SCRIPT = """
+import threading
+from taskloom import flow, task
+
+@task
+def give_lock():
+    return threading.Lock()
+
+@flow
+def locked():
+    give_lock.submit().wait()
+"""
+
+
+def test_a_result_that_cannot_be_pickled_is_one_sentence_on_the_console(tmp_path: Path) -> None:
+    """``taskloom run --runner dask`` (a temporary cluster): the run fails in one line naming
+    the task and the type; neither distributed's traceback nor the worker's reach the console."""
+    (tmp_path / "locked.py").write_text(LOCK_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, "-m", "taskloom", "run", "locked.py:locked", "--runner", "dask"],
+        cwd=tmp_path, env=_env(TASKLOOM_HISTORY_ENABLED="false"), capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    failed = [
+        text for _, who, text in _console(done.stderr)
+        if who.startswith("Task run") and text.startswith("Finished in state Failed(")
+    ]
+    assert failed == [
+        "Finished in state Failed(\"Task 'give_lock' finished but its result, a _thread.lock, could "
+        "not be sent back from the worker because it cannot be pickled (TypeError: cannot pickle "
+        "'_thread.lock' object); return values (and raise exceptions) that pickle.\")"
+    ], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "TaskRunOutcome" not in done.stderr, done.stderr[-3000:]

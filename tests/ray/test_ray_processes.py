@@ -10,6 +10,7 @@ import json
 import os
 import re
 import runpy
+import signal
 import subprocess
 import sys
 import threading
@@ -169,6 +170,15 @@ def test_private_ray_is_stopped_with_the_flow_run(private_run: Any) -> None:
     assert out["initialized_after"] is False, "the runner must shut down the Ray it started"
     assert out["processes"], "Ray's processes were seen while the flow ran"
     assert alive(out["processes"]) == [], "no process of the private Ray may outlive the flow"
+
+
+def test_sigterm_on_taskloom_run_exits_130_and_ends_every_task_run(interrupt_taskloom_run: Any) -> None:
+    """``taskloom run --runner ray`` (a private local Ray), SIGTERM once a run started: Ray's
+    own SIGTERM handler (exit 15) must not replace taskloom's, and no run stays Pending."""
+    run = interrupt_taskloom_run("ray", signal.SIGTERM, TASKLOOM_RUNNERS_RAY_INIT_KWARGS='{"num_cpus": 2}')
+    # The flow's process does not see a Ray run start (its states come back with its
+    # outcome): runs in flight are cancelled on Ray, or Crashed if Ray lost them.
+    run.check(signal.SIGTERM, cut_off=("Cancelled", "Crashed"))
 
 
 # -- a script run against the session head -----------------------------------------------------

@@ -151,3 +151,37 @@ def outlives_its_timeout(marker_dir: str) -> str:
     with open(os.path.join(marker_dir, "still-running"), "w") as file:
         file.write(str(os.getpid()))
     return "finished"
+
+
+@task
+def leaves(code: int) -> None:
+    """Calls ``sys.exit(code)``: its run must end Crashed, and nothing else."""
+    import sys
+
+    sys.exit(code)
+
+
+@task
+def gives_lock() -> Any:
+    """Returns a value that cannot be pickled (a lock)."""
+    return {"lock": threading.Lock()}
+
+
+def _key_parameter(context: Any, parameters: dict[str, Any]) -> str:
+    return str(parameters["key"])
+
+
+@task(cache_key_fn=_key_parameter)
+def keyed(key: str, value: int) -> int:
+    return value
+
+
+@task
+def started_then_sleeps(marker_dir: str, index: int, seconds: float) -> int:
+    """Says it started (a file), then sleeps: a run an interrupt cuts off."""
+    import pathlib
+
+    (pathlib.Path(marker_dir) / f"started-{index}").touch()
+    for _ in range(int(seconds / 0.05)):  # Python-level, so a thread or Ray can interrupt it
+        time.sleep(0.05)
+    return index

@@ -23,7 +23,7 @@ from taskloom.states import UpstreamTaskError
 from . import _tasks as t
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
-CONFORMANCE_VERSION = 4
+CONFORMANCE_VERSION = 5
 
 
 class _HookRecorder:
@@ -551,3 +551,90 @@ class RunnerConformance:
         assert state.name == "TimedOut", state
         time.sleep(2.0)  # past when the task would have written its file
         assert not (tmp_path / "still-running").exists(), "the timed-out task went on running"
+
+    # -- runs that end badly (version 5): every run reaches a final state --------------------
+
+    def test_sys_exit_in_a_task_crashes_only_that_run(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def exits() -> Any:
+            leaving = t.leaves.submit(3)
+            leaving.wait()
+            return {"state": leaving.state, "after": t.add.submit(1, 2).result()}
+
+        outcome = exits(return_state=True).result(raise_on_failure=False)
+        state = outcome["state"]
+        assert state.is_crashed(), f"sys.exit() in a task must crash its run, got {state!r}"
+        assert state.message == "Task run crashed: SystemExit: 3", state.message
+        assert outcome["after"] == 3, "the flow (and the worker) must go on after sys.exit()"
+
+    def test_a_result_that_cannot_be_pickled(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def unsendable() -> Any:
+            locked = t.gives_lock.submit()
+            locked.wait()
+            return {"state": locked.state, "after": t.add.submit(2, 2).result()}
+
+        outcome = unsendable()
+        state = outcome["state"]
+        assert outcome["after"] == 4, "the worker must live on after a result it could not send"
+        if self._concurrency(taskloom_runner) != "parallel":
+            assert state.is_completed(), "a run in the flow's process has nothing to pickle"
+            return
+        assert state.is_failed() and state.name == "Failed", f"expected Failed, got {state!r}"
+        message = state.message or ""
+        assert "\n" not in message, f"one sentence, not a traceback: {message!r}"
+        assert "'gives_lock'" in message and "could not be sent back" in message, message
+        assert "a dict holding a _thread.lock" in message, message
+
+    def test_a_cache_entry_that_cannot_be_loaded_is_a_miss(
+        self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, run_logs: _Capture
+    ) -> None:
+        from taskloom.results import resolve_storage, write_record
+
+        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
+        key = f"conformance-{os.getpid()}-{id(tmp_path)}"
+        # What a class renamed since the entry was written leaves: a pickle naming a module
+        # and class that no longer exist (the record itself is whole: its checksum matches).
+        gone = b"ctaskloom_conformance_gone\nRenamed\n)\x81."
+        write_record(resolve_storage("local-file", str(tmp_path / "results")), f"cache/{key}", "pickle", gone, None)
+
+        @flow(task_runner=taskloom_runner)
+        def cached() -> Any:
+            future = t.keyed.submit(key, 5)
+            return {"value": future.result(), "state": future.state.name}
+
+        assert cached() == {"value": 5, "state": "Completed"}, "an unloadable entry must be a miss"
+        warnings = [r.getMessage() for r in run_logs.records if r.levelno == logging.WARNING]
+        [warning] = [w for w in warnings if key in w]
+        assert "could not be loaded (ModuleNotFoundError: " in warning and "runs again and replaces it" in warning
+        assert cached() == {"value": 5, "state": "Cached"}, "the entry must have been replaced"
+
+    def test_an_interrupted_flow_run_leaves_no_task_run_open(
+        self, taskloom_runner: Any, tmp_path: Any, hooks: _HookRecorder
+    ) -> None:
+        import pathlib
+        import time
+
+        marker_dir = pathlib.Path(tmp_path)
+        # A sequential runner runs each task inside submit: the body cannot interrupt one.
+        seconds = 0.0 if self._concurrency(taskloom_runner) == "sequential" else 5.0
+
+        @flow(task_runner=taskloom_runner)
+        def interrupted() -> None:
+            t.started_then_sleeps.map(str(marker_dir), range(6), seconds)  # type: ignore[arg-type]
+            for _ in range(1200):  # until one run has started (at most a minute)
+                if any(marker_dir.glob("started-*")):
+                    break
+                time.sleep(0.05)
+            raise KeyboardInterrupt  # what Ctrl-C does in the flow's thread
+
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+        assert hooks.flow_runs and hooks.flow_runs[-1][1] == "Cancelled"
+        last = {name: states[-1][1] for name, states in hooks.states.items()}
+        assert len(last) == 6, last
+        open_runs = {name: state for name, state in last.items() if state not in ("Cancelled", "Crashed", "Completed")}
+        assert not open_runs, (
+            f"every run of an interrupted flow run must end (Cancelled, Crashed if cut off, or "
+            f"Completed if it finished): {open_runs}"
+        )

@@ -36,6 +36,10 @@ logger = logging.getLogger("taskloom.history")
 
 _FLOW_START, _FLOW_END, _FLUSH = range(3)
 _INTERVAL = 0.25
+# How long one write waits for a file another process is writing. Short: a busy file is not
+# a reason for anyone to wait (a flow's end waits for one attempt); what did not fit is kept
+# and written on the next wake-up, and at exit for up to ``history.timeout`` seconds.
+_ATTEMPT_SECONDS = 0.1
 _SHOW_AFTER = 1.0
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
@@ -126,6 +130,9 @@ class Recorder:
         self._counts: dict[str, list[int]] = {}
         self._shown: set[int] = set()  # ids (as ints) of unfinished runs written as such
         self._shown_at = 0.0
+        # What a write could not record because another program held the file: flow run
+        # starts, flow run ends and task run rows, written with the next batch.
+        self._held: tuple[list[tuple[Any, ...]], ...] = ([], [], [])
 
     # -- called by the hooks, in the flow's threads ------------------------------------------
 
@@ -133,6 +140,7 @@ class Recorder:
         """Open the file and start the writer; raises `HistoryError` if the file is unusable."""
         if self._thread is None:
             self._conn = connect(self.path, self.timeout)
+            self._conn.execute(f"PRAGMA busy_timeout = {int(_ATTEMPT_SECONDS * 1000)}")
             self._thread = threading.Thread(
                 target=self._loop, name=f"taskloom-history-{self.path.name}", daemon=True
             )
@@ -186,7 +194,11 @@ class Recorder:
             self.flush()
 
     def flush(self) -> bool:
-        """Wait until everything queued so far is written; False if that took too long."""
+        """Wait until everything queued so far is written; False if that took too long, or
+        if the file is busy (the writer keeps the runs and tries again on its own)."""
+        if any(self._held):
+            self._wake.set()
+            return False
         done = threading.Event()
         self.queue.append((_FLUSH, done))
         self._wake.set()
@@ -208,16 +220,19 @@ class Recorder:
                 self._wake.wait(_INTERVAL)
                 self._wake.clear()
                 if self._drain():
+                    self._last_tries()
                     return
                 idle = self.idle_since
                 if (
                     idle is not None
+                    and not any(self._held)
                     and self._retire is not None
                     and time.monotonic() - idle >= self._keep_open
                     and self._retire(self)
                 ):
                     self._thread = None
                     self._drain()
+                    self._last_tries()
                     return
         finally:
             conn, self._conn = self._conn, None
@@ -278,8 +293,8 @@ class Recorder:
         if now - self._shown_at >= _SHOW_AFTER:
             self._shown_at = now
             extra += self._going(now - _SHOW_AFTER)
-        if flows or flow_ends or rows or extra:
-            self._write(flows, flow_ends, _batches(rows + extra))
+        if flows or flow_ends or rows or extra or any(self._held):
+            self._write(flows, flow_ends, rows + extra)
         for waiter in waiters:
             waiter.set()
         return stop
@@ -318,11 +333,17 @@ class Recorder:
         self,
         flows: list[tuple[Any, ...]],
         flow_ends: list[tuple[Any, ...]],
-        batches: list[tuple[str, float, bytes]],
+        rows: list[tuple[Any, ...]],
     ) -> None:
+        """Write the runs, with any held back before; keep them all if the file is busy."""
+        if any(self._held):
+            held_flows, held_ends, held_rows = self._held
+            flows, flow_ends, rows = held_flows + flows, held_ends + flow_ends, held_rows + rows
+            self._held = ([], [], [])
         conn = self._conn
         if conn is None:
             return
+        batches = _batches(rows) if rows else []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -349,7 +370,31 @@ class Recorder:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            if _busy(exc):
+                # Another program holds the file: keep the runs for the next try, in this
+                # thread; nobody waits for it.
+                self._held = (flows, flow_ends, rows)
+                return
             self._warn(_explain(self.path, exc, self.timeout))
+
+    def _last_tries(self) -> None:
+        """At the end: keep trying a busy file for ``timeout`` seconds, then say what is lost."""
+        deadline = time.monotonic() + self.timeout
+        while any(self._held):
+            if time.monotonic() >= deadline:
+                flows, flow_ends, rows = self._held
+                flow_runs = len({row[0] for row in flows} | {row[-1] for row in flow_ends})
+                warn_once(
+                    logger,
+                    "Run history: %d flow run(s) and %d task run(s) were not recorded: %s stayed "
+                    "locked by another program until this process ended (more than %gs); close "
+                    "it or raise history.timeout.",
+                    flow_runs, len({row[1] for row in rows}), self.path, self.timeout,
+                    key=(self.path, "held at exit"),
+                )
+                return
+            time.sleep(_INTERVAL)
+            self._write([], [], [])
 
     def _warn(self, error: HistoryError) -> None:
         # Once per file and process: a recorder lives while flow runs use the file, the
@@ -357,6 +402,11 @@ class Recorder:
         warn_once(
             logger, "Run history: some runs were not recorded: %s.", error, key=(self.path, str(error))
         )
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 def _row(

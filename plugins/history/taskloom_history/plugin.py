@@ -38,7 +38,8 @@ def taskloom_add_settings() -> list[Setting]:
         Setting("history.path", str, ".taskloom/history.db", "The SQLite file run history goes to."),
         Setting(
             "history.timeout", float, 5.0,
-            "Seconds to wait for a history file that another process is writing.",
+            "Seconds a process that exits keeps trying to record runs in a history file another "
+            "program holds locked (flows never wait for it: the writer thread retries).",
         ),
     ]
 

@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing
 import os
 import pkgutil
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,10 @@ def _load_initializer(spec: str | Callable[..., Any] | None) -> Callable[..., An
 
 def _worker_main(conn: Connection, initializer: bytes, initargs: bytes) -> None:
     """A worker's loop: receive a pickled call, run it, send the pickled outcome back."""
+    # Ctrl-C in a terminal reaches the whole process group: the flow's process decides what
+    # happens to the runs (it stops this worker), so the worker itself does not print a
+    # KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     init = cloudpickle.loads(initializer)
     if init is not None:
         init(*cloudpickle.loads(initargs))
@@ -106,6 +111,7 @@ class _Pool:
         self._workers: list[_Worker] = [self._spawn() for _ in range(size)]
         self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
         self._closing = False
+        self._abandon = False  # set on an interrupt: the dispatcher stops at once
         self._thread = threading.Thread(target=self._loop, name="taskloom-processes", daemon=True)
         self._thread.start()
 
@@ -137,7 +143,9 @@ class _Pool:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                if self._closing and not self._queue and all(w.job is None for w in self._workers):
+                if self._abandon or (
+                    self._closing and not self._queue and all(w.job is None for w in self._workers)
+                ):
                     return
                 self._dispatch()
                 busy = [w for w in self._workers if w.job is not None]
@@ -147,6 +155,8 @@ class _Pool:
                 if worker.job is not None:
                     waitables.append(worker.conn)
             ready = wait(waitables, timeout=self._next_deadline(busy))
+            if self._abandon:
+                return
             if self._wake_r in ready:
                 with contextlib.suppress(EOFError, OSError):
                     while self._wake_r.poll():
@@ -247,30 +257,41 @@ class _Pool:
     def shutdown(self, wait_for_runs: bool) -> None:
         with self._lock:
             self._closing = True
+            queued = list(self._queue)
             if not wait_for_runs:
-                for job in self._queue:
-                    job.future.cancel()
+                self._abandon = True
                 self._queue.clear()
+        if not wait_for_runs:
+            for job in queued:
+                job.future.cancel()  # outside the lock: its callbacks reach the flow's driver
         self._wake()
-        if wait_for_runs:
-            self._thread.join()
-        with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            if not wait_for_runs and worker.job is not None:
+        # The dispatcher thread waits on the workers' pipes: it must be gone before they are
+        # closed (else it fails with "handle is closed" and leaves its runs unsettled).
+        self._thread.join(60)
+        lost = []
+        for worker in self._workers:
+            if worker.job is not None:  # an interrupt: stop the work in flight
                 worker.process.kill()
+                lost.append(worker.job)
+                worker.job = None
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(b"")
-        for worker in workers:
+        for worker in self._workers:
             worker.process.join(5)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(5)
             with contextlib.suppress(OSError):
                 worker.conn.close()
-        self._thread.join(5)
-        self._wake_r.close()
-        self._wake_w.close()
+        with self._lock:
+            self._wake_r.close()
+            self._wake_w.close()
+        for job in lost:
+            if not job.future.done():
+                job.future.set_exception(WorkerDied(
+                    f"worker process {job.worker.process.pid if job.worker else '?'} was stopped "
+                    "while running the task: the flow run was interrupted"
+                ))
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers]
