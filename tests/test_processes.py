@@ -168,8 +168,7 @@ def test_a_result_that_cannot_be_pickled_fails_and_the_worker_lives() -> None:
     state = result["lock"]
     assert state.is_failed() and state.name == "Failed", state
     assert state.message == (
-        "Task 'give_lock' finished but its result, a _thread.lock, could not be sent back from "
-        "the worker because it cannot be pickled (TypeError: cannot pickle '_thread.lock' "
-        "object); return values (and raise exceptions) that pickle."
+        "Task 'give_lock' returned a _thread.lock, which could not be sent back from the worker "
+        "(TypeError: cannot pickle '_thread.lock' object): return a value that pickles."
     )
     assert result["after"] == result["before"], "the worker that ran it goes on"

@@ -429,7 +429,7 @@ def test_sigterm_cancels_the_flow_and_exits_non_zero(tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode != 0
     assert "Finished in state Cancelled('Flow run was cancelled: KeyboardInterrupt (signal 15).')" in stderr
-    assert "Finished in state Cancelled('Task run was cancelled before it finished: the flow run was interrupted.')" in stderr
+    assert "Finished in state Cancelled('Task run was cancelled: the flow run was interrupted before it finished.')" in stderr
 
 
 def test_waiting_with_timeouts() -> None:

@@ -225,8 +225,8 @@ def test_a_result_that_cannot_be_pickled_is_one_sentence_on_the_console(tmp_path
         if who.startswith("Task run") and text.startswith("Finished in state Failed(")
     ]
     assert failed == [
-        "Finished in state Failed(\"Task 'give_lock' finished but its result, a _thread.lock, could "
-        "not be sent back from the worker because it cannot be pickled (TypeError: cannot pickle "
-        "'_thread.lock' object); return values (and raise exceptions) that pickle.\")"
+        "Finished in state Failed(\"Task 'give_lock' returned a _thread.lock, which could not be "
+        "sent back from the worker (TypeError: cannot pickle '_thread.lock' object): return a "
+        "value that pickles.\")"
     ], done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "TaskRunOutcome" not in done.stderr, done.stderr[-3000:]
