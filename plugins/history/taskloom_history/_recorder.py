@@ -5,10 +5,12 @@ created run is noted in two dicts, a Running state in another, and a final state
 run into its finished row, a flat tuple appended to a deque. The writer thread wakes four
 times a second, takes the rows and writes them as one marshal-encoded row per flow run, in
 one transaction: no Python loop over task runs there, since under the GIL any such loop is paid
-by the flow too. A top-level flow run's end waits for its rows to be written, so
+by the flow too. A top-level flow run's end waits for one try at writing its rows, so
 `taskloom runs` sees a run as soon as the flow returns; the file stays open a moment longer,
-for the next flow run. Nothing here may fail a flow: a history file that cannot be used is
-reported once and the runs are not recorded.
+for the next flow run. Nothing here may fail or hold up a flow: a file another program holds
+locked is tried again by the writer until it is free (and for ``timeout`` seconds at exit,
+then what is left is counted in one warning); a history file that cannot be used is reported
+once and the runs are not recorded.
 """
 
 from __future__ import annotations
