@@ -15,7 +15,14 @@ import threading
 import time
 from typing import Any
 
-from taskloom.runners import TaskRunEvent, TaskRunOutcome, decode_call, run_task_call
+from taskloom.runners import (
+    TaskRunEvent,
+    TaskRunOutcome,
+    decode_call,
+    encode_outcome,
+    loads,
+    run_task_call,
+)
 
 #: The one Dask event topic taskloom publishes on. One fixed name keeps the scheduler's event
 #: log bounded (Dask keeps each topic's recent events); drivers pick theirs by ``to``.
@@ -111,6 +118,39 @@ def run_on_worker(blob: bytes, token: str, *upstream: Any) -> TaskRunOutcome:
         _outbox.add(worker, token, run_id, event)
 
     try:
-        return run_task_call(call, *upstream, emit=emit, keep_events=True)
+        outcome = run_task_call(call, *upstream, emit=emit, keep_events=True)
     finally:
         _outbox.discard(run_id)
+    return _sendable(call, outcome)
+
+
+_PLAIN = frozenset({int, float, bool, str, bytes, type(None)})
+
+
+def _dask_dumps(value: Any) -> None:
+    """Pickle ``value`` as Dask will to send it (protocol 5 with buffers out of band, so a
+    large array is not copied; cloudpickle if pickle refuses); raise if it does not pickle."""
+    try:
+        pickle.dumps(value, protocol=5, buffer_callback=lambda _: None)
+    except Exception:
+        import cloudpickle  # type: ignore[import-untyped]
+
+        cloudpickle.dumps(value, protocol=5, buffer_callback=lambda _: None)
+
+
+def _sendable(call: Any, outcome: TaskRunOutcome) -> TaskRunOutcome:
+    """The outcome, or the Failed one `encode_outcome` makes if it cannot travel back.
+
+    Checked here, on the worker: Dask keeps a result in the worker's memory and fails only
+    when the flow gathers it, with a message of its own tracebacks and more on the worker's
+    console.
+    """
+    state = outcome.state
+    try:
+        if type(state.data) not in _PLAIN:
+            _dask_dumps(state.data)
+        if state.exception is not None:
+            _dask_dumps(state.exception)
+    except Exception:
+        return loads(encode_outcome(call, outcome))  # type: ignore[no-any-return]
+    return outcome
