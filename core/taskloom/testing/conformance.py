@@ -590,25 +590,33 @@ class RunnerConformance:
     def test_a_cache_entry_that_cannot_be_loaded_is_a_miss(
         self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, run_logs: _Capture
     ) -> None:
-        from taskloom.results import resolve_storage, write_record
+        from taskloom.results import write_record
 
         monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
         key = f"conformance-{os.getpid()}-{id(tmp_path)}"
-        # What a class renamed since the entry was written leaves: a pickle naming a module
-        # and class that no longer exist (the record itself is whole: its checksum matches).
-        gone = b"ctaskloom_conformance_gone\nRenamed\n)\x81."
-        write_record(resolve_storage("local-file", str(tmp_path / "results")), f"cache/{key}", "pickle", gone, None)
 
         @flow(task_runner=taskloom_runner)
-        def cached() -> Any:
-            future = t.keyed.submit(key, 5)
-            return {"value": future.result(), "state": future.state.name}
+        def cached(value: int) -> Any:
+            future = t.keyed.submit(key, value)
+            future.wait()
+            return {"value": future.result(), "state": future.state}
 
-        assert cached() == {"value": 5, "state": "Completed"}, "an unloadable entry must be a miss"
+        first = cached(1)
+        assert first["value"] == 1 and first["state"].name == "Completed"
+        reference = first["state"].data
+        # Replace the entry, through the storage the run used, by what a class renamed since
+        # it was written leaves: a whole record (its checksum matches) whose pickle names a
+        # module and class that no longer exist.
+        gone = b"ctaskloom_conformance_gone\nRenamed\n)\x81."
+        write_record(reference.storage, reference.key, "pickle", gone, None)
+
+        second = cached(5)
+        assert (second["value"], second["state"].name) == (5, "Completed"), "an unloadable entry must be a miss"
         warnings = [r.getMessage() for r in run_logs.records if r.levelno == logging.WARNING]
         [warning] = [w for w in warnings if key in w]
         assert "could not be loaded (ModuleNotFoundError: " in warning and "runs again and replaces it" in warning
-        assert cached() == {"value": 5, "state": "Cached"}, "the entry must have been replaced"
+        third = cached(7)
+        assert (third["value"], third["state"].name) == (5, "Cached"), "the entry must have been replaced"
 
     def test_an_interrupted_flow_run_leaves_no_task_run_open(
         self, taskloom_runner: Any, tmp_path: Any, hooks: _HookRecorder
