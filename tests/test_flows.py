@@ -66,7 +66,8 @@ def test_returned_futures_decide_the_final_state() -> None:
 
     state = ignore_failure(return_state=True)
     assert state.is_completed(), "a returned completed future completes the flow"
-    assert state.result() == 4
+    returned = state.result()
+    assert returned.is_completed() and returned.result() == 4, "the caller gets the run's final state"
 
     @flow
     def return_failure() -> object:

@@ -37,10 +37,10 @@ from .engine import (
     run_task_call,
     walk,
 )
-from .futures import TaskRunFuture
+from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative, TaskRunTimedOut
 from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType, TimedOut
-from .tasks import Task, _tags, allow_failure, quote, unmapped
+from .tasks import Task, _tags, allow_failure, quote
 
 if TYPE_CHECKING:
     from .runners import TaskRunner
@@ -287,34 +287,10 @@ class _FlowRunDriver:
 
     def map(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None = None
-    ) -> list[TaskRunFuture[Any]]:
-        parameters = task.bind(args, kwargs)
-        iterables = {
-            k: list(v)
-            for k, v in parameters.items()
-            if not isinstance(v, (unmapped, quote, str, bytes, dict)) and isinstance(v, Iterable)
-        }
-        if not iterables:
-            raise TypeError(
-                f"Task {task.name!r} was mapped without any iterable argument: give at least "
-                "one list (wrap arguments every run shares in unmapped(...))."
-            )
-        lengths = {k: len(v) for k, v in iterables.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(
-                f"Task {task.name!r} was mapped over iterables of different lengths: {lengths}."
-            )
-        static = {
-            k: (v.value if isinstance(v, unmapped) else v)
-            for k, v in parameters.items()
-            if k not in iterables
-        }
-        count = next(iter(lengths.values()))
+    ) -> TaskFutureList[Any]:
+        runs = task._map_parameters(args, kwargs)
         wait_for = list(wait_for) if wait_for is not None else None
-        prepared = [
-            self._prepare(task, {**static, **{k: v[i] for k, v in iterables.items()}}, wait_for)
-            for i in range(count)
-        ]
+        prepared = [self._prepare(task, parameters, wait_for) for parameters in runs]
         admitted = []
         for call, future in prepared:
             self._announce(call.task_run.name)
@@ -328,7 +304,7 @@ class _FlowRunDriver:
         else:
             for (_, future), native in zip(admitted, natives, strict=True):
                 future._attach(native)
-        return [future for _, future in prepared]
+        return TaskFutureList(future for _, future in prepared)
 
     def call(
         self,

@@ -20,7 +20,7 @@ from . import _options
 from ._ctx import _flow_run_driver
 
 if TYPE_CHECKING:
-    from .futures import TaskFuture
+    from .futures import TaskFuture, TaskFutureList
     from .states import State
 
 __all__ = ["Task", "allow_failure", "exponential_backoff", "quote", "tags", "task", "unmapped"]
@@ -303,6 +303,73 @@ class Task(Generic[P, R]):
         bound.apply_defaults()
         return bound.arguments
 
+    def _map_parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The parameters of each run of ``.map(*args, **kwargs)``, by Prefect's rules.
+
+        Defaults are not mapped over; iterables passed through ``**kwargs`` are. A future or a
+        `State` given directly is waited for and its result mapped over (its elements, if it is
+        iterable); ``allow_failure(futures)`` maps over the list, each run's element still
+        wrapped. `unmapped` and `quote` values go whole to every run.
+        """
+        try:
+            given = self._signature.bind(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise TypeError(
+                f"Task {self.name!r} got arguments that do not fit its signature "
+                f"{describe_signature(getattr(self.fn, '__name__', self.name), self._signature)}: {exc}."
+            ) from None
+        var_keyword = next(
+            (p.name for p in self._signature.parameters.values() if p.kind is p.VAR_KEYWORD), None
+        )
+        extra = given.pop(var_keyword, {}) if var_keyword is not None else {}
+        items: list[tuple[Any, Any]] = [*given.items(), *(((var_keyword, k), v) for k, v in extra.items())]
+        iterables: dict[Any, list[Any]] = {}
+        static: dict[Any, Any] = {}
+        wrapped: set[Any] = set()
+        for key, value in items:
+            allowed = isinstance(value, allow_failure)
+            inner = value.value if allowed else value
+            if isinstance(inner, unmapped):
+                static[key] = inner.value
+                continue
+            resolved = _mapped_value(self.name, inner, allowed)
+            if isinstance(inner, quote) or isinstance(resolved, (str, bytes, dict)) or not isinstance(resolved, Iterable):
+                static[key] = value if resolved is inner else (allow_failure(resolved) if allowed else resolved)
+                continue
+            iterables[key] = list(resolved)
+            if allowed:
+                wrapped.add(key)
+        if not iterables:
+            raise TypeError(
+                f"Task {self.name!r} was mapped without any iterable argument: give at least "
+                "one list (wrap arguments every run shares in unmapped(...))."
+            )
+        lengths = {(k[1] if isinstance(k, tuple) else k): len(v) for k, v in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"Task {self.name!r} was mapped over iterables of different lengths: {lengths}.")
+        runs = []
+        for i in range(len(next(iter(iterables.values())))):
+            run = dict(static)
+            for key, values in iterables.items():
+                run[key] = allow_failure(values[i]) if key in wrapped else values[i]
+            parameters: dict[str, Any] = {}
+            for key, value in run.items():
+                if isinstance(key, tuple):
+                    parameters.setdefault(key[0], {})[key[1]] = value
+                else:
+                    parameters[key] = value
+            for name, param in self._signature.parameters.items():
+                if name not in parameters:
+                    if param.default is not param.empty:
+                        parameters[name] = param.default
+                    elif param.kind is param.VAR_POSITIONAL:
+                        parameters[name] = ()
+                    elif param.kind is param.VAR_KEYWORD:
+                        parameters[name] = {}
+            # In the signature's order, as `bind` gives them.
+            runs.append({name: parameters[name] for name in self._signature.parameters if name in parameters})
+        return runs
+
     def _invoke(self, parameters: dict[str, Any]) -> R:
         """Call the function with parameters from `bind`, on whichever worker runs it."""
         if self._by_keyword:
@@ -369,11 +436,14 @@ class Task(Generic[P, R]):
 
     def map(
         self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
-    ) -> list[TaskFuture[R]]:
-        """Submit one run per element of the iterable arguments.
+    ) -> TaskFutureList[R]:
+        """Submit one run per element of the iterable arguments; return their futures as a
+        `TaskFutureList` (a list with ``.wait()`` and ``.result()``).
 
         Arguments wrapped in `unmapped` or `quote`, and strings, bytes and dicts, go whole to
         every run; every other iterable is mapped over, and all must have the same length.
+        Default values are not mapped over; iterables given through ``**kwargs`` are. A future
+        or state given directly is mapped over its result.
         """
         driver = _flow_run_driver.get()
         if driver is None:
@@ -386,6 +456,26 @@ class Task(Generic[P, R]):
                 future.wait()
             return [future.state for future in futures]  # type: ignore[misc]
         return futures  # type: ignore[no-any-return]
+
+
+def _mapped_value(task_name: str, value: Any, allowed: bool) -> Any:
+    """A future or state given to ``.map()`` directly: its result, waited for (Prefect's rule)."""
+    from .futures import TaskRunFuture
+    from .states import State, UpstreamTaskError
+
+    if isinstance(value, TaskRunFuture):
+        value.wait()
+        upstream, state = f"task run {value.task_run.name!r}", value.state
+    elif isinstance(value, State):
+        upstream, state = "a state", value
+    else:
+        return value
+    if state.is_completed() or allowed:
+        return state.result(raise_on_failure=False)
+    raise UpstreamTaskError(
+        f"Task {task_name!r} was mapped over {upstream}, which did not reach a 'COMPLETED' "
+        f"state ({state!r}); wrap it in allow_failure(...) to map over it anyway."
+    )
 
 
 def _in_event_loop() -> bool:
