@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from typing import Any
+
+import attrs
 
 from taskloom import get_run_logger, task
 
@@ -151,3 +154,67 @@ def outlives_its_timeout(marker_dir: str) -> str:
     with open(os.path.join(marker_dir, "still-running"), "w") as file:
         file.write(str(os.getpid()))
     return "finished"
+
+
+@task
+def returns_state(kind: str, message: str) -> Any:
+    """Returns a state made by hand: the run ends in it."""
+    from taskloom import states
+
+    if kind == "Completed":
+        return states.Completed(message, data=message.upper())
+    return getattr(states, kind)(message)
+
+
+@dataclasses.dataclass
+class Box:
+    """A dataclass argument, with a future (or anything) inside."""
+
+    value: Any
+    label: str = "box"
+
+
+@attrs.define
+class AttrsBox:
+    """An attrs argument, with a future (or anything) inside."""
+
+    value: Any
+
+
+@task
+def unbox(box: Any) -> Any:
+    """What a task receives inside a container argument, with the container's type."""
+    return type(box).__name__, box.value
+
+
+@task
+def with_default(x: int, items: tuple[int, ...] = (1, 2)) -> tuple[int, tuple[int, ...]]:
+    return x, items
+
+
+@task
+def keyword_total(base: int, **more: int) -> int:
+    return base + sum(more.values())
+
+
+@task
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+try:  # pydantic is never a dependency of taskloom: the model exists only where it is installed
+    import pydantic as _pydantic
+except ImportError:  # pragma: no cover - depends on the environment
+    _pydantic = None  # type: ignore[assignment]
+else:
+
+    class PydanticBox(_pydantic.BaseModel):
+        """A pydantic argument, with a future (or anything) inside."""
+
+        model_config = _pydantic.ConfigDict(arbitrary_types_allowed=True)
+        value: Any
+
+
+def pydantic_box() -> Any:
+    """The pydantic model class (call only when pydantic is installed)."""
+    return PydanticBox

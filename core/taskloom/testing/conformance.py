@@ -21,9 +21,10 @@ from taskloom.config import set_cli_values
 from taskloom.states import UpstreamTaskError
 
 from . import _tasks as t
+from ._prefect_cases import PrefectBehaviour
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
-CONFORMANCE_VERSION = 4
+CONFORMANCE_VERSION = 5
 
 
 class _HookRecorder:
@@ -85,7 +86,7 @@ class _Capture(logging.Handler):
         self.records.append(record)
 
 
-class RunnerConformance:
+class RunnerConformance(PrefectBehaviour):
     """Subclass it and set ``runner``; every test here must pass on your runner.
 
     ``runner`` is a registered name (``"dask"``), a runner instance (a fresh duplicate is
