@@ -37,6 +37,7 @@ from .states import (
     Completed,
     Crashed,
     Failed,
+    Pending,
     Retrying,
     State,
     StateType,
@@ -314,10 +315,34 @@ def _error_log(driver: _FlowRunDriver, error: BaseException | None) -> None:
 # -- the sync flow run -------------------------------------------------------------------
 
 
-def run_flow(flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool) -> Any:
+def _not_ready(wait_for: Any) -> State | None:
+    """A subflow's ``wait_for``: wait for the runs in it; NotReady if one did not complete."""
+    if wait_for is None:
+        return None
+    names: dict[int, str] = {}
+
+    def to_state(future: Any) -> State:
+        future.wait()
+        names[id(future.state)] = future.task_run.name
+        return future.state  # type: ignore[no-any-return]
+
+    resolved = _resolve_futures(list(wait_for), to_state)
+    for item in resolved:
+        if isinstance(item, State) and not item.is_completed():
+            upstream = f"task run {names[id(item)]!r}" if id(item) in names else "an upstream run"
+            return Pending(f"Upstream {upstream} did not reach a 'COMPLETED' state.", name="NotReady")
+    return None
+
+
+def run_flow(
+    flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool, wait_for: Any = None
+) -> Any:
     """One flow run of ``flow``: settings and runner first, then the body, then the final state."""
     run = _Run(flow, parameters)
     run.start()
+    not_ready = _not_ready(wait_for)
+    if not_ready is not None:
+        return run.finish(run.driver(0), not_ready, return_state)
     attempt = 0
     driver: _FlowRunDriver | None = None
     with _sigterm_interrupts():
@@ -385,10 +410,17 @@ def _call_body(run: _Run, driver: _FlowRunDriver) -> Any:
 # -- the async flow run ------------------------------------------------------------------
 
 
-async def run_flow_async(flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool) -> Any:
+async def run_flow_async(
+    flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool, wait_for: Any = None
+) -> Any:
     """`run_flow` for an ``async def`` flow: the body is awaited on the caller's event loop."""
+    import asyncio
+
     run = _Run(flow, parameters)
     run.start()
+    not_ready = await asyncio.to_thread(_not_ready, wait_for)
+    if not_ready is not None:
+        return run.finish(run.driver(0), not_ready, return_state)
     attempt = 0
     driver: _FlowRunDriver | None = None
     try:

@@ -8,11 +8,11 @@ flow's final state follows Prefect's rule. The run itself lives in ``taskloom._f
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _options
-from .tasks import describe_signature
+from .tasks import _check_reserved, describe_signature
 
 if TYPE_CHECKING:
     from .runners import TaskRunner
@@ -72,6 +72,7 @@ class Flow(Generic[P, R]):
         self.description = description if description is not None else inspect.getdoc(fn)
         self.task_runner = task_runner
         self._signature = inspect.signature(fn)
+        _check_reserved(owner, self._signature)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.retries = _options.check_retries(owner, retries)
         delay = _options.check_delay(owner, retry_delay_seconds)
@@ -128,16 +129,27 @@ class Flow(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
-        """Run the flow: a new flow run, its final state, and its value (or its error)."""
+    def __call__(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """Run the flow: a new flow run, its final state, and its value (or its error).
+
+        A subflow may be given ``wait_for=[futures]``: it starts once they are final, and if
+        one did not complete it does not run and ends ``NotReady``, as a task would.
+        """
         parameters = self.bind(args, kwargs)
+        if wait_for is not None:
+            from ._ctx import _flow_run_driver
+
+            if _flow_run_driver.get() is None:
+                raise ValueError("Only flows run as subflows can wait for dependencies.")
         if self.is_async:
             from ._flow_run import run_flow_async
 
-            return run_flow_async(self, parameters, return_state)
+            return run_flow_async(self, parameters, return_state, wait_for)
         from ._flow_run import run_flow
 
-        return run_flow(self, parameters, return_state)
+        return run_flow(self, parameters, return_state, wait_for)
 
     def _invoke(self, parameters: dict[str, Any]) -> Any:
         bound = self._signature.bind_partial()

@@ -101,6 +101,13 @@ def describe_signature(name: str, signature: inspect.Signature) -> str:
     return f"{name}{plain}"
 
 
+def _check_reserved(owner: str, signature: inspect.Signature) -> None:
+    """Calls take ``return_state`` and ``wait_for``: a function cannot have them as parameters."""
+    for argument in ("return_state", "wait_for"):
+        if argument in signature.parameters:
+            raise TypeError(f"{owner}: {argument!r} is a reserved argument name and cannot be used.")
+
+
 def _load_task(module: str, qualname: str) -> Task[..., Any]:
     obj: Any = sys.modules.get(module) or __import__(module, fromlist=["_"])
     for part in qualname.split("."):
@@ -173,6 +180,7 @@ class Task(Generic[P, R]):
         )
         self.task_key = f"{self.name}-{_task_key(fn, self.name)}"
         self._signature = inspect.signature(fn)
+        _check_reserved(owner, self._signature)
         params = self._signature.parameters.values()
         self._by_keyword = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
         # For the common signature (no *args, **kwargs or positional-only), `bind` maps

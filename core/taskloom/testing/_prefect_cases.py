@@ -190,7 +190,7 @@ class PrefectBehaviour:
         def waiting() -> Any:
             futures = [t.add.submit(i, i) for i in range(3)]
             for bad in (taskloom.wait, lambda f, timeout: list(taskloom.as_completed(f, timeout))):
-                with pytest.raises(ValueError, match="^'timeout' must be a non-negative number"):
+                with pytest.raises(ValueError, match=r"^'timeout' must be a non-negative number"):
                     bad(futures, timeout=-1)
             taskloom.wait(futures)
             again = sorted(f.result() for f in taskloom.as_completed(futures, timeout=0))

@@ -17,7 +17,7 @@ import pkgutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -33,9 +33,10 @@ from taskloom.runners import (
     dumps,
     encode_outcome,
     loads,
+    lost_run_outcome,
     run_task_call,
 )
-from taskloom.states import TimedOut
+from taskloom.states import Failed, TimedOut
 
 __all__ = ["ProcessTaskRunner", "WorkerDied"]
 
@@ -74,7 +75,7 @@ def _worker_main(conn: Connection, initializer: bytes, initargs: bytes) -> None:
 
 
 class _Job:
-    __slots__ = ("call", "future", "payload", "started", "upstream", "worker")
+    __slots__ = ("call", "cancelled", "future", "payload", "started", "upstream", "worker")
 
     def __init__(self, call: TaskRunCall, payload: bytes, future: Future[Any]) -> None:
         self.call = call
@@ -82,6 +83,7 @@ class _Job:
         self.future = future
         self.upstream = list(call.upstream)
         self.started = 0.0
+        self.cancelled = False
         self.worker: _Worker | None = None
 
 
@@ -191,11 +193,12 @@ class _Pool:
             job = worker.job
             if job is not None and worker.conn in ready:
                 try:
-                    outcome = loads(worker.conn.recv_bytes())
+                    data = worker.conn.recv_bytes()
                 except (EOFError, OSError):
                     worker.process.join(1)  # the pipe closed because the worker died
                 else:
                     worker.job = None
+                    outcome = _load_outcome(job.call, data)
                     if outcome.state.name == "TimedOut":
                         # The engine stopped waiting, but the task's thread may still be busy
                         # in this process: replace the process so the work really stops.
@@ -206,7 +209,7 @@ class _Pool:
                 self._replace(worker, kill=False)
                 if job is not None:
                     code = worker.process.exitcode
-                    settled.append((job.future, WorkerDied(
+                    settled.append((job.future, CancelledError() if job.cancelled else WorkerDied(
                         f"worker process {worker.process.pid} exited with code {code} while running the task"
                     )))
 
@@ -251,14 +254,17 @@ class _Pool:
                 for job in self._queue:
                     job.future.cancel()
                 self._queue.clear()
+                for worker in self._workers:
+                    if worker.job is not None:
+                        worker.job.cancelled = True  # its run ends Cancelled, not Crashed
+                        worker.process.kill()
         self._wake()
-        if wait_for_runs:
-            self._thread.join()
+        # The dispatcher settles the runs (killed ones too) and returns; only then are the
+        # pipes it waits on closed (closing them under it would stop it with OSError).
+        self._thread.join(None if wait_for_runs else 10)
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
-            if not wait_for_runs and worker.job is not None:
-                worker.process.kill()
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(b"")
         for worker in workers:
@@ -320,6 +326,13 @@ class ProcessTaskRunner(TaskRunner):
     def duplicate(self) -> ProcessTaskRunner:
         return type(self)(self.max_workers, self.initializer, self.initargs)
 
+    def cancel_all(self) -> None:
+        """Stop every run of this runner now: queued runs end Cancelled, running ones too
+        (their worker processes are killed). Entering the runner again starts a new pool."""
+        if self._pool is not None:
+            self._pool.shutdown(wait_for_runs=False)
+            self._pool = None
+
     def submit(self, call: TaskRunCall) -> Future[Any]:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
@@ -329,3 +342,16 @@ class ProcessTaskRunner(TaskRunner):
         """The process ids of the current workers (for tests and monitoring)."""
         return self._pool.pids() if self._pool is not None else []
 
+
+
+def _load_outcome(call: TaskRunCall, data: bytes) -> TaskRunOutcome:
+    """A worker's outcome; Failed, naming the task, if it cannot be loaded here (an exception
+    here would stop the dispatcher thread, and every run of the flow with it)."""
+    try:
+        return loads(data)  # type: ignore[no-any-return]
+    except Exception as exc:
+        message = (
+            f"Task {call.task.name!r}: its result could not be loaded in the flow's process: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        return lost_run_outcome(call, Failed(message, exception=exc))
