@@ -159,6 +159,9 @@ class _FlowRunDriver:
         self._cancels = bool(capabilities & Capability.CANCEL)
         #: Read by futures: a task run waiting on a queued run of this runner runs it.
         self.runs_waiting_inline = bool(capabilities & Capability.RUN_WAITING_INLINE)
+        # (retries, delay) for tasks that set neither, from the flow run's settings.
+        self.retry_defaults: tuple[int, float] = (0, 0.0)
+        self._defaulted: dict[int, Task[..., Any]] = {}
 
     # -- creating task runs ------------------------------------------------------------------
 
@@ -181,6 +184,8 @@ class _FlowRunDriver:
         wait_for: Iterable[Any] | None = None,
         here: bool = False,
     ) -> tuple[TaskRunCall, TaskRunFuture[Any]]:
+        if self.retry_defaults != (0, 0.0):
+            task = self._with_retry_defaults(task)
         future: TaskRunFuture[Any] = TaskRunFuture(None, self)  # type: ignore[arg-type]
         with self._lock:
             n = self._counters[task.task_key]
@@ -229,6 +234,23 @@ class _FlowRunDriver:
             future._state = State(StateType.PENDING, "Pending")
             self._state_hook(task_run, None, future._state)
         return call, future
+
+    def _with_retry_defaults(self, task: Task[..., Any]) -> Task[..., Any]:
+        """``task`` with the default retries and delay where it gives none (one copy per run)."""
+        options = task._options
+        retries, delay = self.retry_defaults
+        changes: dict[str, Any] = {}
+        if options["retries"] is None and retries:
+            changes["retries"] = retries
+        if options["retry_delay_seconds"] is None and delay:
+            changes["retry_delay_seconds"] = delay
+        if not changes:
+            return task
+        with self._lock:
+            copy = self._defaulted.get(id(task))
+            if copy is None:
+                copy = self._defaulted[id(task)] = task.with_options(**changes)
+        return copy
 
     # -- handing them to the runner --------------------------------------------------------
 

@@ -202,9 +202,14 @@ class _Run:
 
     def driver(self, attempt: int) -> _FlowRunDriver:
         runner = self.runner if attempt == 0 else self.runner.duplicate()
-        return _FlowRunDriver(
+        driver = _FlowRunDriver(
             self.flow_run, runner, self.log_level, self.defaults, self.settings.concurrency_limits
         )
+        settings = self.settings
+        driver.retry_defaults = (
+            settings.get("tasks.default_retries", 0), float(settings.get("tasks.default_retry_delay_seconds", 0.0))
+        )
+        return driver
 
     def retry(self, driver: _FlowRunDriver, state: State, attempt: int) -> bool:
         flow = self.flow

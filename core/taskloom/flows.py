@@ -31,7 +31,7 @@ def _default_flow_name(fn: Callable[..., Any]) -> str:
 _FLOW_OPTIONS = (
     "name", "description", "task_runner", "retries", "retry_delay_seconds", "timeout_seconds",
     "flow_run_name", "log_prints", "persist_result", "on_completion", "on_failure",
-    "on_crashed", "on_cancellation",
+    "on_crashed", "on_cancellation", "version",
 )
 
 
@@ -43,7 +43,8 @@ class Flow(Generic[P, R]):
     ``flow_run_name`` (a template such as ``"report-{day}"`` or a function), ``log_prints``
     (for the flow and, unless they say otherwise, its tasks), ``persist_result``, and the
     ``on_completion`` / ``on_failure`` / ``on_crashed`` / ``on_cancellation`` hooks, called
-    with ``(flow, flow_run, state)``.
+    with ``(flow, flow_run, state)``, and ``version`` (a string of your choice; None unless
+    given).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class Flow(Generic[P, R]):
         on_failure: Any = None,
         on_crashed: Any = None,
         on_cancellation: Any = None,
+        version: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow expects a function, but got {fn!r} ({type(fn).__name__}).")
@@ -88,13 +90,14 @@ class Flow(Generic[P, R]):
         self.on_failure = _options.check_hooks(owner, "on_failure", on_failure)
         self.on_crashed = _options.check_hooks(owner, "on_crashed", on_crashed)
         self.on_cancellation = _options.check_hooks(owner, "on_cancellation", on_cancellation)
+        self.version = _options.check_version(owner, version)
         self._options = {
             "name": name, "description": description, "task_runner": task_runner,
             "retries": retries, "retry_delay_seconds": retry_delay_seconds,
             "timeout_seconds": timeout_seconds, "flow_run_name": flow_run_name,
             "log_prints": log_prints, "persist_result": persist_result,
             "on_completion": on_completion, "on_failure": on_failure, "on_crashed": on_crashed,
-            "on_cancellation": on_cancellation,
+            "on_cancellation": on_cancellation, "version": version,
         }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
@@ -175,6 +178,7 @@ def flow(
     on_failure: Any = None,
     on_crashed: Any = None,
     on_cancellation: Any = None,
+    version: str | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 

@@ -120,6 +120,7 @@ _OPTIONS = (
     "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "persist_result",
     "result_storage", "result_serializer", "cache_policy", "cache_key_fn", "cache_expiration",
     "refresh_cache", "on_completion", "on_failure", "on_crashed", "task_run_name", "log_prints",
+    "version",
 )
 
 
@@ -132,9 +133,11 @@ class Task(Generic[P, R]):
     (registered names or instances), ``cache_policy`` / ``cache_key_fn``,
     ``cache_expiration``, ``refresh_cache``, ``on_completion`` / ``on_failure`` /
     ``on_crashed`` hooks, ``task_run_name`` (a template such as ``"fetch-{city}"`` or a
-    function), ``log_prints``, ``tags`` and ``runner_options`` (a table per runner name,
+    function), ``log_prints``, ``tags``, ``runner_options`` (a table per runner name,
     ``{"ray": {"num_gpus": 1}}``, each runner getting its own; or one flat table that
-    whichever runner runs the task gets).
+    whichever runner runs the task gets) and ``version``. Without ``retries`` or
+    ``retry_delay_seconds``, the settings ``tasks.default_retries`` and
+    ``tasks.default_retry_delay_seconds`` of the flow run apply.
     A wrong option fails here, naming the task and the option.
     """
 
@@ -146,7 +149,7 @@ class Task(Generic[P, R]):
         description: str | None = None,
         tags: Iterable[str] = (),
         runner_options: Mapping[str, Any] | None = None,
-        retries: int = 0,
+        retries: int | None = None,
         retry_delay_seconds: Any = None,
         retry_jitter_factor: float | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
@@ -163,6 +166,7 @@ class Task(Generic[P, R]):
         on_crashed: Any = None,
         task_run_name: str | Callable[[], str] | None = None,
         log_prints: bool | None = None,
+        version: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(
@@ -190,8 +194,10 @@ class Task(Generic[P, R]):
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
         self.is_async = inspect.iscoroutinefunction(fn)
 
-        self.retries = _options.check_retries(owner, retries)
+        # None: the flow run's tasks.default_retries / default_retry_delay_seconds apply.
+        self.retries = _options.check_retries(owner, 0 if retries is None else retries)
         self.retry_delay_seconds = _options.check_delay(owner, retry_delay_seconds)
+        self.version = _options.check_version(owner, version)
         self.retry_jitter_factor = _options.check_jitter(owner, retry_jitter_factor)
         self.retry_condition_fn = _options.check_callable(owner, "retry_condition_fn", retry_condition_fn)
         self.timeout_seconds = _options.check_timeout(owner, timeout_seconds)
@@ -229,7 +235,7 @@ class Task(Generic[P, R]):
             "cache_key_fn": cache_key_fn, "cache_expiration": cache_expiration,
             "refresh_cache": refresh_cache, "on_completion": on_completion,
             "on_failure": on_failure, "on_crashed": on_crashed, "task_run_name": task_run_name,
-            "log_prints": log_prints,
+            "log_prints": log_prints, "version": version,
         }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
@@ -512,7 +518,7 @@ def task(
     description: str | None = None,
     tags: Iterable[str] = (),
     runner_options: Mapping[str, Any] | None = None,
-    retries: int = 0,
+    retries: int | None = None,
     retry_delay_seconds: Any = None,
     retry_jitter_factor: float | None = None,
     retry_condition_fn: Callable[..., bool] | None = None,
@@ -529,6 +535,7 @@ def task(
     on_crashed: Any = None,
     task_run_name: str | Callable[[], str] | None = None,
     log_prints: bool | None = None,
+    version: str | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
