@@ -253,7 +253,7 @@ def test_wait_for_outside_a_flow_and_reserved_names_are_refused() -> None:
     def top(x: int) -> int:
         return x
 
-    with pytest.raises(ValueError, match="^Only flows run as subflows can wait for dependencies.$"):
+    with pytest.raises(ValueError, match=r"^Only flows run as subflows can wait for dependencies.$"):
         top(1, wait_for=[])
     for reserved in ("wait_for", "return_state"):
         namespace: dict[str, Any] = {}
@@ -311,3 +311,24 @@ def test_flows_and_tasks_take_a_version() -> None:
     assert versioned.version == "abc" and versioned.with_options(name="other").version == "abc"
     with pytest.raises(TypeError, match=r"^Task 'fn': version must be a string, got 3 \(int\)\.$"):
         task(fn, version=3)  # type: ignore[arg-type]
+
+
+def test_flow_parameters_are_coerced_from_python_as_from_the_cli() -> None:
+    ran: list[Any] = []
+
+    @flow
+    def typed(n: int, ratio: float = 1, verbose: bool = False, label: str | None = None) -> Any:
+        ran.append(n)
+        return n, ratio, verbose, label
+
+    assert typed("3", ratio=2, verbose="yes", label="7") == (3, 2.0, True, "7")
+    state = typed("abc", return_state=True)
+    assert state.is_failed() and ran == [3], "the body does not run with a parameter it cannot take"
+    assert state.message == (
+        "Validation of flow parameters failed with error: Parameter 'n' of flow 'typed' must be int, got 'abc'."
+    )
+    from taskloom.flows import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match=r"^Parameter 'n' of flow 'typed' must be int, got 'abc'.$"):
+        typed("abc")
+    assert typed.with_options(validate_parameters=False)("abc") == ("abc", 1, False, None)

@@ -339,15 +339,27 @@ def _not_ready(wait_for: Any) -> State | None:
     return None
 
 
+def _invalid(error: BaseException) -> State:
+    return Failed(f"Validation of flow parameters failed with error: {error}", exception=error)
+
+
 def run_flow(
-    flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool, wait_for: Any = None
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    return_state: bool,
+    wait_for: Any = None,
+    invalid: BaseException | None = None,
 ) -> Any:
-    """One flow run of ``flow``: settings and runner first, then the body, then the final state."""
+    """One flow run of ``flow``: settings and runner first, then the body, then the final state.
+
+    A run given ``invalid`` parameters, or whose ``wait_for`` did not complete, ends without
+    running the body.
+    """
     run = _Run(flow, parameters)
     run.start()
-    not_ready = _not_ready(wait_for)
-    if not_ready is not None:
-        return run.finish(run.driver(0), not_ready, return_state)
+    not_run = _invalid(invalid) if invalid is not None else _not_ready(wait_for)
+    if not_run is not None:
+        return run.finish(run.driver(0), not_run, return_state)
     attempt = 0
     driver: _FlowRunDriver | None = None
     with _sigterm_interrupts():
@@ -416,16 +428,20 @@ def _call_body(run: _Run, driver: _FlowRunDriver) -> Any:
 
 
 async def run_flow_async(
-    flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool, wait_for: Any = None
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    return_state: bool,
+    wait_for: Any = None,
+    invalid: BaseException | None = None,
 ) -> Any:
     """`run_flow` for an ``async def`` flow: the body is awaited on the caller's event loop."""
     import asyncio
 
     run = _Run(flow, parameters)
     run.start()
-    not_ready = await asyncio.to_thread(_not_ready, wait_for)
-    if not_ready is not None:
-        return run.finish(run.driver(0), not_ready, return_state)
+    not_run = _invalid(invalid) if invalid is not None else await asyncio.to_thread(_not_ready, wait_for)
+    if not_run is not None:
+        return run.finish(run.driver(0), not_run, return_state)
     attempt = 0
     driver: _FlowRunDriver | None = None
     try:
