@@ -155,11 +155,23 @@ class RayTaskRunner(TaskRunner):
         cached = self._with_options.get(key)
         if cached is None:
             try:
-                cached = remote.options(**options)
+                if "max_calls" in options:
+                    # Ray takes max_calls only in ray.remote(...), not in .options(...).
+                    remote = self._decorated(alone, options["max_calls"])
+                    options = {k: v for k, v in options.items() if k != "max_calls"}
+                cached = remote.options(**options) if options else remote
             except (ValueError, TypeError) as exc:
-                raise ValueError(_options_error(call, options, exc)) from None
+                raise ValueError(_options_error(call, {**extra, **own}, exc)) from None
             self._with_options[key] = cached
         return cached
+
+    def _decorated(self, alone: bool, max_calls: Any) -> Any:
+        """The run function as a remote function with ``max_calls`` (a timed run keeps 1)."""
+        from . import _worker
+
+        assert self._session is not None
+        function = _worker.run_call_alone if alone else _worker.run_call
+        return self._session.ray.remote(max_retries=0, max_calls=1 if alone else max_calls)(function)
 
     def submit(self, call: TaskRunCall) -> RayTaskFuture:
         remote = self._remote_for(call)
