@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib
 import inspect
 import logging
 import sys
@@ -109,7 +110,11 @@ def _check_reserved(owner: str, signature: inspect.Signature) -> None:
 
 
 def _load_task(module: str, qualname: str) -> Task[..., Any]:
-    obj: Any = sys.modules.get(module) or __import__(module, fromlist=["_"])
+    obj: Any = sys.modules.get(module)
+    if obj is None or getattr(getattr(obj, "__spec__", None), "_initializing", False):
+        # Not imported yet, or being imported by another thread right now: import_module
+        # takes the module's import lock, so this waits until the module is whole.
+        obj = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj  # type: ignore[no-any-return]

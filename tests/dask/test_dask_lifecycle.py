@@ -226,3 +226,45 @@ def test_performance_report_path_saves_the_report(tmp_path: Any) -> None:
     assert reported() == [2, 3, 4]
     text = report.read_text()
     assert "<html" in text.lower() and "Dask Performance Report" in text
+
+
+_SLOW_MODULE = '''
+import time
+
+from taskloom import task
+
+time.sleep(2)  # a module slow to import: the second thread arrives while the first imports it
+
+
+@task
+def imported_slowly(x: int) -> int:
+    return x + 1
+'''
+
+
+def test_two_threads_of_a_worker_importing_a_task_module_at_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run waits for the first import instead of reading a half-made module."""
+    import importlib
+    import sys
+    import uuid
+
+    name = f"slow_import_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(_SLOW_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned worker processes inherit sys.path
+    module = importlib.import_module(name)
+    try:
+
+        @flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 4}))
+        def two_at_once() -> Any:
+            first = module.imported_slowly.submit(1)
+            time.sleep(0.5)
+            second = module.imported_slowly.submit(2)
+            return first, second
+
+        first, second = two_at_once()
+        assert (first.name, second.name) == ("Completed", "Completed"), (first.message, second.message)
+        assert (first.result(), second.result()) == (2, 3)
+    finally:
+        sys.modules.pop(name, None)
