@@ -72,8 +72,7 @@ def final_state(driver: _FlowRunDriver, value: Any, error: BaseException | None)
             traceback=tb,
         )
     if value is None:
-        counts, failure = driver.counts()
-        return _aggregate(counts, failure)
+        return _aggregate(*driver.counts())
     names: dict[int, str] = {}
 
     def to_state(future: Any) -> State:
@@ -96,7 +95,7 @@ def final_state(driver: _FlowRunDriver, value: Any, error: BaseException | None)
         (s for s in states if s.is_failed() or s.is_crashed()),
         next((s for s in states if not s.is_final()), None),
     )
-    failure = None if first is None else (names.get(id(first)), first)
+    failure: tuple[str | None, State] | None = None if first is None else (names.get(id(first)), first)
     return _aggregate(dict(returned), failure, data=resolved)
 
 

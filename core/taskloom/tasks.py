@@ -473,7 +473,7 @@ class Task(Generic[P, R]):
         if return_state:
             for future in futures:
                 future.wait()
-            return [future.state for future in futures]  # type: ignore[misc]
+            return [future.state for future in futures]  # type: ignore[return-value]
         return futures  # type: ignore[no-any-return]
 
 

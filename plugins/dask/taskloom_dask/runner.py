@@ -164,9 +164,9 @@ class DaskTaskRunner(TaskRunner):
                 "DaskTaskRunner performance_report_path needs bokeh to write the report: "
                 "pip install 'taskloom-dask[dashboard]'."
             )
-        report = performance_report(filename=self.performance_report_path)
+        report = performance_report(filename=self.performance_report_path)  # type: ignore[no-untyped-call]
         with client.as_current():  # our client is not the default one: the report finds it so
-            report.__enter__()
+            report.__enter__()  # type: ignore[no-untyped-call]
         self._report = report
 
     def _save_report(self, client: Any) -> None:
