@@ -366,27 +366,34 @@ class Task(Generic[P, R]):
         lengths = {(k[1] if isinstance(k, tuple) else k): len(v) for k, v in iterables.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"Task {self.name!r} was mapped over iterables of different lengths: {lengths}.")
+        # What every run shares, built once: static values, then defaults of the rest.
+        shared: dict[str, Any] = {}
+        for key, value in static.items():
+            if isinstance(key, tuple):
+                shared.setdefault(key[0], {})[key[1]] = value
+            else:
+                shared[key] = value
+        for name, param in self._signature.parameters.items():
+            if name not in shared and name not in iterables:
+                if param.default is not param.empty:
+                    shared[name] = param.default
+                elif param.kind is param.VAR_POSITIONAL:
+                    shared[name] = ()
+                elif param.kind is param.VAR_KEYWORD:
+                    shared[name] = {}
+        keyword_map = any(isinstance(key, tuple) for key in iterables)
         runs = []
         for i in range(len(next(iter(iterables.values())))):
-            run = dict(static)
+            run = shared.copy()
+            if keyword_map and var_keyword is not None:
+                run[var_keyword] = dict(run.get(var_keyword, {}))
             for key, values in iterables.items():
-                run[key] = allow_failure(values[i]) if key in wrapped else values[i]
-            parameters: dict[str, Any] = {}
-            for key, value in run.items():
+                value = allow_failure(values[i]) if key in wrapped else values[i]
                 if isinstance(key, tuple):
-                    parameters.setdefault(key[0], {})[key[1]] = value
+                    run[key[0]][key[1]] = value
                 else:
-                    parameters[key] = value
-            for name, param in self._signature.parameters.items():
-                if name not in parameters:
-                    if param.default is not param.empty:
-                        parameters[name] = param.default
-                    elif param.kind is param.VAR_POSITIONAL:
-                        parameters[name] = ()
-                    elif param.kind is param.VAR_KEYWORD:
-                        parameters[name] = {}
-            # In the signature's order, as `bind` gives them.
-            runs.append({name: parameters[name] for name in self._signature.parameters if name in parameters})
+                    run[key] = value
+            runs.append(run)
         return runs
 
     def _invoke(self, parameters: dict[str, Any]) -> R:
