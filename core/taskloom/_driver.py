@@ -160,7 +160,7 @@ class _FlowRunDriver:
         #: Read by futures: a task run waiting on a queued run of this runner runs it.
         self.runs_waiting_inline = bool(capabilities & Capability.RUN_WAITING_INLINE)
         # (retries, delay) for tasks that set neither, from the flow run's settings.
-        self.retry_defaults: tuple[int, float] = (0, 0.0)
+        self.retry_defaults: tuple[int, float] | None = None  # None: no defaults set
         self._defaulted: dict[int, Task[..., Any]] = {}
 
     # -- creating task runs ------------------------------------------------------------------
@@ -184,8 +184,8 @@ class _FlowRunDriver:
         wait_for: Iterable[Any] | None = None,
         here: bool = False,
     ) -> tuple[TaskRunCall, TaskRunFuture[Any]]:
-        if self.retry_defaults != (0, 0.0):
-            task = self._with_retry_defaults(task)
+        if self.retry_defaults is not None:
+            task = self._with_retry_defaults(task, self.retry_defaults)
         future: TaskRunFuture[Any] = TaskRunFuture(None, self)  # type: ignore[arg-type]
         with self._lock:
             n = self._counters[task.task_key]
@@ -235,10 +235,10 @@ class _FlowRunDriver:
             self._state_hook(task_run, None, future._state)
         return call, future
 
-    def _with_retry_defaults(self, task: Task[..., Any]) -> Task[..., Any]:
+    def _with_retry_defaults(self, task: Task[..., Any], defaults: tuple[int, float]) -> Task[..., Any]:
         """``task`` with the default retries and delay where it gives none (one copy per run)."""
         options = task._options
-        retries, delay = self.retry_defaults
+        retries, delay = defaults
         changes: dict[str, Any] = {}
         if options["retries"] is None and retries:
             changes["retries"] = retries

@@ -205,9 +205,11 @@ class _Run:
             self.flow_run, runner, self.log_level, self.defaults, self.settings.concurrency_limits
         )
         settings = self.settings
-        driver.retry_defaults = (
+        defaults = (
             settings.get("tasks.default_retries", 0), float(settings.get("tasks.default_retry_delay_seconds", 0.0))
         )
+        if defaults != (0, 0.0):
+            driver.retry_defaults = defaults
         return driver
 
     def retry(self, driver: _FlowRunDriver, state: State, attempt: int) -> bool:

@@ -379,7 +379,7 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
         recorder.set_state(
             State(StateType.RUNNING, "Running" if attempt == 0 else "Retrying", worker=_worker())
         )
-        final = _attempt(call, recorder, parameters, results, exhausted=retries_left <= 0 < task.retries)
+        final = _attempt(call, recorder, parameters, results, retries_left <= 0 < task.retries)
         if final.type is StateType.COMPLETED or retries_left <= 0:
             break
         if not _should_retry(call, recorder, final):
@@ -481,7 +481,7 @@ def retry_delay(task: Task[..., Any], attempt: int) -> float:
 
 def _finish(call: TaskRunCall, recorder: _EventRecorder, final: State) -> State:
     recorder.set_state(final)
-    recorder.log(logging.INFO if final.is_completed() else logging.ERROR, "Finished in state %r", final)
+    recorder.log(logging.INFO if final.type is StateType.COMPLETED else logging.ERROR, "Finished in state %r", final)
     _execution.run_state_hooks(call, recorder, final)
     return final
 

@@ -221,9 +221,9 @@ def _fast_init() -> None:
 _fast_init()
 
 
-def _mark_run(state: State, run_id: Any) -> None:
-    """Record that ``state`` is the final state of run ``run_id`` (the driver, as a run settles)."""
-    object.__setattr__(state, "run_id", run_id)
+#: ``_mark_run(state, run_id)`` records that ``state`` is the final state of run ``run_id``
+#: (the driver, as a run settles): the slot's own setter, one C call per task run.
+_mark_run: Any = State.__dict__["run_id"].__set__
 
 
 class _StateConstructor(Protocol):
