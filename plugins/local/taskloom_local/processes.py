@@ -343,7 +343,6 @@ class ProcessTaskRunner(TaskRunner):
         return self._pool.pids() if self._pool is not None else []
 
 
-
 def _load_outcome(call: TaskRunCall, data: bytes) -> TaskRunOutcome:
     """A worker's outcome; Failed, naming the task, if it cannot be loaded here (an exception
     here would stop the dispatcher thread, and every run of the flow with it)."""

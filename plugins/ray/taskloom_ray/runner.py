@@ -112,10 +112,8 @@ class RayTaskRunner(TaskRunner):
             # max_retries=0: a lost worker is reported at once, and the engine's own retries
             # (the task's `retries`) decide what happens next, with their states and logs.
             # num_returns=2: what the flow's process receives, and the whole outcome (see _worker).
-            self._remote = ray.remote(max_retries=0, num_returns=2)(_worker.run_call)
-            self._remote_alone = ray.remote(max_retries=0, max_calls=1, num_returns=2)(
-                _worker.run_call_alone
-            )
+            self._remote = ray.remote(**_REMOTE)(_worker.run_call)
+            self._remote_alone = ray.remote(**_REMOTE, max_calls=1)(_worker.run_call_alone)
         except BaseException:
             session.close()
             raise
@@ -171,7 +169,7 @@ class RayTaskRunner(TaskRunner):
 
         assert self._session is not None
         function = _worker.run_call_alone if alone else _worker.run_call
-        return self._session.ray.remote(max_retries=0, max_calls=1 if alone else max_calls)(function)
+        return self._session.ray.remote(**_REMOTE, max_calls=1 if alone else max_calls)(function)
 
     def submit(self, call: TaskRunCall) -> RayTaskFuture:
         remote = self._remote_for(call)
@@ -192,6 +190,10 @@ class RayTaskRunner(TaskRunner):
         """Submit every call without waiting: each ``.remote()`` returns at once."""
         submit = self.submit
         return [submit(call) for call in calls]
+
+
+#: How the run functions are made remote (see `RayTaskRunner.__enter__`).
+_REMOTE: dict[str, Any] = {"max_retries": 0, "num_returns": 2}
 
 
 def _options_error(call: TaskRunCall, options: Mapping[str, Any], exc: Exception) -> str:
