@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from taskloom import Flow, Task, flow, get_flow_run, get_run_logger, get_task_run, task
@@ -66,7 +68,8 @@ def test_returned_futures_decide_the_final_state() -> None:
 
     state = ignore_failure(return_state=True)
     assert state.is_completed(), "a returned completed future completes the flow"
-    assert state.result() == 4
+    returned = state.result()
+    assert returned.is_completed() and returned.result() == 4, "the caller gets the run's final state"
 
     @flow
     def return_failure() -> object:
@@ -213,3 +216,119 @@ def test_map_validates_lengths_and_needs_an_iterable() -> None:
 
     with pytest.raises(TypeError, match="without any iterable argument"):
         no_iterable()
+
+
+# -- subflows that wait, reserved names (Prefect's TestSubflowWaitForTasks) --------------------
+
+
+def test_a_subflow_waits_for_its_upstream_and_is_not_ready_if_it_failed() -> None:
+    ran: list[int] = []
+
+    @flow
+    def child(y: int) -> int:
+        ran.append(y)
+        return y
+
+    @flow
+    def after_failure() -> Any:
+        upstream = explode.submit("upstream of a subflow")
+        return child(2, wait_for=[upstream], return_state=True)
+
+    state = after_failure(return_state=True)
+    subflow_state = state.result(raise_on_failure=False)
+    assert subflow_state.is_pending() and subflow_state.name == "NotReady"
+    assert "did not reach a 'COMPLETED' state" in (subflow_state.message or "")
+    assert ran == [], "a subflow whose upstream failed does not run"
+
+    @flow
+    def after_success() -> Any:
+        upstream = double.submit(1)
+        return child(upstream.result() + 1, wait_for=[upstream, "not a future"])
+
+    assert after_success() == 3 and ran == [3]
+
+
+def test_wait_for_outside_a_flow_and_reserved_names_are_refused() -> None:
+    @flow
+    def top(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match=r"^Only flows run as subflows can wait for dependencies.$"):
+        top(1, wait_for=[])
+    for reserved in ("wait_for", "return_state"):
+        namespace: dict[str, Any] = {}
+        exec(f"def fn(x, {reserved}=None): return x", namespace)
+        with pytest.raises(TypeError, match=f"^Flow 'fn': '{reserved}' is a reserved argument name and cannot be used.$"):
+            flow(namespace["fn"])
+        with pytest.raises(TypeError, match=f"^Task 'fn': '{reserved}' is a reserved argument name and cannot be used.$"):
+            task(namespace["fn"])
+
+
+# -- retry defaults and options, versions -----------------------------------------------------
+
+
+def test_default_task_retries_and_delay_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: dict[str, int] = {}
+
+    def flaky(name: str) -> str:
+        attempts[name] = attempts.get(name, 0) + 1
+        if attempts[name] < 3:
+            raise RuntimeError(f"{name} attempt {attempts[name]}")
+        return name
+
+    defaulted = task(flaky, name="defaulted")
+    explicit = task(flaky, name="explicit", retries=0)
+
+    @flow
+    def retrying() -> Any:
+        return defaulted.submit("defaulted"), explicit.submit("explicit")
+
+    monkeypatch.setenv("TASKLOOM_TASKS_DEFAULT_RETRIES", "2")
+    monkeypatch.setenv("TASKLOOM_TASKS_DEFAULT_RETRY_DELAY_SECONDS", "0")
+    ok, failed = retrying(return_state=True).result(raise_on_failure=False)
+    assert ok.result() == "defaulted" and attempts["defaulted"] == 3, "a task without retries= takes the setting"
+    assert failed.is_failed() and attempts["explicit"] == 1, "retries=0 given in code is kept"
+    assert defaulted.retries == 0, "the task object itself is unchanged"
+
+
+def test_retry_options_are_checked_with_prefects_words() -> None:
+    def fn() -> None:
+        return None
+
+    with pytest.raises(ValueError, match="Can not configure more than 50 retry delays per task"):
+        task(fn, retries=51, retry_delay_seconds=[1] * 51)
+    with pytest.raises(ValueError, match="`retry_jitter_factor` must be >= 0"):
+        task(fn, retry_jitter_factor=-1)
+    assert task(fn, retry_delay_seconds=[1] * 50).retry_delay_seconds == [1.0] * 50
+
+
+def test_flows_and_tasks_take_a_version() -> None:
+    def fn() -> int:
+        return 1
+
+    assert flow(version="2024.1")(fn).version == "2024.1" and flow(fn).version is None
+    versioned = task(version="abc")(fn)
+    assert versioned.version == "abc" and versioned.with_options(name="other").version == "abc"
+    with pytest.raises(TypeError, match=r"^Task 'fn': version must be a string, got 3 \(int\)\.$"):
+        task(fn, version=3)  # type: ignore[arg-type]
+
+
+def test_flow_parameters_are_coerced_from_python_as_from_the_cli() -> None:
+    ran: list[Any] = []
+
+    @flow
+    def typed(n: int, ratio: float = 1, verbose: bool = False, label: str | None = None) -> Any:
+        ran.append(n)
+        return n, ratio, verbose, label
+
+    assert typed("3", ratio=2, verbose="yes", label="7") == (3, 2.0, True, "7")
+    state = typed("abc", return_state=True)
+    assert state.is_failed() and ran == [3], "the body does not run with a parameter it cannot take"
+    assert state.message == (
+        "Validation of flow parameters failed with error: Parameter 'n' of flow 'typed' must be int, got 'abc'."
+    )
+    from taskloom.flows import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match=r"^Parameter 'n' of flow 'typed' must be int, got 'abc'.$"):
+        typed("abc")
+    assert typed.with_options(validate_parameters=False)("abc") == ("abc", 1, False, None)

@@ -66,8 +66,8 @@ def test_console_lines_are_in_the_prefect_format(tmp_path: Path) -> None:
     name = flow_run[1]
     messages = [(level, prefix.split(" '")[0], message) for level, prefix, message in rows]
     assert ("WARNING", "Task run", "careful: hi") in messages
-    assert ("ERROR", "Task run", "Encountered exception during execution:") in messages
-    assert rows[-1] == ("INFO", f"Flow run '{name}'", "Finished in state Failed('1/2 states failed.')")
+    assert ("ERROR", "Task run", "Encountered exception during execution: ValueError('no good')") in messages
+    assert rows[-1] == ("ERROR", f"Flow run '{name}'", "Finished in state Failed('1/2 states failed.')")
     assert "ValueError: no good" in proc.stderr, "the traceback follows the error line"
     assert "\x1b[" not in proc.stderr, "no colour when stderr is not a terminal"
 

@@ -172,3 +172,77 @@ def test_a_result_that_cannot_be_pickled_fails_and_the_worker_lives() -> None:
         "(TypeError: cannot pickle '_thread.lock' object): return a value that pickles."
     )
     assert result["after"] == result["before"], "the worker that ran it goes on"
+
+
+def _refuse_to_load() -> None:
+    raise RuntimeError("this object cannot be rebuilt here")
+
+
+class LoadsNowhere:
+    """Pickles fine in the worker; rebuilding it in the flow's process raises."""
+
+    def __reduce__(self) -> Any:
+        return (_refuse_to_load, ())
+
+
+@task
+def unloadable() -> LoadsNowhere:
+    return LoadsNowhere()
+
+
+@task
+def slow(marker: str, seconds: float) -> float:
+    Path(marker).touch()
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_result_that_cannot_be_loaded_fails_its_run_and_the_flow_goes_on() -> None:
+    @flow(task_runner=ProcessTaskRunner(max_workers=1))
+    def loading() -> dict[str, Any]:
+        bad = unloadable.submit()
+        bad.wait()
+        return {"bad": bad.state, "after": pid.submit().result()}
+
+    result = loading()
+    state = result["bad"]
+    assert state.is_failed()
+    assert state.message.startswith("Task 'unloadable': its result could not be loaded in the flow's process")
+    assert "this object cannot be rebuilt here" in state.message
+    assert isinstance(result["after"], int), "the pool's dispatcher kept running"
+
+
+def test_cancel_all_cancels_queued_and_running_runs(tmp_path: Path) -> None:
+    from taskloom import plugins
+    from taskloom.testing.conformance import _HookRecorder
+
+    hooks = _HookRecorder()
+    plugins.register(hooks, name="cancel-all-recorder")
+    try:
+
+        @flow(task_runner=ProcessTaskRunner(max_workers=1))
+        def cancelling() -> Any:
+            started = tmp_path / "started"
+            running, queued = slow.submit(str(started), 30), slow.submit(str(tmp_path / "never"), 30)
+            while not started.exists():
+                time.sleep(0.05)
+            hooks.runners[-1].cancel_all()
+            return running, queued
+
+        state = cancelling(return_state=True)
+    finally:
+        plugins.unregister(hooks)
+    running, queued = state.result(raise_on_failure=False)
+    assert running.is_cancelled() and queued.is_cancelled()
+    assert state.is_cancelled() and state.message == "2/2 states cancelled."
+
+
+def test_runners_with_the_same_settings_are_equal() -> None:
+    from taskloom_local.runners import ConcurrentTaskRunner, SequentialTaskRunner
+
+    runner = ProcessTaskRunner(max_workers=2, initializer="os:getpid")
+    assert runner.duplicate() == runner and runner == ProcessTaskRunner(2, "os:getpid")
+    assert runner != ProcessTaskRunner(max_workers=3) and runner != ConcurrentTaskRunner(max_workers=2)
+    assert ConcurrentTaskRunner(4).duplicate() == ConcurrentTaskRunner(4) != ConcurrentTaskRunner(5)
+    assert SequentialTaskRunner() == SequentialTaskRunner().duplicate()
+    assert len({ConcurrentTaskRunner(4), ConcurrentTaskRunner(4)}) == 1, "equal runners hash equal"

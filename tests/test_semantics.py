@@ -174,10 +174,9 @@ def test_crashed_run_is_retried_by_the_driver() -> None:
         return {"ok": survives.submit(), "lost": hooked.submit()}
 
     result = lossy()
-    ok, lost = result["ok"], result["lost"]
-    ok.wait(), lost.wait()
+    ok, lost = result["ok"], result["lost"]  # the runs' final states, as in Prefect
     assert ok.result() == "ran on the second worker"
-    assert lost.state.is_crashed() and lost.state.message == "Task run crashed: ConnectionError: worker lost"
+    assert lost.is_crashed() and lost.message == "Task run crashed: ConnectionError: worker lost"
     assert crashed == ["Task run crashed: ConnectionError: worker lost"]
 
 
@@ -445,7 +444,7 @@ def test_waiting_with_timeouts() -> None:
         with pytest.raises(TimeoutError, match=r"Task run 'nap-\w+-0' did not finish within 0.1 seconds"):
             slow.result(timeout=0.1)
         first = []
-        with pytest.raises(TimeoutError, match=r"1 of 2 futures not finished within 0\.5 seconds"):
+        with pytest.raises(TimeoutError, match=r"^1 \(of 2\) futures unfinished$"):
             for future in taskloom.as_completed([slow, fast], timeout=0.5):
                 first.append(future.result())
         return {"done": done, "not_done": not_done, "first": first, "fast": fast, "slow": slow}

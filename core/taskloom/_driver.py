@@ -37,10 +37,10 @@ from .engine import (
     run_task_call,
     walk,
 )
-from .futures import TaskRunFuture
+from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative, TaskRunTimedOut
 from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType, TimedOut
-from .tasks import Task, _tags, allow_failure, quote, unmapped
+from .tasks import Task, _tags, allow_failure, quote
 
 if TYPE_CHECKING:
     from .runners import TaskRunner
@@ -159,6 +159,9 @@ class _FlowRunDriver:
         self._cancels = bool(capabilities & Capability.CANCEL)
         #: Read by futures: a task run waiting on a queued run of this runner runs it.
         self.runs_waiting_inline = bool(capabilities & Capability.RUN_WAITING_INLINE)
+        # (retries, delay) for tasks that set neither, from the flow run's settings.
+        self.retry_defaults: tuple[int, float] | None = None  # None: no defaults set
+        self._defaulted: dict[int, Task[..., Any]] = {}
 
     # -- creating task runs ------------------------------------------------------------------
 
@@ -181,6 +184,8 @@ class _FlowRunDriver:
         wait_for: Iterable[Any] | None = None,
         here: bool = False,
     ) -> tuple[TaskRunCall, TaskRunFuture[Any]]:
+        if self.retry_defaults is not None:
+            task = self._with_retry_defaults(task, self.retry_defaults)
         future: TaskRunFuture[Any] = TaskRunFuture(None, self)  # type: ignore[arg-type]
         with self._lock:
             n = self._counters[task.task_key]
@@ -229,6 +234,23 @@ class _FlowRunDriver:
             future._state = State(StateType.PENDING, "Pending")
             self._state_hook(task_run, None, future._state)
         return call, future
+
+    def _with_retry_defaults(self, task: Task[..., Any], defaults: tuple[int, float]) -> Task[..., Any]:
+        """``task`` with the default retries and delay where it gives none (one copy per run)."""
+        options = task._options
+        retries, delay = defaults
+        changes: dict[str, Any] = {}
+        if options["retries"] is None and retries:
+            changes["retries"] = retries
+        if options["retry_delay_seconds"] is None and delay:
+            changes["retry_delay_seconds"] = delay
+        if not changes:
+            return task
+        with self._lock:
+            copy = self._defaulted.get(id(task))
+            if copy is None:
+                copy = self._defaulted[id(task)] = task.with_options(**changes)
+        return copy
 
     # -- handing them to the runner --------------------------------------------------------
 
@@ -287,34 +309,10 @@ class _FlowRunDriver:
 
     def map(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None = None
-    ) -> list[TaskRunFuture[Any]]:
-        parameters = task.bind(args, kwargs)
-        iterables = {
-            k: list(v)
-            for k, v in parameters.items()
-            if not isinstance(v, (unmapped, quote, str, bytes, dict)) and isinstance(v, Iterable)
-        }
-        if not iterables:
-            raise TypeError(
-                f"Task {task.name!r} was mapped without any iterable argument: give at least "
-                "one list (wrap arguments every run shares in unmapped(...))."
-            )
-        lengths = {k: len(v) for k, v in iterables.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(
-                f"Task {task.name!r} was mapped over iterables of different lengths: {lengths}."
-            )
-        static = {
-            k: (v.value if isinstance(v, unmapped) else v)
-            for k, v in parameters.items()
-            if k not in iterables
-        }
-        count = next(iter(lengths.values()))
+    ) -> TaskFutureList[Any]:
+        runs = task._map_parameters(args, kwargs)
         wait_for = list(wait_for) if wait_for is not None else None
-        prepared = [
-            self._prepare(task, {**static, **{k: v[i] for k, v in iterables.items()}}, wait_for)
-            for i in range(count)
-        ]
+        prepared = [self._prepare(task, parameters, wait_for) for parameters in runs]
         admitted = []
         for call, future in prepared:
             self._announce(call.task_run.name)
@@ -328,7 +326,7 @@ class _FlowRunDriver:
         else:
             for (_, future), native in zip(admitted, natives, strict=True):
                 future._attach(native)
-        return [future for _, future in prepared]
+        return TaskFutureList(future for _, future in prepared)
 
     def call(
         self,

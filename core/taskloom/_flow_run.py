@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from . import plugins
 from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
@@ -25,19 +27,22 @@ from ._names import run_name
 from .config import Settings, load_settings
 from .context import FlowRun, get_task_run
 from .engine import RunDefaults
-from .futures import TaskRunFuture
+from .futures import _resolve_futures
 from .logging import setup_logging
 from .runners import Capability, resolve_task_runner
 from .states import (
+    _NO_DATA,
     AwaitingRetry,
     Cancelled,
     Completed,
     Crashed,
     Failed,
+    Pending,
     Retrying,
     State,
     StateType,
     TimedOut,
+    _mark_run,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +61,9 @@ class _FlowTimeout(BaseException):
 
 
 def final_state(driver: _FlowRunDriver, value: Any, error: BaseException | None) -> State:
+    """Prefect's rule: an exception fails the run; a returned final state made by hand is the
+    run's state; returned run states (futures become their final states, in the same shape)
+    decide it by the aggregate rule and are its data; any other value completes it."""
     if error is not None:
         tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         return Failed(
@@ -64,23 +72,36 @@ def final_state(driver: _FlowRunDriver, value: Any, error: BaseException | None)
             traceback=tb,
         )
     if value is None:
-        counts, failure = driver.counts()
-        return _aggregate(counts, failure)
-    states = _returned_states(value)
-    if states is None:
-        return Completed(data=value)
-    returned: Counter[StateType] = Counter(s.type for _, s in states)
+        return _aggregate(*driver.counts())
+    names: dict[int, str] = {}
+
+    def to_state(future: Any) -> State:
+        future.wait()
+        state: State = future.state
+        names[id(state)] = future.task_run.name
+        return state
+
+    resolved = _resolve_futures(value, to_state)
+    if isinstance(resolved, State) and resolved.run_id is None and resolved.is_final():
+        return attrs.evolve(resolved)  # made by hand: the flow's own state (a copy, marked later)
+    if isinstance(resolved, State):
+        states = [resolved]
+    elif isinstance(resolved, (list, tuple, set)) and resolved and all(isinstance(s, State) for s in resolved):
+        states = list(resolved)
+    else:
+        return Completed(data=resolved)
+    returned: Counter[StateType] = Counter(s.type for s in states)
     first = next(
-        ((name, s) for name, s in states if s.is_failed() or s.is_crashed()),
-        next(((name, s) for name, s in states if not s.is_final()), None),
+        (s for s in states if s.is_failed() or s.is_crashed()),
+        next((s for s in states if not s.is_final()), None),
     )
-    state = _aggregate(dict(returned), first)
-    if state.is_completed():
-        return Completed(state.message, data=_resolve_returned(value))
-    return state
+    failure: tuple[str | None, State] | None = None if first is None else (names.get(id(first)), first)
+    return _aggregate(dict(returned), failure, data=resolved)
 
 
-def _aggregate(counts: dict[StateType, int], failure: tuple[str | None, State] | None) -> State:
+def _aggregate(
+    counts: dict[StateType, int], failure: tuple[str | None, State] | None, data: Any = _NO_DATA
+) -> State:
     """Prefect's rule for many states: any failed fails, then cancelled, then not final."""
     total = sum(counts.values())
     failed = counts.get(StateType.FAILED, 0) + counts.get(StateType.CRASHED, 0)
@@ -95,38 +116,15 @@ def _aggregate(counts: dict[StateType, int], failure: tuple[str | None, State] |
             if failed_state.traceback:
                 detail += "\n" + failed_state.traceback.rstrip()
             exception = failed_state._exception_to_raise()
-        return Failed(f"{failed}/{total} states failed.{detail}", exception=exception)
+        return Failed(f"{failed}/{total} states failed.{detail}", exception=exception, data=data)
     cancelled = counts.get(StateType.CANCELLED, 0)
     if cancelled:
-        return Cancelled(f"{cancelled}/{total} states cancelled.")
+        return Cancelled(f"{cancelled}/{total} states cancelled.", data=data)
     not_final = counts.get(StateType.PENDING, 0) + counts.get(StateType.RUNNING, 0)
     if not_final:
         exception = failure[1]._exception_to_raise() if failure is not None else None
-        return Failed(f"{not_final}/{total} states are not final.", exception=exception)
-    return Completed("All states completed.")
-
-
-def _returned_states(value: Any) -> list[tuple[str | None, State]] | None:
-    """The states a flow's return value stands for, or None if it is a plain value."""
-    items = list(value) if isinstance(value, (list, tuple, set)) else [value]
-    states: list[tuple[str | None, State]] = []
-    for item in items:
-        if isinstance(item, State):
-            states.append((None, item))
-        elif isinstance(item, TaskRunFuture):
-            item.wait()
-            states.append((item.task_run.name, item.state))
-        else:
-            return None
-    return states
-
-
-def _resolve_returned(value: Any) -> Any:
-    if isinstance(value, (list, tuple, set)):
-        return type(value)(_resolve_returned(v) for v in value)
-    if isinstance(value, (State, TaskRunFuture)):
-        return value.result()
-    return value
+        return Failed(f"{not_final}/{total} states are not final.", exception=exception, data=data)
+    return Completed("All states completed.", data=None if data is _NO_DATA else data)
 
 
 # -- starting and finishing ------------------------------------------------------------------
@@ -203,9 +201,16 @@ class _Run:
 
     def driver(self, attempt: int) -> _FlowRunDriver:
         runner = self.runner if attempt == 0 else self.runner.duplicate()
-        return _FlowRunDriver(
+        driver = _FlowRunDriver(
             self.flow_run, runner, self.log_level, self.defaults, self.settings.concurrency_limits
         )
+        settings = self.settings
+        defaults = (
+            settings.get("tasks.default_retries", 0), float(settings.get("tasks.default_retry_delay_seconds", 0.0))
+        )
+        if defaults != (0, 0.0):
+            driver.retry_defaults = defaults
+        return driver
 
     def retry(self, driver: _FlowRunDriver, state: State, attempt: int) -> bool:
         flow = self.flow
@@ -232,8 +237,9 @@ class _Run:
 
     def _ended(self, driver: _FlowRunDriver | None, state: State) -> None:
         """Say the run's final state: in its log, to observers and to a parent flow run."""
+        _mark_run(state, self.flow_run.id)
         if driver is not None:
-            driver.logger.info("Finished in state %r", state)
+            driver.logger.log(logging.INFO if state.is_completed() else logging.ERROR, "Finished in state %r", state)
         self.hook.taskloom_flow_run_finished(flow_run=self.flow_run, state=state)
         if self.parent is not None:
             self.parent.record_subflow(self.flow_run.name, state)
@@ -328,10 +334,46 @@ def _error_log(driver: _FlowRunDriver, error: BaseException | None) -> None:
 # -- the sync flow run -------------------------------------------------------------------
 
 
-def run_flow(flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool) -> Any:
-    """One flow run of ``flow``: settings and runner first, then the body, then the final state."""
+def _not_ready(wait_for: Any) -> State | None:
+    """A subflow's ``wait_for``: wait for the runs in it; NotReady if one did not complete."""
+    if wait_for is None:
+        return None
+    names: dict[int, str] = {}
+
+    def to_state(future: Any) -> State:
+        future.wait()
+        names[id(future.state)] = future.task_run.name
+        return future.state  # type: ignore[no-any-return]
+
+    resolved = _resolve_futures(list(wait_for), to_state)
+    for item in resolved:
+        if isinstance(item, State) and not item.is_completed():
+            upstream = f"task run {names[id(item)]!r}" if id(item) in names else "an upstream run"
+            return Pending(f"Upstream {upstream} did not reach a 'COMPLETED' state.", name="NotReady")
+    return None
+
+
+def _invalid(error: BaseException) -> State:
+    return Failed(f"Validation of flow parameters failed with error: {error}", exception=error)
+
+
+def run_flow(
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    return_state: bool,
+    wait_for: Any = None,
+    invalid: BaseException | None = None,
+) -> Any:
+    """One flow run of ``flow``: settings and runner first, then the body, then the final state.
+
+    A run given ``invalid`` parameters, or whose ``wait_for`` did not complete, ends without
+    running the body.
+    """
     run = _Run(flow, parameters)
     run.start()
+    not_run = _invalid(invalid) if invalid is not None else _not_ready(wait_for)
+    if not_run is not None:
+        return run.finish(run.driver(0), not_run, return_state)
     attempt = 0
     driver: _FlowRunDriver | None = None
     with _sigterm_interrupts():
@@ -399,10 +441,21 @@ def _call_body(run: _Run, driver: _FlowRunDriver) -> Any:
 # -- the async flow run ------------------------------------------------------------------
 
 
-async def run_flow_async(flow: Flow[..., Any], parameters: dict[str, Any], return_state: bool) -> Any:
+async def run_flow_async(
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    return_state: bool,
+    wait_for: Any = None,
+    invalid: BaseException | None = None,
+) -> Any:
     """`run_flow` for an ``async def`` flow: the body is awaited on the caller's event loop."""
+    import asyncio
+
     run = _Run(flow, parameters)
     run.start()
+    not_run = _invalid(invalid) if invalid is not None else await asyncio.to_thread(_not_ready, wait_for)
+    if not_run is not None:
+        return run.finish(run.driver(0), not_run, return_state)
     attempt = 0
     driver: _FlowRunDriver | None = None
     try:

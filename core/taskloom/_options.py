@@ -40,6 +40,8 @@ def check_delay(owner: str, delay: Any) -> Any:
             raise ValueError(f"{owner}: retry_delay_seconds must not be negative, got {delay!r}.")
         return float(delay)
     if isinstance(delay, (list, tuple)) and all(_number(d) and d >= 0 for d in delay):
+        if len(delay) > 50:
+            raise ValueError(f"{owner}: Can not configure more than 50 retry delays per task (got {len(delay)}).")
         return [float(d) for d in delay]
     raise TypeError(
         f"{owner}: retry_delay_seconds must be a number, a list of numbers or a callable such "
@@ -61,8 +63,14 @@ def check_jitter(owner: str, factor: Any) -> float | None:
     if factor is None:
         return None
     if not _number(factor) or factor < 0:
-        raise ValueError(f"{owner}: retry_jitter_factor must be a number of at least 0, got {factor!r}.")
+        raise ValueError(f"{owner}: `retry_jitter_factor` must be >= 0, got {factor!r}.")
     return float(factor)
+
+
+def check_version(owner: str, version: Any) -> str | None:
+    if version is not None and not isinstance(version, str):
+        raise TypeError(f"{owner}: version must be a string, got {version!r} ({_kind(version)}).")
+    return version
 
 
 def check_callable(owner: str, option: str, value: Any) -> Any:

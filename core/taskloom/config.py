@@ -54,6 +54,11 @@ CORE_SETTINGS = (
     Setting("results.storage", str, "local-file", "Result storage, by name."),
     Setting("results.path", str, ".taskloom/storage", "Where the local-file storage writes."),
     Setting("results.serializer", str, "pickle", "Result serializer, by name."),
+    Setting("tasks.default_retries", int, 0, "Retries of tasks that do not set retries."),
+    Setting(
+        "tasks.default_retry_delay_seconds", float, 0.0,
+        "Seconds between retries of tasks that do not set retry_delay_seconds.",
+    ),
 )
 
 # Tables whose keys are free: options of a named runner, sink or storage, limits of a named tag.

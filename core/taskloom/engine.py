@@ -11,9 +11,11 @@ states and log records the driver replays.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
+import sys
 import threading
 import time
 import traceback
@@ -255,7 +257,45 @@ def walk(value: Any, leaf: Callable[[Any], Any]) -> Any:
         return {k: walk(v, leaf) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return type(value)(walk(v, leaf) for v in value)
-    return leaf(value)
+    return _walk_fields(value, leaf)
+
+
+def _walk_fields(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``leaf(value)``; or, for a dataclass, attrs or pydantic instance that ``leaf`` keeps,
+    the instance with its fields walked: a shallow copy if a field changed, else itself."""
+    new = leaf(value)
+    if new is not value:
+        return new
+    cls = type(value)
+    pydantic = False
+    if hasattr(cls, "__dataclass_fields__"):
+        names: Any = cls.__dataclass_fields__
+    elif hasattr(cls, "__attrs_attrs__"):
+        names = [a.name for a in cls.__attrs_attrs__]
+    else:
+        module = sys.modules.get("pydantic")  # never imported here: only if the user has
+        if module is None or not isinstance(value, module.BaseModel):
+            return value
+        names, pydantic = getattr(cls, "model_fields", None) or cls.__fields__, True
+    changes = {}
+    for name in names:
+        field = getattr(value, name, _MISSING)
+        if field is not _MISSING:
+            walked = walk(field, leaf)
+            if walked is not field:
+                changes[name] = walked
+    if not changes:
+        return value
+    if pydantic:
+        copy_model = getattr(value, "model_copy", None) or value.copy  # pydantic 2, or 1
+        return copy_model(update=changes)
+    copied = copy.copy(value)
+    for name, walked in changes.items():
+        object.__setattr__(copied, name, walked)  # frozen classes too: this is a new copy
+    return copied
+
+
+_MISSING = object()
 
 
 def _substitute(value: Any, values: Sequence[Any]) -> Any:
@@ -339,7 +379,7 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
         recorder.set_state(
             State(StateType.RUNNING, "Running" if attempt == 0 else "Retrying", worker=_worker())
         )
-        final = _attempt(call, recorder, parameters, results)
+        final = _attempt(call, recorder, parameters, results, retries_left <= 0 < task.retries)
         if final.type is StateType.COMPLETED or retries_left <= 0:
             break
         if not _should_retry(call, recorder, final):
@@ -364,17 +404,20 @@ def _attempt(
     recorder: _EventRecorder,
     parameters: dict[str, Any],
     results: _execution.ResultPlan | None,
+    exhausted: bool = False,
 ) -> State:
     task = call.task
+    # Prefect 3's words on the last of several attempts; the ERROR line names the exception.
+    suffix = " - Retries are exhausted" if exhausted else ""
     try:
         data = _execution.execute(call, parameters, _execute_hook())
     except _execution.TaskTimeout:
         message = f"Task run exceeded timeout of {task.timeout_seconds:g} second(s)"
-        recorder.log(logging.ERROR, message)
+        recorder.log(logging.ERROR, message + suffix)
         return TimedOut(message, exception=TimeoutError(f"{call.task_run.name}: {message}"))
     except Exception as exc:
         tb = _user_traceback(exc)
-        recorder.log(logging.ERROR, "Encountered exception during execution:", exc_text=tb)
+        recorder.log(logging.ERROR, "Encountered exception during execution: %r%s", exc, suffix, exc_text=tb)
         exc.__traceback__ = None  # frames do not pickle; the text above travels instead
         return Failed(
             f"Task run encountered an exception {type(exc).__name__}: {exc}",
@@ -389,9 +432,21 @@ def _attempt(
     except BaseException as exc:
         recorder.log(logging.ERROR, "Task run was interrupted (%s).", type(exc).__name__)
         raise
+    if isinstance(data, State):
+        return _returned_state(call, data)
     if results is not None:
         return results.persist(recorder, data)
     return State(StateType.COMPLETED, "Completed", None, time.time(), data)
+
+
+def _returned_state(call: TaskRunCall, state: State) -> State:
+    """A task that returns a final `State` ends in it (a copy: the task's object stays its own)."""
+    if not state.is_final():
+        return Failed(
+            f"Task run {call.task_run.name!r} returned the non-final state {state!r}; a task "
+            "may return a final state only (Completed, Failed, Crashed or Cancelled)."
+        )
+    return attrs.evolve(state, timestamp=time.time(), run_id=None)
 
 
 def _should_retry(call: TaskRunCall, recorder: _EventRecorder, state: State) -> bool:
@@ -431,7 +486,7 @@ def retry_delay(task: Task[..., Any], attempt: int) -> float:
 
 def _finish(call: TaskRunCall, recorder: _EventRecorder, final: State) -> State:
     recorder.set_state(final)
-    recorder.log(logging.INFO, "Finished in state %r", final)
+    recorder.log(logging.INFO if final.type is StateType.COMPLETED else logging.ERROR, "Finished in state %r", final)
     _execution.run_state_hooks(call, recorder, final)
     return final
 

@@ -8,17 +8,17 @@ flow's final state follows Prefect's rule. The run itself lives in ``taskloom._f
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _options
-from .tasks import describe_signature
+from .tasks import _check_reserved, describe_signature
 
 if TYPE_CHECKING:
     from .runners import TaskRunner
     from .states import State
 
-__all__ = ["Flow", "flow"]
+__all__ = ["Flow", "ParameterTypeError", "flow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,8 +31,12 @@ def _default_flow_name(fn: Callable[..., Any]) -> str:
 _FLOW_OPTIONS = (
     "name", "description", "task_runner", "retries", "retry_delay_seconds", "timeout_seconds",
     "flow_run_name", "log_prints", "persist_result", "on_completion", "on_failure",
-    "on_crashed", "on_cancellation",
+    "on_crashed", "on_cancellation", "version", "validate_parameters",
 )
+
+
+class ParameterTypeError(TypeError):
+    """A flow parameter that cannot be made the type its annotation names (Prefect's name)."""
 
 
 class Flow(Generic[P, R]):
@@ -43,7 +47,10 @@ class Flow(Generic[P, R]):
     ``flow_run_name`` (a template such as ``"report-{day}"`` or a function), ``log_prints``
     (for the flow and, unless they say otherwise, its tasks), ``persist_result``, and the
     ``on_completion`` / ``on_failure`` / ``on_crashed`` / ``on_cancellation`` hooks, called
-    with ``(flow, flow_run, state)``.
+    with ``(flow, flow_run, state)``, and ``version`` (a string of your choice; None unless
+    given). With ``validate_parameters`` (the default), parameters annotated ``int``, ``float``
+    or ``bool`` (or ``Optional`` of one) are coerced as on the command line: ``"3"`` becomes
+    3, and a string that is not a number fails the flow run before its body starts.
     """
 
     def __init__(
@@ -63,6 +70,8 @@ class Flow(Generic[P, R]):
         on_failure: Any = None,
         on_crashed: Any = None,
         on_cancellation: Any = None,
+        version: str | None = None,
+        validate_parameters: bool = True,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow expects a function, but got {fn!r} ({type(fn).__name__}).")
@@ -72,6 +81,7 @@ class Flow(Generic[P, R]):
         self.description = description if description is not None else inspect.getdoc(fn)
         self.task_runner = task_runner
         self._signature = inspect.signature(fn)
+        _check_reserved(owner, self._signature)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.retries = _options.check_retries(owner, retries)
         delay = _options.check_delay(owner, retry_delay_seconds)
@@ -87,13 +97,17 @@ class Flow(Generic[P, R]):
         self.on_failure = _options.check_hooks(owner, "on_failure", on_failure)
         self.on_crashed = _options.check_hooks(owner, "on_crashed", on_crashed)
         self.on_cancellation = _options.check_hooks(owner, "on_cancellation", on_cancellation)
+        self.version = _options.check_version(owner, version)
+        self.validate_parameters = bool(_options.check_flag(owner, "validate_parameters", validate_parameters))
+        self._kinds: dict[str, type] | None = None  # annotated simple types, found on first call
         self._options = {
             "name": name, "description": description, "task_runner": task_runner,
             "retries": retries, "retry_delay_seconds": retry_delay_seconds,
             "timeout_seconds": timeout_seconds, "flow_run_name": flow_run_name,
             "log_prints": log_prints, "persist_result": persist_result,
             "on_completion": on_completion, "on_failure": on_failure, "on_crashed": on_crashed,
-            "on_cancellation": on_cancellation,
+            "on_cancellation": on_cancellation, "version": version,
+            "validate_parameters": validate_parameters,
         }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
@@ -128,21 +142,77 @@ class Flow(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
-        """Run the flow: a new flow run, its final state, and its value (or its error)."""
+    def __call__(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """Run the flow: a new flow run, its final state, and its value (or its error).
+
+        A subflow may be given ``wait_for=[futures]``: it starts once they are final, and if
+        one did not complete it does not run and ends ``NotReady``, as a task would.
+        """
         parameters = self.bind(args, kwargs)
+        invalid = None
+        if self.validate_parameters:
+            try:
+                parameters = self._coerce(parameters)
+            except ParameterTypeError as exc:
+                invalid = exc
+        if wait_for is not None:
+            from ._ctx import _flow_run_driver
+
+            if _flow_run_driver.get() is None:
+                raise ValueError("Only flows run as subflows can wait for dependencies.")
         if self.is_async:
             from ._flow_run import run_flow_async
 
-            return run_flow_async(self, parameters, return_state)
+            return run_flow_async(self, parameters, return_state, wait_for, invalid)
         from ._flow_run import run_flow
 
-        return run_flow(self, parameters, return_state)
+        return run_flow(self, parameters, return_state, wait_for, invalid)
+
+    def _coerce(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Parameters made the simple type their annotation names, as the CLI makes them:
+        a string to int, float or bool, an int to float (Prefect's ``validate_parameters``,
+        without pydantic). Other values are left as they are."""
+        from .config import ConfigError, coerce
+
+        kinds = self._kinds
+        if kinds is None:
+            kinds = self._kinds = _simple_kinds(self.fn)
+        for name, kind in kinds.items():
+            value = parameters.get(name)
+            if isinstance(value, str) and kind is not str:
+                try:
+                    parameters[name] = coerce(value, kind, f"Parameter {name!r} of flow {self.name!r}")
+                except ConfigError as exc:
+                    raise ParameterTypeError(str(exc)) from None
+            elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+                parameters[name] = float(value)
+        return parameters
 
     def _invoke(self, parameters: dict[str, Any]) -> Any:
         bound = self._signature.bind_partial()
         bound.arguments.update(parameters)
         return self.fn(*bound.args, **bound.kwargs)
+
+
+def _simple_kinds(fn: Callable[..., Any]) -> dict[str, type]:
+    """Parameters annotated int, float, bool or str (or Optional of one), by name."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: nothing to coerce
+        return {}
+    kinds: dict[str, type] = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if hint in (int, float, bool, str):
+            kinds[name] = hint
+        elif len(args) == 1 and args[0] in (int, float, bool, str) and type(None) in typing.get_args(hint):
+            kinds[name] = args[0]
+    kinds.pop("return", None)
+    return kinds
 
 
 @overload
@@ -163,6 +233,8 @@ def flow(
     on_failure: Any = None,
     on_crashed: Any = None,
     on_cancellation: Any = None,
+    version: str | None = None,
+    validate_parameters: bool = True,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 

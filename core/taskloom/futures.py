@@ -9,6 +9,7 @@ replays the run's events in the flow's process and settles on the run's final st
 from __future__ import annotations
 
 import functools
+import logging
 import queue
 import threading
 import time
@@ -17,13 +18,22 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from ._ctx import _task_run_recorder
-from .states import Pending, State
+from .states import Pending, State, _mark_run
 
 if TYPE_CHECKING:
     from .context import TaskRun
     from .engine import TaskRunEvent
 
-__all__ = ["DoneAndNotDoneFutures", "TaskFuture", "TaskRunFuture", "as_completed", "wait"]
+__all__ = [
+    "DoneAndNotDoneFutures",
+    "TaskFuture",
+    "TaskFutureList",
+    "TaskRunFuture",
+    "as_completed",
+    "resolve_futures_to_results",
+    "resolve_futures_to_states",
+    "wait",
+]
 
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
@@ -143,6 +153,7 @@ class TaskRunFuture(Generic[T]):
             self._settle(outcome.state)
 
     def _settle(self, state: State) -> None:
+        _mark_run(state, self.task_run.id)
         self._state = state
         self._call = None
         with _settle_lock:
@@ -152,7 +163,7 @@ class TaskRunFuture(Generic[T]):
         if event is not None:
             event.set()
         for fn in self._callbacks:
-            fn(self)
+            _call_back(fn, self)
         self._callbacks.clear()
 
     # -- the TaskFuture protocol ----------------------------------------------------------
@@ -198,7 +209,18 @@ class TaskRunFuture(Generic[T]):
             if self._final is None:
                 self._callbacks.append(fn)
                 return
-        fn(self)
+        _call_back(fn, self)
+
+
+def _call_back(fn: Callable[[Any], object], future: TaskRunFuture[Any]) -> None:
+    """Call a done-callback; one that raises is logged and does not stop the ones after it."""
+    try:
+        fn(future)
+    except Exception:
+        logging.getLogger("taskloom.futures").exception(
+            "A done-callback of task run %r raised; the callbacks after it still run.",
+            future.task_run.name,
+        )
 
 
 def _load_outcome(future: TaskRunFuture[Any], data: bytes) -> Any:
@@ -221,11 +243,20 @@ class DoneAndNotDoneFutures(NamedTuple, Generic[T]):
     not_done: set[TaskFuture[T]]
 
 
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"'timeout' must be a non-negative number, got {timeout}")
+
+
 def wait(
     futures: Iterable[TaskFuture[T]], timeout: float | None = None
 ) -> DoneAndNotDoneFutures[T]:
-    """Wait for all ``futures`` to be final, or until ``timeout``; return (done, not_done)."""
-    futures = list(futures)
+    """Wait for all ``futures`` to be final, or until ``timeout``; return (done, not_done).
+
+    Reaching the timeout is not an error: the runs not final yet are in ``not_done``.
+    """
+    _check_timeout(timeout)
+    futures = list(dict.fromkeys(futures))
     deadline = None if timeout is None else time.monotonic() + timeout
     done: set[TaskFuture[T]] = set()
     not_done: set[TaskFuture[T]] = set()
@@ -238,21 +269,88 @@ def wait(
 def as_completed(
     futures: Iterable[TaskFuture[T]], timeout: float | None = None
 ) -> Iterator[TaskFuture[T]]:
-    """Yield ``futures`` as their runs become final; raise `TimeoutError` after ``timeout``."""
-    pending = list(dict.fromkeys(futures))
+    """Yield ``futures`` as their runs become final (those already final first); raise
+    `TimeoutError` (``"2 (of 6) futures unfinished"``) when ``timeout`` seconds pass first."""
+    _check_timeout(timeout)
+    return _as_completed(list(dict.fromkeys(futures)), timeout)
+
+
+def _as_completed(pending: list[TaskFuture[T]], timeout: float | None) -> Iterator[TaskFuture[T]]:
+    total = len(pending)
     finished: queue.SimpleQueue[TaskFuture[T]] = queue.SimpleQueue()
     for future in pending:
         future.add_done_callback(finished.put)
     deadline = None if timeout is None else time.monotonic() + timeout
-    for yielded in range(len(pending)):
+    for yielded in range(total):
         left = None if deadline is None else deadline - time.monotonic()
         try:
-            if left is not None and left <= 0:
-                raise queue.Empty
-            future = finished.get(timeout=left)
+            # A future final already was put at once; get_nowait yields it even at timeout 0.
+            future = finished.get_nowait() if left is not None and left <= 0 else finished.get(timeout=left)
         except queue.Empty:
-            raise TimeoutError(
-                f"{len(pending) - yielded} of {len(pending)} futures not finished "
-                f"within {timeout} seconds."
-            ) from None
+            raise TimeoutError(f"{total - yielded} (of {total}) futures unfinished") from None
         yield future
+
+
+class TaskFutureList(list[TaskFuture[T]]):
+    """What `Task.map` returns: a list of futures that can also wait for, or return, them all
+    (Prefect 3's ``PrefectFutureList``)."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until every run is final, or ``timeout`` seconds; never raises for the timeout."""
+        wait(self, timeout=timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[T]:
+        """The runs' results in list order; raises the first failure as soon as it is known."""
+        _check_timeout(timeout)
+        results: dict[int, Any] = {}
+        try:
+            for future in as_completed(self, timeout=timeout):
+                results[id(future)] = future.result(raise_on_failure=raise_on_failure)
+        except TimeoutError as exc:
+            if "futures unfinished" not in str(exc):
+                raise  # a task's own TimeoutError
+            raise TimeoutError(
+                f"Timed out waiting for all futures to complete within {timeout} seconds"
+            ) from exc
+        return [results[id(future)] for future in self]
+
+
+def resolve_futures_to_states(expr: Any) -> Any:
+    """``expr`` rebuilt with every future in it (in lists, tuples, sets, dicts, dataclasses,
+    attrs and pydantic models) replaced by its run's final state; waits for the runs."""
+
+    def to_state(future: TaskFuture[Any]) -> State:
+        future.wait()
+        return future.state
+
+    return _resolve_futures(expr, to_state)
+
+
+def resolve_futures_to_results(expr: Any) -> Any:
+    """``expr`` rebuilt with every future in it replaced by its run's result; waits for the
+    runs and raises if one did not complete."""
+
+    def to_result(future: TaskFuture[Any]) -> Any:
+        future.wait()
+        if not future.state.is_completed():
+            raise Exception("At least one result did not complete successfully")
+        return future.result()
+
+    return _resolve_futures(expr, to_result)
+
+
+def _resolve_futures(expr: Any, resolve: Callable[[TaskFuture[Any]], Any]) -> Any:
+    from .engine import walk
+
+    resolved: dict[int, Any] = {}
+
+    def leaf(item: Any) -> Any:
+        if isinstance(item, TaskRunFuture):
+            key = id(item)
+            if key not in resolved:
+                resolved[key] = resolve(item)
+            return resolved[key]
+        return item
+
+    # A `quote`d value is a leaf of `walk`: it is passed as it is, as in Prefect.
+    return walk(expr, leaf)

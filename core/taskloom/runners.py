@@ -177,8 +177,33 @@ class TaskRunner(Protocol):
         """A copy with the same options and nothing started, for one flow run."""
         return copy.copy(self)
 
+    def __eq__(self, other: object) -> bool:
+        # Prefect's rule: runners of one class with the same settings are equal, so
+        # `runner.duplicate() == runner`.
+        if type(self) is not type(other):
+            return NotImplemented
+        return _settings(self) == _settings(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))  # equal runners are of one class: consistent with __eq__
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _settings(runner: object) -> dict[str, Any]:
+    """The options a runner was made with: its ``__init__`` parameters, read back from the
+    attributes of the same name (what runner equality compares)."""
+    try:
+        parameters = inspect.signature(type(runner).__init__).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {
+        p.name: getattr(runner, p.name)
+        for p in parameters
+        if p.kind in kinds and p.name != "self" and hasattr(runner, p.name)
+    }
 
 
 def upstream_handles(call: TaskRunCall, is_native: Callable[[Any], bool]) -> list[Any]:

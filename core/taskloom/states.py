@@ -21,6 +21,7 @@ __all__ = [
     "Crashed",
     "CrashedRun",
     "Failed",
+    "FailedRun",
     "Pending",
     "Retrying",
     "Running",
@@ -55,6 +56,10 @@ class CrashedRun(Exception):
     """Raised by ``result()`` of a run whose infrastructure failed (a worker died, a cluster left)."""
 
 
+class FailedRun(RuntimeError):
+    """Raised by ``result()`` of a failed run whose state carries no exception (``Failed("...")``)."""
+
+
 class CancelledRun(Exception):
     """Raised by ``result()`` of a run that was cancelled before it finished."""
 
@@ -82,6 +87,9 @@ class State:
     ``COMPLETED`` type, ``"TimedOut"`` a ``FAILED`` one). ``data`` is the result of a completed
     run; ``exception`` and ``traceback`` describe a failed or crashed one. ``worker`` says where
     a task run entered a ``RUNNING`` state, as ``host/pid/thread`` (None for other states).
+    ``run_id`` is the id of the task run or flow run whose final state this is, set when the
+    run settles; it is None for a state made by hand (as Prefect's ``state_details`` tell a
+    run's state from one a flow returns).
     """
 
     type: StateType
@@ -92,6 +100,7 @@ class State:
     exception: BaseException | None = None
     traceback: str | None = None
     worker: str | None = None
+    run_id: Any = None
 
     def is_completed(self) -> bool:
         return self.type is StateType.COMPLETED
@@ -128,10 +137,11 @@ class State:
         """The run's return value; for a run that did not complete, raise why (or return it).
 
         A failed run re-raises the task's own exception, with the traceback from where it ran
-        attached as a note. With ``raise_on_failure=False`` the exception is returned instead.
+        attached as a note. With ``raise_on_failure=False`` the state's data is returned if it
+        has any (the states a failed flow returned), else the exception, as in Prefect.
         """
-        if self.type is StateType.COMPLETED:
-            data = self.data
+        data = self.data
+        if self.type is StateType.COMPLETED or (not raise_on_failure and data is not _NO_DATA):
             loader = getattr(data, "__taskloom_load__", None)
             return loader() if loader is not None else (None if data is _NO_DATA else data)
         exc = self._exception_to_raise()
@@ -146,7 +156,7 @@ class State:
                 StateType.CRASHED: CrashedRun,
                 StateType.CANCELLED: CancelledRun,
                 StateType.PENDING: UpstreamTaskError,
-            }.get(self.type, RuntimeError)
+            }.get(self.type, FailedRun)
             return kind(self.message or f"Run ended in state {self!r} without a result.")
         # Only an exception that crossed from a worker lost its frames; give it the text.
         crossed = exc.__traceback__ is None
@@ -177,7 +187,7 @@ def _fast_init() -> None:
     slots.
     """
     slots = State.__dict__
-    set_type, set_name, set_message, set_timestamp, set_data, set_exception, set_traceback, set_worker = (
+    set_type, set_name, set_message, set_timestamp, set_data, set_exception, set_traceback, set_worker, set_run_id = (
         slots[field.name].__set__ for field in attrs.fields(State)
     )
     now = time.time
@@ -192,6 +202,7 @@ def _fast_init() -> None:
         exception: BaseException | None = None,
         traceback: str | None = None,
         worker: str | None = None,
+        run_id: Any = None,
     ) -> None:
         set_type(self, type)
         set_name(self, name)
@@ -201,12 +212,18 @@ def _fast_init() -> None:
         set_exception(self, exception)
         set_traceback(self, traceback)
         set_worker(self, worker)
+        set_run_id(self, run_id)
 
     __init__.__doc__ = State.__init__.__doc__
     State.__init__ = __init__  # type: ignore[method-assign]
 
 
 _fast_init()
+
+
+#: ``_mark_run(state, run_id)`` records that ``state`` is the final state of run ``run_id``
+#: (the driver, as a run settles): the slot's own setter, one C call per task run.
+_mark_run: Any = State.__dict__["run_id"].__set__
 
 
 class _StateConstructor(Protocol):

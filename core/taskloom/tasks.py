@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib
 import inspect
 import logging
 import sys
@@ -20,7 +21,7 @@ from . import _options
 from ._ctx import _flow_run_driver
 
 if TYPE_CHECKING:
-    from .futures import TaskFuture
+    from .futures import TaskFuture, TaskFutureList
     from .states import State
 
 __all__ = ["Task", "allow_failure", "exponential_backoff", "quote", "tags", "task", "unmapped"]
@@ -101,8 +102,19 @@ def describe_signature(name: str, signature: inspect.Signature) -> str:
     return f"{name}{plain}"
 
 
+def _check_reserved(owner: str, signature: inspect.Signature) -> None:
+    """Calls take ``return_state`` and ``wait_for``: a function cannot have them as parameters."""
+    for argument in ("return_state", "wait_for"):
+        if argument in signature.parameters:
+            raise TypeError(f"{owner}: {argument!r} is a reserved argument name and cannot be used.")
+
+
 def _load_task(module: str, qualname: str) -> Task[..., Any]:
-    obj: Any = sys.modules.get(module) or __import__(module, fromlist=["_"])
+    obj: Any = sys.modules.get(module)
+    if obj is None or getattr(getattr(obj, "__spec__", None), "_initializing", False):
+        # Not imported yet, or being imported by another thread right now: import_module
+        # takes the module's import lock, so this waits until the module is whole.
+        obj = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj  # type: ignore[no-any-return]
@@ -113,6 +125,7 @@ _OPTIONS = (
     "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "persist_result",
     "result_storage", "result_serializer", "cache_policy", "cache_key_fn", "cache_expiration",
     "refresh_cache", "on_completion", "on_failure", "on_crashed", "task_run_name", "log_prints",
+    "version",
 )
 
 
@@ -125,9 +138,11 @@ class Task(Generic[P, R]):
     (registered names or instances), ``cache_policy`` / ``cache_key_fn``,
     ``cache_expiration``, ``refresh_cache``, ``on_completion`` / ``on_failure`` /
     ``on_crashed`` hooks, ``task_run_name`` (a template such as ``"fetch-{city}"`` or a
-    function), ``log_prints``, ``tags`` and ``runner_options`` (a table per runner name,
+    function), ``log_prints``, ``tags``, ``runner_options`` (a table per runner name,
     ``{"ray": {"num_gpus": 1}}``, each runner getting its own; or one flat table that
-    whichever runner runs the task gets).
+    whichever runner runs the task gets) and ``version``. Without ``retries`` or
+    ``retry_delay_seconds``, the settings ``tasks.default_retries`` and
+    ``tasks.default_retry_delay_seconds`` of the flow run apply.
     A wrong option fails here, naming the task and the option.
     """
 
@@ -139,7 +154,7 @@ class Task(Generic[P, R]):
         description: str | None = None,
         tags: Iterable[str] = (),
         runner_options: Mapping[str, Any] | None = None,
-        retries: int = 0,
+        retries: int | None = None,
         retry_delay_seconds: Any = None,
         retry_jitter_factor: float | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
@@ -156,6 +171,7 @@ class Task(Generic[P, R]):
         on_crashed: Any = None,
         task_run_name: str | Callable[[], str] | None = None,
         log_prints: bool | None = None,
+        version: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(
@@ -173,6 +189,7 @@ class Task(Generic[P, R]):
         )
         self.task_key = f"{self.name}-{_task_key(fn, self.name)}"
         self._signature = inspect.signature(fn)
+        _check_reserved(owner, self._signature)
         params = self._signature.parameters.values()
         self._by_keyword = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
         # For the common signature (no *args, **kwargs or positional-only), `bind` maps
@@ -182,8 +199,10 @@ class Task(Generic[P, R]):
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
         self.is_async = inspect.iscoroutinefunction(fn)
 
-        self.retries = _options.check_retries(owner, retries)
+        # None: the flow run's tasks.default_retries / default_retry_delay_seconds apply.
+        self.retries = _options.check_retries(owner, 0 if retries is None else retries)
         self.retry_delay_seconds = _options.check_delay(owner, retry_delay_seconds)
+        self.version = _options.check_version(owner, version)
         self.retry_jitter_factor = _options.check_jitter(owner, retry_jitter_factor)
         self.retry_condition_fn = _options.check_callable(owner, "retry_condition_fn", retry_condition_fn)
         self.timeout_seconds = _options.check_timeout(owner, timeout_seconds)
@@ -221,7 +240,7 @@ class Task(Generic[P, R]):
             "cache_key_fn": cache_key_fn, "cache_expiration": cache_expiration,
             "refresh_cache": refresh_cache, "on_completion": on_completion,
             "on_failure": on_failure, "on_crashed": on_crashed, "task_run_name": task_run_name,
-            "log_prints": log_prints,
+            "log_prints": log_prints, "version": version,
         }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
@@ -303,6 +322,80 @@ class Task(Generic[P, R]):
         bound.apply_defaults()
         return bound.arguments
 
+    def _map_parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The parameters of each run of ``.map(*args, **kwargs)``, by Prefect's rules.
+
+        Defaults are not mapped over; iterables passed through ``**kwargs`` are. A future or a
+        `State` given directly is waited for and its result mapped over (its elements, if it is
+        iterable); ``allow_failure(futures)`` maps over the list, each run's element still
+        wrapped. `unmapped` and `quote` values go whole to every run.
+        """
+        try:
+            given = self._signature.bind(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise TypeError(
+                f"Task {self.name!r} got arguments that do not fit its signature "
+                f"{describe_signature(getattr(self.fn, '__name__', self.name), self._signature)}: {exc}."
+            ) from None
+        var_keyword = next(
+            (p.name for p in self._signature.parameters.values() if p.kind is p.VAR_KEYWORD), None
+        )
+        extra = given.pop(var_keyword, {}) if var_keyword is not None else {}
+        items: list[tuple[Any, Any]] = [*given.items(), *(((var_keyword, k), v) for k, v in extra.items())]
+        iterables: dict[Any, list[Any]] = {}
+        static: dict[Any, Any] = {}
+        wrapped: set[Any] = set()
+        for key, value in items:
+            allowed = isinstance(value, allow_failure)
+            inner = value.value if allowed else value
+            if isinstance(inner, unmapped):
+                static[key] = inner.value
+                continue
+            resolved = _mapped_value(self.name, inner, allowed)
+            if isinstance(inner, quote) or isinstance(resolved, (str, bytes, dict)) or not isinstance(resolved, Iterable):
+                static[key] = value if resolved is inner else (allow_failure(resolved) if allowed else resolved)
+                continue
+            iterables[key] = list(resolved)
+            if allowed:
+                wrapped.add(key)
+        if not iterables:
+            raise TypeError(
+                f"Task {self.name!r} was mapped without any iterable argument: give at least "
+                "one list (wrap arguments every run shares in unmapped(...))."
+            )
+        lengths = {(k[1] if isinstance(k, tuple) else k): len(v) for k, v in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"Task {self.name!r} was mapped over iterables of different lengths: {lengths}.")
+        # What every run shares, built once: static values, then defaults of the rest.
+        shared: dict[str, Any] = {}
+        for key, value in static.items():
+            if isinstance(key, tuple):
+                shared.setdefault(key[0], {})[key[1]] = value
+            else:
+                shared[key] = value
+        for name, param in self._signature.parameters.items():
+            if name not in shared and name not in iterables:
+                if param.default is not param.empty:
+                    shared[name] = param.default
+                elif param.kind is param.VAR_POSITIONAL:
+                    shared[name] = ()
+                elif param.kind is param.VAR_KEYWORD:
+                    shared[name] = {}
+        keyword_map = any(isinstance(key, tuple) for key in iterables)
+        runs = []
+        for i in range(len(next(iter(iterables.values())))):
+            run = shared.copy()
+            if keyword_map and var_keyword is not None:
+                run[var_keyword] = dict(run.get(var_keyword, {}))
+            for key, values in iterables.items():
+                value = allow_failure(values[i]) if key in wrapped else values[i]
+                if isinstance(key, tuple):
+                    run[key[0]][key[1]] = value
+                else:
+                    run[key] = value
+            runs.append(run)
+        return runs
+
     def _invoke(self, parameters: dict[str, Any]) -> R:
         """Call the function with parameters from `bind`, on whichever worker runs it."""
         if self._by_keyword:
@@ -369,11 +462,14 @@ class Task(Generic[P, R]):
 
     def map(
         self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
-    ) -> list[TaskFuture[R]]:
-        """Submit one run per element of the iterable arguments.
+    ) -> TaskFutureList[R]:
+        """Submit one run per element of the iterable arguments; return their futures as a
+        `TaskFutureList` (a list with ``.wait()`` and ``.result()``).
 
         Arguments wrapped in `unmapped` or `quote`, and strings, bytes and dicts, go whole to
         every run; every other iterable is mapped over, and all must have the same length.
+        Default values are not mapped over; iterables given through ``**kwargs`` are. A future
+        or state given directly is mapped over its result.
         """
         driver = _flow_run_driver.get()
         if driver is None:
@@ -384,8 +480,28 @@ class Task(Generic[P, R]):
         if return_state:
             for future in futures:
                 future.wait()
-            return [future.state for future in futures]  # type: ignore[misc]
+            return [future.state for future in futures]  # type: ignore[return-value]
         return futures  # type: ignore[no-any-return]
+
+
+def _mapped_value(task_name: str, value: Any, allowed: bool) -> Any:
+    """A future or state given to ``.map()`` directly: its result, waited for (Prefect's rule)."""
+    from .futures import TaskRunFuture
+    from .states import State, UpstreamTaskError
+
+    if isinstance(value, TaskRunFuture):
+        value.wait()
+        upstream, state = f"task run {value.task_run.name!r}", value.state
+    elif isinstance(value, State):
+        upstream, state = "a state", value
+    else:
+        return value
+    if state.is_completed() or allowed:
+        return state.result(raise_on_failure=False)
+    raise UpstreamTaskError(
+        f"Task {task_name!r} was mapped over {upstream}, which did not reach a 'COMPLETED' "
+        f"state ({state!r}); wrap it in allow_failure(...) to map over it anyway."
+    )
 
 
 def _in_event_loop() -> bool:
@@ -414,7 +530,7 @@ def task(
     description: str | None = None,
     tags: Iterable[str] = (),
     runner_options: Mapping[str, Any] | None = None,
-    retries: int = 0,
+    retries: int | None = None,
     retry_delay_seconds: Any = None,
     retry_jitter_factor: float | None = None,
     retry_condition_fn: Callable[..., bool] | None = None,
@@ -431,6 +547,7 @@ def task(
     on_crashed: Any = None,
     task_run_name: str | Callable[[], str] | None = None,
     log_prints: bool | None = None,
+    version: str | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -8,6 +8,7 @@ import socket
 import time
 from typing import Any
 
+import distributed
 import psutil
 import pytest
 
@@ -186,3 +187,84 @@ def test_loading_the_plugin_imports_no_dask() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+class _OneWorkerCluster(distributed.LocalCluster):
+    """A LocalCluster subclass taking only n_workers, whose adapt() is ``async def``."""
+
+    adapted: list[dict[str, Any]] = []
+
+    def __init__(self, n_workers: int = 1) -> None:
+        # In-process workers talk over inproc://, so no host; the dashboard stays on loopback.
+        super().__init__(n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0")
+
+    async def adapt(self, **kwargs: Any) -> None:  # type: ignore[override]
+        _OneWorkerCluster.adapted.append(kwargs)
+
+
+def test_a_custom_cluster_class_gets_only_the_keywords_it_takes_and_async_adapt_is_awaited() -> None:
+    @flow(task_runner=DaskTaskRunner(cluster_class=_OneWorkerCluster, adapt_kwargs={"minimum": 1, "maximum": 1}))
+    def on_subclass() -> int:
+        return t.add.submit(2, 3).result()
+
+    state = on_subclass(return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result() == 5
+    assert _OneWorkerCluster.adapted == [{"minimum": 1, "maximum": 1}], "an async adapt() must be awaited"
+
+
+def test_performance_report_path_saves_the_report(tmp_path: Any) -> None:
+    pytest.importorskip("bokeh")
+    report = tmp_path / "dask-report.html"
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1}, performance_report_path=str(report))
+    assert runner.duplicate() == runner and runner != DaskTaskRunner(cluster_kwargs={"n_workers": 1})
+
+    @flow(task_runner=runner)
+    def reported() -> list[int]:
+        return t.add.map([1, 2, 3], 1).result()
+
+    assert reported() == [2, 3, 4]
+    text = report.read_text()
+    assert "<html" in text.lower() and "Dask Performance Report" in text
+
+
+_SLOW_MODULE = '''
+import time
+
+from taskloom import task
+
+time.sleep(2)  # a module slow to import: the second thread arrives while the first imports it
+
+
+@task
+def imported_slowly(x: int) -> int:
+    return x + 1
+'''
+
+
+def test_two_threads_of_a_worker_importing_a_task_module_at_once(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run waits for the first import instead of reading a half-made module."""
+    import importlib
+    import sys
+    import uuid
+
+    name = f"slow_import_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(_SLOW_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned worker processes inherit sys.path
+    module = importlib.import_module(name)
+    try:
+
+        @flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 4}))
+        def two_at_once() -> Any:
+            first = module.imported_slowly.submit(1)
+            time.sleep(0.5)
+            second = module.imported_slowly.submit(2)
+            return first, second
+
+        first, second = two_at_once()
+        assert (first.name, second.name) == ("Completed", "Completed"), (first.message, second.message)
+        assert (first.result(), second.result()) == (2, 3)
+    finally:
+        sys.modules.pop(name, None)

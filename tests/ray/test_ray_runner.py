@@ -122,6 +122,30 @@ def test_options_ray_refuses_fail_the_task_with_one_sentence(head_runner: Any) -
     assert "\n" not in message
 
 
+@task
+def pid_and_env(name: str) -> tuple[int, str | None]:
+    return os.getpid(), os.environ.get(name)
+
+
+def test_ray_remote_options_such_as_max_calls_and_runtime_env_apply(head_runner: Any) -> None:
+    """max_calls goes to ray.remote (Ray refuses it in .options()); the others to .options()."""
+    from taskloom_ray import remote_options
+
+    @flow(task_runner=head_runner)
+    def fresh_workers() -> Any:
+        pids = []
+        with remote_options(max_calls=1):
+            for _ in range(3):  # one after the other: a reused worker would repeat its pid
+                pids.append(pid_and_env.submit("TASKLOOM_RAY_TEST").result()[0])
+        with remote_options(runtime_env={"env_vars": {"TASKLOOM_RAY_TEST": "set by runtime_env"}}):
+            env = pid_and_env.submit("TASKLOOM_RAY_TEST").result()[1]
+        return pids, env
+
+    pids, env = fresh_workers()
+    assert len(set(pids)) == 3, "max_calls=1: each run gets a worker process of its own"
+    assert env == "set by runtime_env"
+
+
 # -- futures travel as ObjectRefs ---------------------------------------------------------------
 
 

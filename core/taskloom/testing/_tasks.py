@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from typing import Any
+
+import attrs
 
 from taskloom import get_run_logger, task
 
@@ -185,3 +188,66 @@ def started_then_sleeps(marker_dir: str, index: int, seconds: float) -> int:
     for _ in range(int(seconds / 0.05)):  # Python-level, so a thread or Ray can interrupt it
         time.sleep(0.05)
     return index
+
+
+def returns_state(kind: str, message: str) -> Any:
+    """Returns a state made by hand: the run ends in it."""
+    from taskloom import states
+
+    if kind == "Completed":
+        return states.Completed(message, data=message.upper())
+    return getattr(states, kind)(message)
+
+
+@dataclasses.dataclass
+class Box:
+    """A dataclass argument, with a future (or anything) inside."""
+
+    value: Any
+    label: str = "box"
+
+
+@attrs.define
+class AttrsBox:
+    """An attrs argument, with a future (or anything) inside."""
+
+    value: Any
+
+
+@task
+def unbox(box: Any) -> Any:
+    """What a task receives inside a container argument, with the container's type."""
+    return type(box).__name__, box.value
+
+
+@task
+def with_default(x: int, items: tuple[int, ...] = (1, 2)) -> tuple[int, tuple[int, ...]]:
+    return x, items
+
+
+@task
+def keyword_total(base: int, **more: int) -> int:
+    return base + sum(more.values())
+
+
+@task
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+try:  # pydantic is never a dependency of taskloom: the model exists only where it is installed
+    import pydantic as _pydantic
+except ImportError:  # pragma: no cover - depends on the environment
+    _pydantic = None  # type: ignore[assignment]
+else:
+
+    class PydanticBox(_pydantic.BaseModel):
+        """A pydantic argument, with a future (or anything) inside."""
+
+        model_config = _pydantic.ConfigDict(arbitrary_types_allowed=True)
+        value: Any
+
+
+def pydantic_box() -> Any:
+    """The pydantic model class (call only when pydantic is installed)."""
+    return PydanticBox

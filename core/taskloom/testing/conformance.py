@@ -21,6 +21,7 @@ from taskloom.config import set_cli_values
 from taskloom.states import UpstreamTaskError
 
 from . import _tasks as t
+from ._prefect_cases import PrefectBehaviour
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
 CONFORMANCE_VERSION = 5
@@ -85,7 +86,7 @@ class _Capture(logging.Handler):
         self.records.append(record)
 
 
-class RunnerConformance:
+class RunnerConformance(PrefectBehaviour):
     """Subclass it and set ``runner``; every test here must pass on your runner.
 
     ``runner`` is a registered name (``"dask"``), a runner instance (a fresh duplicate is
@@ -158,10 +159,11 @@ class RunnerConformance:
 
         state = results(return_state=True)
         assert state.is_completed(), f"flow ended {state!r}: {state.message}"
-        future, value = state.result()
+        returned, value = state.result()
         assert value == 3
-        assert future.state.is_completed() and future.state.name == "Completed"
-        assert future.result() == 3
+        assert isinstance(returned, taskloom.State), "a returned future reaches the caller as its final state"
+        assert returned.is_completed() and returned.name == "Completed"
+        assert returned.result() == 3
 
     def test_exception_gives_failed_state_with_traceback(self, taskloom_runner: Any) -> None:
         @flow(task_runner=taskloom_runner)
@@ -382,7 +384,7 @@ class RunnerConformance:
         def retried() -> Any:
             return t.flaky.submit(str(tmp_path))
 
-        assert retried() == "succeeded after 2 retries"
+        assert retried().result() == "succeeded after 2 retries"
         [sequence] = hooks.states.values()
         assert [new for _, new in sequence] == [
             "Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying", "Completed",
@@ -454,11 +456,11 @@ class RunnerConformance:
     def test_log_prints_and_run_name_templates(self, taskloom_runner: Any, run_logs: _Capture) -> None:
         @flow(task_runner=taskloom_runner)
         def named_prints() -> Any:
-            return t.prints.submit("loudly").result(), t.greet.submit("ada")
+            return t.prints.submit("loudly").result(), t.greet.submit("ada").task_run.name
 
         value, greeting = named_prints()
         assert value == "loudly"
-        assert greeting.task_run.name == "greet-ada"
+        assert greeting == "greet-ada"
         lines = [r for r in run_logs.records if r.getMessage() == "printed loudly"]
         assert len(lines) == 1 and str(getattr(lines[0], "task_run_name", "")).startswith("prints-")
 

@@ -7,8 +7,10 @@ client to that scheduler and leaves the cluster running.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import logging
 from typing import Any
 
@@ -68,15 +70,42 @@ def resolve_cluster_class(spec: type | str | None) -> type:
 
 
 def cluster_kwargs_for(cls: type, given: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments the cluster class gets: the user's, plus ours for LocalCluster."""
+    """The keyword arguments the cluster class gets: the user's, plus ours for a LocalCluster
+    (or a subclass: only those of ours that its ``__init__`` accepts)."""
     from distributed import LocalCluster
 
     if not issubclass(cls, LocalCluster):
         return dict(given)
-    kwargs = {**LOCAL_DEFAULTS, **given}
+    ours = dict(LOCAL_DEFAULTS)
     if not any(key in given for key in LOCAL_SIZE):
-        kwargs.update(LOCAL_SIZE)
-    return kwargs
+        ours.update(LOCAL_SIZE)
+    accepted = _keywords(cls)
+    if accepted is not None:
+        ours = {key: value for key, value in ours.items() if key in accepted}
+    return {**ours, **given}
+
+
+def _keywords(cls: type) -> set[str] | None:
+    """The keyword arguments ``cls(...)`` accepts by name; None if it takes any (``**kwargs``)."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _adapt(cluster: Any, adapt_kwargs: dict[str, Any]) -> None:
+    """``cluster.adapt(**adapt_kwargs)``, awaited on the cluster's loop if it is ``async def``."""
+    result = cluster.adapt(**adapt_kwargs)
+    if inspect.isawaitable(result):
+
+        async def wait() -> Any:
+            return await result
+
+        sync = getattr(cluster, "sync", None)
+        sync(wait) if sync is not None else asyncio.run(wait())
 
 
 def _log_dashboard(link: str | None, local: bool) -> None:
@@ -102,7 +131,7 @@ def start_cluster(
     cluster = cls(**cluster_kwargs_for(cls, cluster_kwargs))
     try:
         if adapt_kwargs is not None:
-            cluster.adapt(**adapt_kwargs)
+            _adapt(cluster, adapt_kwargs)
         client = Client(cluster, **client_kwargs)  # type: ignore[no-untyped-call]
     except BaseException:
         cluster.close()

@@ -50,6 +50,8 @@ class DaskTaskRunner(TaskRunner):
     cluster when the flow run ends. A LocalCluster binds to 127.0.0.1 with its dashboard on a
     free port, and has two single-threaded worker processes unless ``cluster_kwargs`` sizes it.
     ``client_kwargs`` go to `distributed.Client` (e.g. ``{"timeout": "10s"}``).
+    ``performance_report_path`` saves Dask's performance report of the flow run there (an HTML
+    file; it needs bokeh, ``pip install 'taskloom-dask[dashboard]'``).
 
     A task's ``runner_options`` go to `Client.submit`: ``workers``, ``resources``,
     ``priority``, ``retries``, ``allow_other_workers``, ``fifo_timeout``.
@@ -66,6 +68,7 @@ class DaskTaskRunner(TaskRunner):
         cluster_kwargs: dict[str, Any] | None = None,
         adapt_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
+        performance_report_path: str | None = None,
     ) -> None:
         cluster_kwargs = _mapping("cluster_kwargs", cluster_kwargs)
         adapt_kwargs = _mapping("adapt_kwargs", adapt_kwargs)
@@ -96,6 +99,12 @@ class DaskTaskRunner(TaskRunner):
         self.cluster_kwargs = cluster_kwargs
         self.adapt_kwargs = adapt_kwargs
         self.client_kwargs = client_kwargs
+        if performance_report_path is not None and not isinstance(performance_report_path, str):
+            raise TypeError(
+                f"DaskTaskRunner performance_report_path must be a path (a string), got {performance_report_path!r}."
+            )
+        self.performance_report_path = performance_report_path or None
+        self._report: Any = None
         self._session: Session | None = None
         self._token: contextvars.Token[Any] | None = None
 
@@ -106,6 +115,7 @@ class DaskTaskRunner(TaskRunner):
             "cluster_kwargs": self.cluster_kwargs,
             "adapt_kwargs": self.adapt_kwargs,
             "client_kwargs": self.client_kwargs,
+            "performance_report_path": self.performance_report_path,
         }
 
     def __repr__(self) -> str:
@@ -139,10 +149,43 @@ class DaskTaskRunner(TaskRunner):
                 cluster.close()
             raise
         self._token = active_client.set(client)
+        if self.performance_report_path:
+            self._start_report(client)
         return self
+
+    def _start_report(self, client: Any) -> None:
+        import importlib.util
+
+        from distributed import performance_report
+
+        if importlib.util.find_spec("bokeh") is None:
+            self.__exit__(None, None, None)
+            raise ImportError(
+                "DaskTaskRunner performance_report_path needs bokeh to write the report: "
+                "pip install 'taskloom-dask[dashboard]'."
+            )
+        report = performance_report(filename=self.performance_report_path)  # type: ignore[no-untyped-call]
+        with client.as_current():  # our client is not the default one: the report finds it so
+            report.__enter__()  # type: ignore[no-untyped-call]
+        self._report = report
+
+    def _save_report(self, client: Any) -> None:
+        report, self._report = self._report, None
+        try:
+            with client.as_current():
+                report.__exit__(None, None, None)
+        except Exception as exc:  # the flow's own outcome matters more than its report
+            from ._connect import logger
+
+            logger.warning(
+                "The Dask performance report could not be saved to %s: %s: %s",
+                self.performance_report_path, type(exc).__name__, exc,
+            )
 
     def __exit__(self, *exc_info: object) -> None:
         session, self._session = self._session, None
+        if self._report is not None and session is not None:
+            self._save_report(session.client)
         if self._token is not None:
             try:
                 active_client.reset(self._token)

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -34,9 +34,10 @@ from taskloom.runners import (
     dumps,
     encode_outcome,
     loads,
+    lost_run_outcome,
     run_task_call,
 )
-from taskloom.states import TimedOut
+from taskloom.states import Failed, TimedOut
 
 __all__ = ["ProcessTaskRunner", "WorkerDied"]
 
@@ -79,7 +80,7 @@ def _worker_main(conn: Connection, initializer: bytes, initargs: bytes) -> None:
 
 
 class _Job:
-    __slots__ = ("call", "future", "payload", "started", "upstream", "worker")
+    __slots__ = ("call", "cancelled", "future", "payload", "started", "upstream", "worker")
 
     def __init__(self, call: TaskRunCall, payload: bytes, future: Future[Any]) -> None:
         self.call = call
@@ -87,6 +88,7 @@ class _Job:
         self.future = future
         self.upstream = list(call.upstream)
         self.started = 0.0
+        self.cancelled = False
         self.worker: _Worker | None = None
 
 
@@ -201,11 +203,12 @@ class _Pool:
             job = worker.job
             if job is not None and worker.conn in ready:
                 try:
-                    outcome = loads(worker.conn.recv_bytes())
+                    data = worker.conn.recv_bytes()
                 except (EOFError, OSError):
                     worker.process.join(1)  # the pipe closed because the worker died
                 else:
                     worker.job = None
+                    outcome = _load_outcome(job.call, data)
                     if outcome.state.name == "TimedOut":
                         # The engine stopped waiting, but the task's thread may still be busy
                         # in this process: replace the process so the work really stops.
@@ -216,7 +219,7 @@ class _Pool:
                 self._replace(worker, kill=False)
                 if job is not None:
                     code = worker.process.exitcode
-                    settled.append((job.future, WorkerDied(
+                    settled.append((job.future, CancelledError() if job.cancelled else WorkerDied(
                         f"worker process {worker.process.pid} exited with code {code} while running the task"
                     )))
 
@@ -254,7 +257,7 @@ class _Pool:
 
     # -- shutting down -------------------------------------------------------------------------
 
-    def shutdown(self, wait_for_runs: bool) -> None:
+    def shutdown(self, wait_for_runs: bool, cancel_running: bool = False) -> None:
         with self._lock:
             self._closing = True
             queued = list(self._queue)
@@ -271,6 +274,7 @@ class _Pool:
         lost = []
         for worker in self._workers:
             if worker.job is not None:  # an interrupt: stop the work in flight
+                worker.job.cancelled = cancel_running
                 worker.process.kill()
                 lost.append(worker.job)
                 worker.job = None
@@ -287,7 +291,9 @@ class _Pool:
             self._wake_r.close()
             self._wake_w.close()
         for job in lost:
-            if not job.future.done():
+            if job.cancelled and not job.future.done():
+                job.future.set_exception(CancelledError())  # cancel_all(): Cancelled, not Crashed
+            elif not job.future.done():
                 job.future.set_exception(WorkerDied(
                     f"worker process {job.worker.process.pid if job.worker else '?'} was stopped "
                     "while running the task: the flow run was interrupted"
@@ -341,6 +347,13 @@ class ProcessTaskRunner(TaskRunner):
     def duplicate(self) -> ProcessTaskRunner:
         return type(self)(self.max_workers, self.initializer, self.initargs)
 
+    def cancel_all(self) -> None:
+        """Stop every run of this runner now: queued runs end Cancelled, running ones too
+        (their worker processes are killed). Entering the runner again starts a new pool."""
+        if self._pool is not None:
+            self._pool.shutdown(wait_for_runs=False, cancel_running=True)
+            self._pool = None
+
     def submit(self, call: TaskRunCall) -> Future[Any]:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
@@ -350,3 +363,15 @@ class ProcessTaskRunner(TaskRunner):
         """The process ids of the current workers (for tests and monitoring)."""
         return self._pool.pids() if self._pool is not None else []
 
+
+def _load_outcome(call: TaskRunCall, data: bytes) -> TaskRunOutcome:
+    """A worker's outcome; Failed, naming the task, if it cannot be loaded here (an exception
+    here would stop the dispatcher thread, and every run of the flow with it)."""
+    try:
+        return loads(data)  # type: ignore[no-any-return]
+    except Exception as exc:
+        message = (
+            f"Task {call.task.name!r}: its result could not be loaded in the flow's process: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        return lost_run_outcome(call, Failed(message, exception=exc))

@@ -112,10 +112,8 @@ class RayTaskRunner(TaskRunner):
             # max_retries=0: a lost worker is reported at once, and the engine's own retries
             # (the task's `retries`) decide what happens next, with their states and logs.
             # num_returns=2: what the flow's process receives, and the whole outcome (see _worker).
-            self._remote = ray.remote(max_retries=0, num_returns=2)(_worker.run_call)
-            self._remote_alone = ray.remote(max_retries=0, max_calls=1, num_returns=2)(
-                _worker.run_call_alone
-            )
+            self._remote = ray.remote(**_REMOTE)(_worker.run_call)
+            self._remote_alone = ray.remote(**_REMOTE, max_calls=1)(_worker.run_call_alone)
         except BaseException:
             session.close()
             raise
@@ -155,11 +153,23 @@ class RayTaskRunner(TaskRunner):
         cached = self._with_options.get(key)
         if cached is None:
             try:
-                cached = remote.options(**options)
+                if "max_calls" in options:
+                    # Ray takes max_calls only in ray.remote(...), not in .options(...).
+                    remote = self._decorated(alone, options["max_calls"])
+                    options = {k: v for k, v in options.items() if k != "max_calls"}
+                cached = remote.options(**options) if options else remote
             except (ValueError, TypeError) as exc:
-                raise ValueError(_options_error(call, options, exc)) from None
+                raise ValueError(_options_error(call, {**extra, **own}, exc)) from None
             self._with_options[key] = cached
         return cached
+
+    def _decorated(self, alone: bool, max_calls: Any) -> Any:
+        """The run function as a remote function with ``max_calls`` (a timed run keeps 1)."""
+        from . import _worker
+
+        assert self._session is not None
+        function = _worker.run_call_alone if alone else _worker.run_call
+        return self._session.ray.remote(**_REMOTE, max_calls=1 if alone else max_calls)(function)
 
     def submit(self, call: TaskRunCall) -> RayTaskFuture:
         remote = self._remote_for(call)
@@ -180,6 +190,10 @@ class RayTaskRunner(TaskRunner):
         """Submit every call without waiting: each ``.remote()`` returns at once."""
         submit = self.submit
         return [submit(call) for call in calls]
+
+
+#: How the run functions are made remote (see `RayTaskRunner.__enter__`).
+_REMOTE: dict[str, Any] = {"max_retries": 0, "num_returns": 2}
 
 
 def _options_error(call: TaskRunCall, options: Mapping[str, Any], exc: Exception) -> str:
