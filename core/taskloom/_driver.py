@@ -394,8 +394,15 @@ class _FlowRunDriver:
     def _on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
         """The runner lost the run. Retry it if the task has retries left; else its final state."""
         call: TaskRunCall | None = future._call
-        if isinstance(exc, CancelledError) or self.cancelled:
-            state: State = Cancelled("Task run was cancelled before it finished: the flow run was interrupted.")
+        if self.cancelled or isinstance(exc, CancelledError):
+            # Only this flow run's interrupt (Ctrl-C, SIGTERM, its timeout) sets `cancelled`;
+            # a cancellation the runner reports by itself says its own reason. A runner that
+            # lost its cluster raises a plain error instead, so the run crashes (or retries).
+            if self.cancelled:
+                message = "Task run was cancelled before it finished: the flow run was interrupted."
+            else:
+                message = f"Task run was cancelled by runner {getattr(self.runner, 'name', self.runner)!r}: {exc}"
+            state: State = Cancelled(message)
             self._set_state(future, state)
             self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
             return state
