@@ -43,6 +43,7 @@ from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType,
 from .tasks import Task, _tags, allow_failure, quote, unmapped
 
 if TYPE_CHECKING:
+    from ._placement import ResultPlacement
     from .runners import TaskRunner
 
 __all__ = ["_FlowRunDriver"]
@@ -159,6 +160,8 @@ class _FlowRunDriver:
         self._cancels = bool(capabilities & Capability.CANCEL)
         #: Read by futures: a task run waiting on a queued run of this runner runs it.
         self.runs_waiting_inline = bool(capabilities & Capability.RUN_WAITING_INLINE)
+        #: Set for a runner with remote workers: checks where runs keep their results.
+        self.placement: ResultPlacement | None = None
 
     # -- creating task runs ------------------------------------------------------------------
 
@@ -280,6 +283,8 @@ class _FlowRunDriver:
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> TaskRunFuture[Any]:
         call, future = self._prepare(task, task.bind(args, kwargs), wait_for)
+        if self.placement is not None:
+            self.placement.check(call)
         self._announce(call.task_run.name)
         if self._admit(call, future):
             self._hand_over(call, future)
@@ -315,6 +320,8 @@ class _FlowRunDriver:
             self._prepare(task, {**static, **{k: v[i] for k, v in iterables.items()}}, wait_for)
             for i in range(count)
         ]
+        if self.placement is not None and prepared:
+            self.placement.check(prepared[0][0])
         admitted = []
         for call, future in prepared:
             self._announce(call.task_run.name)

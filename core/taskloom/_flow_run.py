@@ -22,6 +22,7 @@ from . import plugins
 from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
 from ._names import run_name
+from ._placement import ResultPlacement, resolved_path
 from .config import Settings, load_settings
 from .context import FlowRun, get_task_run
 from .engine import RunDefaults
@@ -152,7 +153,7 @@ class _Run:
         self.defaults = RunDefaults(
             persist_result=bool(flow.persist_result if flow.persist_result is not None else settings["results.persist"]),
             result_storage=settings["results.storage"],
-            result_path=settings["results.path"],
+            result_path=resolved_path(settings["results.path"]),
             result_serializer=settings["results.serializer"],
             log_prints=flow.log_prints,
             storage_options=_storage_options(settings) if settings.storages else None,
@@ -203,9 +204,12 @@ class _Run:
 
     def driver(self, attempt: int) -> _FlowRunDriver:
         runner = self.runner if attempt == 0 else self.runner.duplicate()
-        return _FlowRunDriver(
+        driver = _FlowRunDriver(
             self.flow_run, runner, self.log_level, self.defaults, self.settings.concurrency_limits
         )
+        if getattr(runner, "remote_workers", False):
+            driver.placement = ResultPlacement(runner, self.defaults, self.settings["results.path"])
+        return driver
 
     def retry(self, driver: _FlowRunDriver, state: State, attempt: int) -> bool:
         flow = self.flow
