@@ -11,6 +11,7 @@ reason; with ``CI`` set it fails instead, since CI is root and must run them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -27,8 +28,10 @@ DASK_PORT = 8786
 #: minutes): a host whose link goes down is noticed in seconds, not minutes.
 DASK_WORKER_TTL = "10s"
 RAY_PORT = 6379
-RAY_CLIENT_PORT = 10001
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+#: The head declares a node dead after three missed health checks a second apart (Ray's
+#: default takes about half a minute): a node whose link goes down is noticed in seconds.
+RAY_HEAD_ENV = {**RAY_ENV, "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 
 
 @pytest.fixture(scope="session")
@@ -97,26 +100,36 @@ def dask_hosts(network: Network) -> Iterator[DaskHosts]:
 
 @attrs.define
 class RayHosts:
-    address: str  # ray://A:port, what a flow on a host outside the cluster connects to
+    address: str  # the head's GCS, A:6379
     head: Host
     nodes: list[Host]
     flow: Host
 
+    def runner_options(self) -> list[str]:
+        """``--runner-option`` arguments of a flow on host D: the head, and D's node address."""
+        return ["address=" + self.address, "init_kwargs=" + json.dumps({"_node_ip_address": self.flow.address})]
 
-def _ray_start(host: Host, *args: str) -> list[str]:
+    def env(self) -> dict[str, str]:
+        """The same, as the environment of a flow on host D."""
+        return {
+            **RAY_ENV,
+            "TASKLOOM_TASK_RUNNER": "ray",
+            "TASKLOOM_RUNNERS_RAY_ADDRESS": self.address,
+            "TASKLOOM_RUNNERS_RAY_INIT_KWARGS": json.dumps({"_node_ip_address": self.flow.address}),
+        }
+
+
+def _ray_start(host: Host, *args: str, cpus: int = 1) -> list[str]:
     ray = str(Path(python()[0]).with_name("ray"))
     return [
-        ray, "start", "--block", "--node-ip-address", host.address, "--num-cpus", "1",
+        ray, "start", "--block", "--node-ip-address", host.address, "--num-cpus", str(cpus),
         "--temp-dir", str(host.root / "ray"), "--disable-usage-stats", *args,
     ]  # fmt: skip
 
 
-def _nodes_alive(head: Host) -> int:
-    """How many nodes the head's GCS has registered (from its log, as `ray status` would say)."""
-    logs = sorted((head.root / "ray").glob("session_*/logs/gcs_server.out"))
-    if not logs:
-        return 0
-    return len(re.findall(r"Registering node info", logs[-1].read_text(errors="replace")))
+def _ray_started(host: Host) -> bool:
+    """Whether ``ray start`` on ``host`` is up (a node says so once the head's GCS has it)."""
+    return "Ray runtime started" in (host.root / "ray.log").read_text(errors="replace")
 
 
 @pytest.fixture(scope="session")
@@ -125,20 +138,25 @@ def ray_hosts(network: Network) -> Iterator[RayHosts]:
     a, b, d = (network.add(name) for name in ("ra", "rb", "rd"))
     head = a.start(
         _ray_start(
-            a, "--head", "--port", str(RAY_PORT), "--ray-client-server-port", str(RAY_CLIENT_PORT),
+            a, "--head", "--port", str(RAY_PORT),
             "--include-dashboard=false",
         ),
         "ray.log",
-        env=RAY_ENV,
+        env=RAY_HEAD_ENV,
     )
     try:
-        wait_until(lambda: "Ray runtime started" in (a.root / "ray.log").read_text(), "ray head", STARTUP_SECONDS, [head])
-        node = b.start(_ray_start(b, "--address", f"{a.address}:{RAY_PORT}"), "ray.log", env=RAY_ENV)
-        wait_until(lambda: _nodes_alive(a) >= 2, "ray node", STARTUP_SECONDS, [head, node])
-        yield RayHosts(f"ray://{a.address}:{RAY_CLIENT_PORT}", a, [b], d)
+        wait_until(lambda: _ray_started(a), "ray head", STARTUP_SECONDS, [head])
+        gcs = f"{a.address}:{RAY_PORT}"
+        node = b.start(_ray_start(b, "--address", gcs), "ray.log", env=RAY_ENV)
+        # A Ray driver runs on a node of its cluster: D joins with no CPUs, so it runs none of
+        # the tasks. (Ray Client, ray://A:10001, is the other way in; its per-job server did
+        # not start in these namespaces with ray 2.60.)
+        driver_node = d.start(_ray_start(d, "--address", gcs, cpus=0), "ray.log", env=RAY_ENV)
+        wait_until(lambda: _ray_started(b) and _ray_started(d), "ray nodes", STARTUP_SECONDS, [head, node, driver_node])
+        yield RayHosts(gcs, a, [b], d)
     finally:
         # Never `ray stop` (it ends every Ray of the machine): each node by its process group.
-        for host in (b, a):
+        for host in (d, b, a):
             host.stop(grace=15.0)
 
 
