@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .plugins import warn_once
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .engine import RunDefaults, TaskRunCall
     from .runners import TaskRunner
 
-__all__ = ["ResultPlacement", "resolved_path"]
+__all__ = ["ResultPlacement", "resolved_options", "resolved_path"]
 
 logger = logging.getLogger("taskloom.flow_runs")
 
@@ -34,14 +35,33 @@ def resolved_path(path: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path))
 
 
+def resolved_options(
+    options: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, Any]] | None:
+    """``[storages.NAME]`` options with a local ``path`` made absolute, as `resolved_path`."""
+    if options is None:
+        return None
+    return {
+        name: {k: resolved_path(v) if k == "path" and isinstance(v, str) else v for k, v in own.items()}
+        for name, own in options.items()
+    }
+
+
 class ResultPlacement:
     """Checks, for a runner with remote workers, where task runs keep their results."""
 
-    def __init__(self, runner: TaskRunner, defaults: RunDefaults, path_given: str | None) -> None:
+    def __init__(
+        self,
+        runner: TaskRunner,
+        defaults: RunDefaults,
+        path_given: str | None,
+        options_given: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.runner = runner
         self.defaults = defaults
-        # As the user gave it: an absolute path may be on a shared filesystem (their call).
+        # As the user gave them: an absolute path may be on a shared filesystem (their call).
         self.path_given = path_given
+        self.options_given = options_given
         self.checked: set[Any] = set()
 
     def check(self, call: TaskRunCall) -> None:
@@ -54,7 +74,11 @@ class ResultPlacement:
             return
         self.checked.add(key)
         try:
-            storage = results.resolve_storage(spec, self.path_given) if isinstance(spec, str) else spec
+            storage = (
+                results.resolve_storage(spec, self.path_given, self.options_given)
+                if isinstance(spec, str)
+                else spec
+            )
         except Exception:  # an unknown storage: the run itself fails with that sentence
             return
         if not getattr(storage, "host_local", False):
