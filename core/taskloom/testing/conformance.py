@@ -149,6 +149,17 @@ class RunnerConformance:
             shutil.rmtree(where, ignore_errors=True)
 
     @pytest.fixture
+    def shared_folder(self, request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Path]:
+        """A fresh folder under ``--taskloom-shared-dir`` (else the test's ``tmp_path``)."""
+        base = request.config.getoption("--taskloom-shared-dir", default=None)
+        if not base:
+            yield tmp_path
+            return
+        where = Path(tempfile.mkdtemp(prefix="shared-", dir=base))
+        yield where
+        shutil.rmtree(where, ignore_errors=True)
+
+    @pytest.fixture
     def hooks(self) -> Iterator[_HookRecorder]:
         recorder = _HookRecorder()
         plugins.register(recorder, name=f"conformance-recorder-{id(recorder)}")
@@ -551,10 +562,10 @@ class RunnerConformance:
 
     # -- timeouts a runner enforces ----------------------------------------------------------
 
-    def test_timed_out_work_really_stops(self, taskloom_runner: Any, hooks: Any, tmp_path: Any) -> None:
+    def test_timed_out_work_really_stops(self, taskloom_runner: Any, hooks: Any, shared_folder: Path) -> None:
         """A runner that declares ``Capability.ENFORCES_TIMEOUTS`` stops the work at the
-        deadline: nothing of a timed-out run goes on. (Checked where the workers can see the
-        test's folder; elsewhere the task says so and the check is skipped.)"""
+        deadline: nothing of a timed-out run goes on. (Checked in `shared_folder`, where the
+        workers can see it; elsewhere the task says so and the check is skipped.)"""
         import time
 
         from taskloom.runners import Capability
@@ -563,7 +574,7 @@ class RunnerConformance:
 
         @flow(task_runner=taskloom_runner)
         def outlived() -> None:
-            future = t.outlives_its_timeout.submit(str(tmp_path))
+            future = t.outlives_its_timeout.submit(str(shared_folder))
             future.wait()
             seen["state"] = future.state
 
@@ -575,4 +586,4 @@ class RunnerConformance:
             pytest.skip("the workers cannot see the test's folder")
         assert state.name == "TimedOut", state
         time.sleep(2.0)  # past when the task would have written its file
-        assert not (tmp_path / "still-running").exists(), "the timed-out task went on running"
+        assert not (shared_folder / "still-running").exists(), "the timed-out task went on running"
