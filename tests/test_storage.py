@@ -90,3 +90,82 @@ def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path) -> None:
     plain.write_bytes(b"x")
     atomic_write_file(tmp_path / "atomic", b"x")
     assert stat.S_IMODE(os.stat(tmp_path / "atomic").st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
+
+
+# -- results and hosts: relative paths resolved in the flow's process, one warning ------------
+
+
+def _persisting_flow(runner: object) -> object:
+    from taskloom import flow, task
+
+    @task(persist_result=True)
+    def answer() -> int:
+        return 42
+
+    @flow(task_runner=runner)
+    def persisting() -> object:
+        future = answer.submit()
+        future.wait()
+        return {"state": future.state}
+
+    return persisting
+
+
+class _FarThreads:
+    """The thread runner, declaring (as a cluster runner given an address does) that its
+    workers may run on other hosts."""
+
+    @staticmethod
+    def make() -> object:
+        from taskloom_local import ConcurrentTaskRunner
+
+        class FarThreads(ConcurrentTaskRunner):
+            remote_workers = True
+
+        return FarThreads()
+
+
+def test_a_relative_results_path_is_resolved_in_the_flows_process(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, run_logs: object
+) -> None:
+    monkeypatch.setenv("TASKLOOM_RESULTS_PATH", "results")
+    state = _persisting_flow("concurrent")()["state"]  # type: ignore[operator]
+    assert state.data.storage.path == in_tmp / "results"
+    assert [p.parent.name for p in (in_tmp / "results").rglob("*") if p.is_file()] == ["results"]
+    assert not [m for m in run_logs.messages() if "only this host sees" in m], "a local runner needs no warning"  # type: ignore[attr-defined]
+
+
+def test_host_local_results_on_a_runner_with_remote_workers_warn_once(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, run_logs: object
+) -> None:
+    from taskloom import plugins
+
+    monkeypatch.setattr(plugins, "_warned", set())
+    monkeypatch.setenv("TASKLOOM_RESULTS_PATH", "results")
+    persisting = _persisting_flow(_FarThreads.make())
+    persisting()  # type: ignore[operator]
+    persisting()  # type: ignore[operator]
+    warnings = [m for m in run_logs.messages() if "only this host sees" in m]  # type: ignore[attr-defined]
+    assert warnings == [
+        f"Task 'answer' keeps its results in LocalFileStorage(path={str(in_tmp / 'results')!r}), which "
+        "only this host sees, but runner 'concurrent' may run it on other hosts: use the fsspec "
+        'result storage (results.storage = "fsspec" with an s3://, gs://... results.path), or set '
+        "results.path to an absolute path on a shared filesystem that every worker mounts at the "
+        "same place."
+    ]
+
+
+@pytest.mark.parametrize(("storage", "warns"), [("memory", True), ("local-file", False)])
+def test_an_absolute_results_path_is_the_users_choice_memory_never_is(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, run_logs: object, storage: str, warns: bool
+) -> None:
+    from taskloom import plugins
+
+    monkeypatch.setattr(plugins, "_warned", set())
+    monkeypatch.setenv("TASKLOOM_RESULTS_STORAGE", storage)
+    monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(in_tmp / "shared"))
+    _persisting_flow(_FarThreads.make())()  # type: ignore[operator]
+    warnings = [m for m in run_logs.messages() if "only this host sees" in m]  # type: ignore[attr-defined]
+    assert len(warnings) == int(warns), warnings
+    if warns:
+        assert "keeps its results in MemoryStorage()" in warnings[0]

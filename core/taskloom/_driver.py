@@ -43,6 +43,7 @@ from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType,
 from .tasks import Task, _tags, allow_failure, quote
 
 if TYPE_CHECKING:
+    from ._placement import ResultPlacement
     from .runners import TaskRunner
 
 __all__ = ["_FlowRunDriver"]
@@ -162,6 +163,8 @@ class _FlowRunDriver:
         # (retries, delay) for tasks that set neither, from the flow run's settings.
         self.retry_defaults: tuple[int, float] | None = None  # None: no defaults set
         self._defaulted: dict[int, Task[..., Any]] = {}
+        #: Set for a runner with remote workers: checks where runs keep their results.
+        self.placement: ResultPlacement | None = None
 
     # -- creating task runs ------------------------------------------------------------------
 
@@ -302,6 +305,8 @@ class _FlowRunDriver:
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> TaskRunFuture[Any]:
         call, future = self._prepare(task, task.bind(args, kwargs), wait_for)
+        if self.placement is not None:
+            self.placement.check(call)
         self._announce(call.task_run.name)
         if self._admit(call, future):
             self._hand_over(call, future)
@@ -313,6 +318,8 @@ class _FlowRunDriver:
         runs = task._map_parameters(args, kwargs)
         wait_for = list(wait_for) if wait_for is not None else None
         prepared = [self._prepare(task, parameters, wait_for) for parameters in runs]
+        if self.placement is not None and prepared:
+            self.placement.check(prepared[0][0])
         admitted = []
         for call, future in prepared:
             self._announce(call.task_run.name)
@@ -394,12 +401,20 @@ class _FlowRunDriver:
     def _on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
         """The runner lost the run. Retry it if the task has retries left; else its final state."""
         call: TaskRunCall | None = future._call
-        if isinstance(exc, CancelledError) or self.cancelled:
-            # The runner cancelled it (it had not started), or lost it as it shut down.
+        if self.cancelled:
+            # This flow run's interrupt (Ctrl-C, SIGTERM, its timeout): the run was cancelled
+            # before it started, or lost as the runner shut down.
             self._end_interrupted(future, lost=not isinstance(exc, CancelledError))
             return None
         if future._closed:
             return None
+        if isinstance(exc, CancelledError):
+            # A cancellation the runner reports by itself says its own reason; a runner that
+            # lost its cluster raises a plain error instead, so the run crashes (or retries).
+            state: State = Cancelled(f"Task run was cancelled by runner {self.runner.name!r}: {exc}")
+            self._set_state(future, state)
+            self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
+            return state
         # A runner that enforces timeouts stopped the attempt at its deadline: TimedOut, not
         # Crashed, and retried the same way.
         timed_out = isinstance(exc, TaskRunTimedOut)

@@ -24,6 +24,7 @@ from . import plugins
 from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
 from ._names import run_name
+from ._placement import ResultPlacement, resolved_options, resolved_path
 from .config import Settings, load_settings
 from .context import FlowRun, get_task_run
 from .engine import RunDefaults
@@ -147,13 +148,15 @@ class _Run:
             parent_flow_run_id=self.parent.flow_run.id if self.parent is not None else None,
         )
         settings = self.settings
+        # As given (relative paths kept), for the check of where results live.
+        self.storage_options = _storage_options(settings) if settings.storages else None
         self.defaults = RunDefaults(
             persist_result=bool(flow.persist_result if flow.persist_result is not None else settings["results.persist"]),
             result_storage=settings["results.storage"],
-            result_path=settings["results.path"],
+            result_path=resolved_path(settings["results.path"]),
             result_serializer=settings["results.serializer"],
             log_prints=flow.log_prints,
-            storage_options=_storage_options(settings) if settings.storages else None,
+            storage_options=resolved_options(self.storage_options),
             runner_timeouts=bool(self.runner.capabilities & Capability.ENFORCES_TIMEOUTS),
         )
         self.hook = plugins.get_plugin_manager().hook
@@ -210,6 +213,10 @@ class _Run:
         )
         if defaults != (0, 0.0):
             driver.retry_defaults = defaults
+        if getattr(runner, "remote_workers", False):
+            driver.placement = ResultPlacement(
+                runner, self.defaults, self.settings["results.path"], self.storage_options
+            )
         return driver
 
     def retry(self, driver: _FlowRunDriver, state: State, attempt: int) -> bool:

@@ -154,6 +154,10 @@ class TaskRunner(Protocol):
     concurrency: ClassVar[Concurrency] = "concurrent"
     #: The optional abilities the core may use (see `Capability`).
     capabilities: ClassVar[Capability] = Capability.NONE
+    #: True when task runs may run on other hosts, which do not see this process's files
+    #: (a runner given a cluster's address). The core then warns once when results are kept
+    #: in a storage only this host sees. A property where it depends on the options.
+    remote_workers: bool = False
 
     def __enter__(self) -> typing.Self:
         return self

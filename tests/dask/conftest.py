@@ -9,6 +9,7 @@ Everything binds to 127.0.0.1, dashboards to free ports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,11 @@ def local_cluster() -> Iterator[Any]:
         cluster.close()
 
 
-@pytest.fixture(scope="session")
-def process_cluster() -> Iterator[ProcessCluster]:
-    """``dask scheduler`` and two ``dask worker`` processes, each in its own process group."""
+@contextlib.contextmanager
+def _started_process_cluster(
+    workers: int = 2, scheduler_args: tuple[str, ...] = ("--dashboard-address", "127.0.0.1:0"), nthreads: int = 1
+) -> Iterator[ProcessCluster]:
+    """``dask scheduler`` and ``workers`` ``dask worker`` processes, each in its own process group."""
     workdir = Path(tempfile.mkdtemp(prefix="taskloom-dask-cluster-"))
     scheduler_file = workdir / "scheduler.json"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
@@ -112,31 +115,48 @@ def process_cluster() -> Iterator[ProcessCluster]:
     try:
         start(
             _dask_command(
-                "scheduler", "--host", "127.0.0.1", "--port", "0",
-                "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file),
+                "scheduler", "--host", "127.0.0.1", "--port", "0", *scheduler_args,
+                "--scheduler-file", str(scheduler_file),
             )
         )
         _wait_for(scheduler_file.exists, "dask scheduler", processes)
         time.sleep(0.2)  # the file is written whole, but give the writer a moment
         address = json.loads(scheduler_file.read_text())["address"]
-        for _ in range(2):
+        for _ in range(workers):
             start(
                 _dask_command(
-                    "worker", address, "--nthreads", "1", "--nworkers", "1",
+                    "worker", address, "--nthreads", str(nthreads), "--nworkers", "1",
                     "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
                     "--local-directory", str(workdir),
                 )
             )
         cluster = ProcessCluster(address, workdir, processes)
 
-        def two_workers() -> bool:
+        def all_workers() -> bool:
             try:
-                return len(cluster.worker_addresses()) == 2
+                return len(cluster.worker_addresses()) == workers
             except OSError:
                 return False
 
-        _wait_for(two_workers, "dask workers", processes)
+        _wait_for(all_workers, "dask workers", processes)
         yield cluster
     finally:
         _kill(processes)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def process_cluster() -> Iterator[ProcessCluster]:
+    """``dask scheduler`` and two ``dask worker`` processes, each in its own process group."""
+    with _started_process_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def new_process_cluster() -> Iterator[Callable[..., ProcessCluster]]:
+    """Start a process cluster of the test's own (e.g. one it breaks); stopped after the test.
+
+    Call it with the arguments of `_started_process_cluster`.
+    """
+    with contextlib.ExitStack() as stack:
+        yield lambda *args, **kwargs: stack.enter_context(_started_process_cluster(*args, **kwargs))

@@ -1,4 +1,8 @@
-"""Tasks the conformance suite runs: importable by name on any worker with taskloom installed."""
+"""Tasks the conformance suite runs: importable by name on any worker with taskloom installed.
+
+None of them touches the test's folder: a worker may sit on another host, without the flow's
+files. What a test must see of them comes back as results and log lines.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import attrs
 
 from taskloom import get_run_logger, task
+from taskloom.context import get_task_run
 
 
 class ConformanceError(Exception):
@@ -74,16 +79,26 @@ def log_lines(tag: str, count: int) -> str:
     return tag
 
 
-@task(retries=2, retry_delay_seconds=0)
-def flaky(marker_dir: str) -> str:
-    """Fails on its first two attempts (counted in files, so any process can count)."""
-    import pathlib
+_attempts: dict[str, int] = {}
+_attempts_lock = threading.Lock()
 
-    path = pathlib.Path(marker_dir)
-    attempts = len(list(path.glob("attempt-*")))
-    (path / f"attempt-{attempts}-{os.getpid()}").touch()
+
+@task(retries=2, retry_delay_seconds=0)
+def flaky() -> str:
+    """Fails on its first two attempts.
+
+    Counted in the worker's memory per task run: the engine retries a run where it runs, so
+    every attempt of one run is in the same process, whatever the runner.
+    """
+    run = get_task_run()
+    key = str(run.id) if run is not None else ""
+    with _attempts_lock:
+        attempts = _attempts.get(key, 0)
+        _attempts[key] = attempts + 1
     if attempts < 2:
         raise RuntimeError(f"attempt {attempts} fails")
+    with _attempts_lock:
+        _attempts.pop(key, None)
     return f"succeeded after {attempts} retries"
 
 
@@ -95,10 +110,9 @@ def too_slow() -> str:
 
 
 @task(cache_policy=None)
-def counted(marker_dir: str, value: int) -> int:
-    import pathlib
-
-    (pathlib.Path(marker_dir) / f"ran-{value}-{time.time_ns()}").touch()
+def counted(value: int) -> int:
+    """Says in its run's log that it ran (a cached run does not run, so says nothing)."""
+    get_run_logger().info("counted computed %d", value)
     return value * 10
 
 
@@ -190,6 +204,7 @@ def started_then_sleeps(marker_dir: str, index: int, seconds: float) -> int:
     return index
 
 
+@task
 def returns_state(kind: str, message: str) -> Any:
     """Returns a state made by hand: the run ends in it."""
     from taskloom import states

@@ -9,8 +9,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import shutil
+import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +29,10 @@ from ._prefect_cases import PrefectBehaviour
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
 CONFORMANCE_VERSION = 5
+
+# No case assumes that workers share the flow's files: tasks report through results and log
+# lines, and persisted results go to `shared_results` (``--taskloom-shared-dir``), so the kit
+# runs unchanged on a cluster of several hosts.
 
 
 class _HookRecorder:
@@ -123,6 +131,34 @@ class RunnerConformance(PrefectBehaviour):
             yield spec
         finally:
             undo()
+
+    @pytest.fixture
+    def shared_results(
+        self, request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[Path]:
+        """A fresh ``results.path`` for the test, in a folder the workers share with the flow.
+
+        ``--taskloom-shared-dir`` names that folder for a cluster whose workers sit on other
+        hosts (a network filesystem mounted at the same path everywhere); by default it is
+        the test's ``tmp_path``, which workers on this host share.
+        """
+        base = request.config.getoption("--taskloom-shared-dir", default=None)
+        where = Path(tempfile.mkdtemp(prefix="results-", dir=base)) if base else tmp_path / "results"
+        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(where))
+        yield where
+        if base:
+            shutil.rmtree(where, ignore_errors=True)
+
+    @pytest.fixture
+    def shared_folder(self, request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Path]:
+        """A fresh folder under ``--taskloom-shared-dir`` (else the test's ``tmp_path``)."""
+        base = request.config.getoption("--taskloom-shared-dir", default=None)
+        if not base:
+            yield tmp_path
+            return
+        where = Path(tempfile.mkdtemp(prefix="shared-", dir=base))
+        yield where
+        shutil.rmtree(where, ignore_errors=True)
 
     @pytest.fixture
     def hooks(self) -> Iterator[_HookRecorder]:
@@ -379,10 +415,10 @@ class RunnerConformance(PrefectBehaviour):
 
     # -- task semantics (version 2): written once in the engine, the same on every runner -----
 
-    def test_retries_go_through_awaiting_retry(self, taskloom_runner: Any, hooks: _HookRecorder, tmp_path: Any) -> None:
+    def test_retries_go_through_awaiting_retry(self, taskloom_runner: Any, hooks: _HookRecorder) -> None:
         @flow(task_runner=taskloom_runner)
         def retried() -> Any:
-            return t.flaky.submit(str(tmp_path))
+            return t.flaky.submit()
 
         assert retried().result() == "succeeded after 2 retries"
         [sequence] = hooks.states.values()
@@ -402,29 +438,29 @@ class RunnerConformance(PrefectBehaviour):
         assert state.message == "Task run exceeded timeout of 0.5 second(s)"
 
     def test_cache_hit_gives_cached_across_flow_runs(
-        self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+        self, taskloom_runner: Any, shared_results: Any, run_logs: _Capture
     ) -> None:
         from taskloom.caching import INPUTS
 
-        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
         cached = t.counted.with_options(cache_policy=INPUTS)
+        value = uuid.uuid4().int % 10**9  # a key of this test alone, in a storage that may be shared
 
         @flow(task_runner=taskloom_runner)
         def cache_flow() -> Any:
-            future = cached.submit(str(tmp_path), 7)
+            future = cached.submit(value)
             return {"value": future.result(), "state": future.state.name}
 
         first, second = cache_flow(), cache_flow()
-        assert first == {"value": 70, "state": "Completed"}
-        assert second == {"value": 70, "state": "Cached"}, "the second run must reuse the stored result"
-        assert len(list(tmp_path.glob("ran-7-*"))) == 1, "a cached task must not run again"
+        assert first == {"value": value * 10, "state": "Completed"}
+        assert second == {"value": value * 10, "state": "Cached"}, "the second run must reuse the stored result"
+        ran = [r for r in run_logs.records if r.getMessage() == f"counted computed {value}"]
+        assert len(ran) == 1, "a cached task must not run again"
 
     def test_persisted_result_loads_lazily_and_checks_its_checksum(
-        self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+        self, taskloom_runner: Any, shared_results: Any
     ) -> None:
         from taskloom.results import read_record
 
-        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
         persisted = t.identity.with_options(persist_result=True, result_serializer="json")
 
         @flow(task_runner=taskloom_runner)
@@ -528,10 +564,10 @@ class RunnerConformance(PrefectBehaviour):
 
     # -- timeouts a runner enforces ----------------------------------------------------------
 
-    def test_timed_out_work_really_stops(self, taskloom_runner: Any, hooks: Any, tmp_path: Any) -> None:
+    def test_timed_out_work_really_stops(self, taskloom_runner: Any, hooks: Any, shared_folder: Path) -> None:
         """A runner that declares ``Capability.ENFORCES_TIMEOUTS`` stops the work at the
-        deadline: nothing of a timed-out run goes on. (Checked where the workers can see the
-        test's folder; elsewhere the task says so and the check is skipped.)"""
+        deadline: nothing of a timed-out run goes on. (Checked in `shared_folder`, where the
+        workers can see it; elsewhere the task says so and the check is skipped.)"""
         import time
 
         from taskloom.runners import Capability
@@ -540,7 +576,7 @@ class RunnerConformance(PrefectBehaviour):
 
         @flow(task_runner=taskloom_runner)
         def outlived() -> None:
-            future = t.outlives_its_timeout.submit(str(tmp_path))
+            future = t.outlives_its_timeout.submit(str(shared_folder))
             future.wait()
             seen["state"] = future.state
 
@@ -552,7 +588,7 @@ class RunnerConformance(PrefectBehaviour):
             pytest.skip("the workers cannot see the test's folder")
         assert state.name == "TimedOut", state
         time.sleep(2.0)  # past when the task would have written its file
-        assert not (tmp_path / "still-running").exists(), "the timed-out task went on running"
+        assert not (shared_folder / "still-running").exists(), "the timed-out task went on running"
 
     # -- runs that end badly (version 5): every run reaches a final state --------------------
 

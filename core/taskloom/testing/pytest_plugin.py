@@ -29,6 +29,14 @@ def pytest_addoption(parser: Any) -> None:
         metavar="KEY=VALUE",
         help="An option for that runner (repeatable), as for 'taskloom run'.",
     )
+    group.addoption(
+        "--taskloom-shared-dir",
+        default=None,
+        metavar="PATH",
+        help="A folder the runner's workers and this process both read and write, at the same "
+        "path (a network filesystem), for the cases that persist results. Default: each "
+        "test's tmp_path, right when the workers run on this host.",
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

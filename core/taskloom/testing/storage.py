@@ -6,11 +6,13 @@ threads, pickled to workers) and run real flows that persist results in it and h
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pickle
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -21,9 +23,21 @@ from taskloom.config import set_cli_values
 from taskloom.results import ResultStorage, read_record
 
 from . import _tasks as t
-from .conformance import _class_attribute
+from .conformance import _Capture, _class_attribute
 
 __all__ = ["StorageConformance"]
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[_Capture]:
+    """The records that reach the ``taskloom`` logger meanwhile."""
+    capture = _Capture()
+    logger = logging.getLogger("taskloom")
+    logger.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)
 
 #: Keys taskloom may hand a storage: ``cache/`` + what a user's cache_key_fn returned.
 ODD_KEYS = (
@@ -189,33 +203,33 @@ class StorageConformance:
         assert state.result() == {"answer": 42, "text": "ünï"}
         assert pickle.loads(pickle.dumps(state)).result() == {"answer": 42, "text": "ünï"}
 
-    def test_cache_hits_across_flow_runs(self, taskloom_storage: Any, tmp_path: Any) -> None:
+    def test_cache_hits_across_flow_runs(self, taskloom_storage: Any) -> None:
         cached = t.counted.with_options(cache_policy=INPUTS, result_storage=taskloom_storage)
-        marker = tmp_path / "markers"
-        marker.mkdir()
+        value = uuid.uuid4().int % 10**9  # a cache key of this test alone
 
         @flow(task_runner=self.runner)
         def cache_flow() -> Any:
-            future = cached.submit(str(marker), 7)
+            future = cached.submit(value)
             return {"value": future.result(), "state": future.state.name}
 
-        assert cache_flow() == {"value": 70, "state": "Completed"}
-        assert cache_flow() == {"value": 70, "state": "Cached"}, "the second run must read the stored result"
-        assert len(list(marker.glob("ran-7-*"))) == 1, "a cached task must not run again"
+        with _captured() as logs:
+            assert cache_flow() == {"value": value * 10, "state": "Completed"}
+            assert cache_flow() == {"value": value * 10, "state": "Cached"}, "the second run must read the stored result"
+        ran = [r for r in logs.records if r.getMessage() == f"counted computed {value}"]
+        assert len(ran) == 1, "a cached task must not run again"
 
     def test_selected_by_name_with_its_own_section(
-        self, taskloom_storage_section: tuple[str, dict[str, Any]] | None, tmp_path: Any
+        self, taskloom_storage_section: tuple[str, dict[str, Any]] | None
     ) -> None:
         if taskloom_storage_section is None:
             pytest.skip("The storage under test has no registered name.")
         name, options = taskloom_storage_section
-        marker = tmp_path / "markers"
-        marker.mkdir()
         cached = t.counted.with_options(cache_policy=INPUTS, persist_result=True)
+        value = uuid.uuid4().int % 10**9  # a cache key of this test alone
 
         @flow(task_runner=self.runner)
         def by_name() -> Any:
-            future = cached.submit(str(marker), 3)
+            future = cached.submit(value)
             return {"value": future.result(), "state": future.state}
 
         settings = {"results.storage": name, **{f"storages.{name}.{k}": v for k, v in options.items()}}
@@ -224,7 +238,7 @@ class StorageConformance:
             first, second = by_name(), by_name()
         finally:
             undo()
-        assert first["value"] == second["value"] == 30
+        assert first["value"] == second["value"] == value * 10
         assert second["state"].name == "Cached"
         storage = second["state"].data.storage
         assert isinstance(storage, ResultStorage)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from taskloom.runners import lost_run_outcome, outcome_without_data
 from taskloom.states import Failed
 
-from ._handles import GONE, RunHandle
+from ._handles import GONE, RunHandle, is_scheduler_lost, scheduler_lost
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -140,6 +140,8 @@ class Collector:
         except BaseException as exc:
             if status == "finished":
                 self._session.finish(handle, outcome=_unsendable(handle, exc))
+            elif is_scheduler_lost(exc):
+                self._session.finish(handle, exception=scheduler_lost(self._session.client))
             elif handle.call is not None and any(
                 u.dask_future is not None and u.dask_future.status in GONE for u in handle.upstream
             ):

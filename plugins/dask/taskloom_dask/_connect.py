@@ -28,6 +28,8 @@ LOCAL_DEFAULTS: dict[str, Any] = {
 }
 #: A small footprint unless the user sizes the cluster (n_workers or threads_per_worker).
 LOCAL_SIZE: dict[str, Any] = {"n_workers": 2, "threads_per_worker": 1}
+#: How long connecting waits for a running scheduler's dashboard page to answer.
+DASHBOARD_CHECK_SECONDS = 1.0
 
 
 class DaskConnectionError(ConnectionError):
@@ -156,5 +158,30 @@ def connect(address: str, client_kwargs: dict[str, Any]) -> Any:
             f"({type(exc).__name__}: {exc}); check that it runs and is reachable from here, "
             "or leave address unset to start a temporary local cluster."
         ) from exc
-    _log_dashboard(client.dashboard_link, local=False)
+    _log_dashboard(_dashboard_link(client), local=False)
     return client
+
+
+def _dashboard_link(client: Any) -> str | None:
+    """The scheduler's dashboard link, or None when it serves none (``--no-dashboard``).
+
+    `Client.dashboard_link` is made from the scheduler's HTTP port, which a scheduler started
+    with ``--no-dashboard`` still opens (for health checks and metrics) without the dashboard
+    pages. So the link is asked for once (one second at most); a link that cannot be checked
+    is not shown.
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        link = client.dashboard_link
+    except Exception:  # no HTTP server at all
+        return None
+    if not link:
+        return None
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no HTTP_PROXY
+    try:
+        with direct.open(link, timeout=DASHBOARD_CHECK_SECONDS):
+            return str(link)
+    except (urllib.error.URLError, OSError, ValueError):  # 404 (no dashboard), unreachable
+        return None

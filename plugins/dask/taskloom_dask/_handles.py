@@ -13,6 +13,30 @@ if TYPE_CHECKING:
 
 #: Statuses of a Dask future that will never give a result.
 GONE = frozenset({"error", "cancelled"})
+#: The reason Dask gives to the futures it cancels when the client loses its scheduler.
+SCHEDULER_LOST = "scheduler-connection-lost"
+
+
+class SchedulerLostError(ConnectionError):
+    """The client lost its Dask scheduler: the run's work on the cluster is gone.
+
+    Not a `CancelledError`: nobody cancelled the run, so the core marks it Crashed, or retries
+    it when the task has retries left (the client reconnects if the scheduler comes back).
+    """
+
+
+def scheduler_lost(client: Any) -> SchedulerLostError:
+    """One sentence naming the scheduler's address and what was lost with it."""
+    address = getattr(getattr(client, "scheduler", None), "address", None) or "?"
+    return SchedulerLostError(
+        f"Lost the connection to the Dask scheduler at {address} before this run finished; "
+        "the run's task and any results kept on the cluster were lost with it."
+    )
+
+
+def is_scheduler_lost(exc: BaseException) -> bool:
+    """Whether a Dask future's error is the cancellation of a client that lost its scheduler."""
+    return getattr(exc, "reason", None) == SCHEDULER_LOST
 
 
 class RunHandle(Future):  # type: ignore[type-arg]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._handles import RunHandle
+from ._handles import RunHandle, scheduler_lost
 from ._worker import run_on_worker
 
 if TYPE_CHECKING:
@@ -86,6 +86,15 @@ class Sender:
 
     def _send_group(self, group: list[RunHandle]) -> None:
         session = self._session
+        if session.client.status != "running":
+            # The scheduler was lost and the client has not reconnected (yet): a run sent
+            # now would wait for it, or be cancelled when the client gives up. Say so at
+            # once; a crash retry sent after the client is back goes through.
+            lost = scheduler_lost(session.client)
+            for handle in group:
+                handle.sendable = False
+                session.finish(handle, exception=lost)
+            return
         width = len(group[0].inputs)
         columns = [[_dask_input(h.inputs[j]) for h in group] for j in range(width)]
         try:

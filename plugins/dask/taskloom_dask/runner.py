@@ -122,6 +122,18 @@ class DaskTaskRunner(TaskRunner):
         given = ", ".join(f"{k}={v!r}" for k, v in self._options().items() if v is not None)
         return f"DaskTaskRunner({given})"
 
+    @property
+    def remote_workers(self) -> bool:  # type: ignore[override]
+        """Workers may be on other hosts: a running cluster's address, or a cluster class other
+        than LocalCluster (dask-jobqueue, dask-kubernetes...)."""
+        if self.address:
+            return True
+        cls = self.cluster_class
+        if cls is None:
+            return False
+        name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+        return name.replace(":", ".").rsplit(".", 1)[-1] != "LocalCluster"
+
     def duplicate(self) -> DaskTaskRunner:
         return type(self)(**self._options())
 

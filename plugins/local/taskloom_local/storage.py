@@ -23,6 +23,11 @@ class MemoryStorage:
 
     _shared: dict[str, bytes] = {}
     _lock = threading.Lock()
+    #: Only this process sees it: workers on other hosts (or processes) cannot read it.
+    host_local = True
+
+    def __repr__(self) -> str:
+        return "MemoryStorage()"
 
     def write(self, key: str, data: bytes) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -41,7 +46,12 @@ class LocalFileStorage:
     """Results as files under ``path``, each written whole or not at all."""
 
     def __init__(self, path: str | os.PathLike[str] = ".taskloom/storage") -> None:
-        self.path = Path(path).expanduser()
+        given = Path(path).expanduser()
+        #: A relative path is this host's working directory; an absolute one may be on a
+        #: filesystem the workers share (the user's choice), so only the first is host-local.
+        self.host_local = not given.is_absolute()
+        # Resolved now: an instance given to a task travels to workers with this very path.
+        self.path = given.absolute()
 
     def __repr__(self) -> str:
         return f"LocalFileStorage(path={str(self.path)!r})"

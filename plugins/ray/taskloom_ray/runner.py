@@ -93,6 +93,11 @@ class RayTaskRunner(TaskRunner):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(address={self.address!r}, init_kwargs={self.init_kwargs!r})"
 
+    @property
+    def remote_workers(self) -> bool:  # type: ignore[override]
+        """A running cluster's address may have nodes on other hosts; a private Ray has not."""
+        return self.address is not None
+
     def duplicate(self) -> RayTaskRunner:
         return type(self)(
             self.address,
