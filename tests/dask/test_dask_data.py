@@ -70,7 +70,8 @@ def test_a_returned_future_brings_its_result_to_the_caller(runner: Any) -> None:
     def returns_a_blob() -> Any:
         return blob.submit(2)
 
-    assert returns_a_blob() == b"x" * (2 * MIB)
+    state = returns_a_blob()  # a returned future comes back as its final state, as in Prefect
+    assert state.result() == b"x" * (2 * MIB)
 
 
 def test_small_results_come_back_with_their_state(runner: DaskTaskRunner) -> None:

@@ -626,12 +626,11 @@ class RunnerConformance(PrefectBehaviour):
         ), message
 
     def test_a_cache_entry_that_cannot_be_loaded_is_a_miss(
-        self, taskloom_runner: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, run_logs: _Capture
+        self, taskloom_runner: Any, shared_results: Any, run_logs: _Capture
     ) -> None:
         from taskloom.results import write_record
 
-        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(tmp_path / "results"))
-        key = f"conformance-{os.getpid()}-{id(tmp_path)}"
+        key = f"conformance-{os.getpid()}-{id(shared_results)}"
 
         @flow(task_runner=taskloom_runner)
         def cached(value: int) -> Any:
@@ -657,12 +656,12 @@ class RunnerConformance(PrefectBehaviour):
         assert (third["value"], third["state"].name) == (5, "Cached"), "the entry must have been replaced"
 
     def test_an_interrupted_flow_run_leaves_no_task_run_open(
-        self, taskloom_runner: Any, tmp_path: Any, hooks: _HookRecorder
+        self, taskloom_runner: Any, shared_folder: Any, hooks: _HookRecorder
     ) -> None:
         import pathlib
         import time
 
-        marker_dir = pathlib.Path(tmp_path)
+        marker_dir = pathlib.Path(shared_folder)
         # A sequential runner runs each task inside submit: the body cannot interrupt one.
         seconds = 0.0 if self._concurrency(taskloom_runner) == "sequential" else 5.0
 
