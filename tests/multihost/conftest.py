@@ -75,7 +75,9 @@ def _dask_worker(address: str, host: Host) -> list[str]:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: each cluster serves one test file and is gone before the single-host Dask
+# and Ray tests start theirs (two Ray clusters at once starve a 2-core machine).
+@pytest.fixture(scope="module")
 def dask_hosts(network: Network) -> Iterator[DaskHosts]:
     pytest.importorskip("distributed")
     a, b, c, d = (network.add(name) for name in "abcd")
@@ -132,7 +134,7 @@ def _ray_started(host: Host) -> bool:
     return "Ray runtime started" in (host.root / "ray.log").read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_hosts(network: Network) -> Iterator[RayHosts]:
     pytest.importorskip("ray")
     a, b, d = (network.add(name) for name in ("ra", "rb", "rd"))
