@@ -182,7 +182,7 @@ def test_a_storage_option_it_does_not_take_fails_before_any_task_runs(sections_p
 def test_runner_options_per_runner_reach_only_their_runner(sections_plugin: Path, caplog: pytest.LogCaptureFixture) -> None:
     keyed = double.with_options(runner_options={"recording": {"slots": 2}, "ray": {"num_gpus": 1}})
     flat = double.with_options(runner_options={"slots": 3})
-    elsewhere = double.with_options(runner_options={"pebble": {"timeout": 5}})
+    elsewhere = double.with_options(runner_options={"no-such-runner": {"timeout": 5}})
 
     @flow(task_runner="recording")
     def on_recording() -> list[int]:
@@ -192,7 +192,7 @@ def test_runner_options_per_runner_reach_only_their_runner(sections_plugin: Path
     assert RecordingRunner.seen == [{"slots": 2}, {"slots": 3}, {}, {}]
     warnings = [r.getMessage() for r in caplog.records if "no installed runner" in r.getMessage()]
     assert warnings == [
-        "Task 'double': runner_options names 'pebble', which is no installed runner, so no runner "
+        "Task 'double': runner_options names 'no-such-runner', which is no installed runner, so no runner "
         "gets those options; give each runner's options under its name, such as "
         "{'dask': {'resources': {'GPU': 1}}}."
     ], "said once, and only for the key that names no installed runner"
