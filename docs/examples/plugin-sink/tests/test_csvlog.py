@@ -84,7 +84,7 @@ def test_one_row_per_record_with_run_names_and_ids(clean: Path, monkeypatch: pyt
     assert rows[0]["logger"] == "taskloom.engine" and rows[0]["message"].startswith("Created flow run")
     run_rows = [r for r in rows if r["logger"] != "taskloom.engine"]
     assert {r["flow_run_id"] for r in run_rows} == {hello[0]["flow_run_id"]}, "every run's row names its flow run"
-    failure = next(r for r in rows if r["message"] == "Encountered exception during execution:")
+    failure = next(r for r in rows if r["message"].startswith("Encountered exception during execution:"))
     assert failure["level"] == "ERROR" and "RuntimeError: csv boom" in failure["exception"]
     assert rows[-1]["message"].startswith("Finished in state Failed")
     assert rows[-1]["task_run_name"] == "", "the flow's own lines have no task run"
