@@ -246,3 +246,30 @@ def test_runners_with_the_same_settings_are_equal() -> None:
     assert ConcurrentTaskRunner(4).duplicate() == ConcurrentTaskRunner(4) != ConcurrentTaskRunner(5)
     assert SequentialTaskRunner() == SequentialTaskRunner().duplicate()
     assert len({ConcurrentTaskRunner(4), ConcurrentTaskRunner(4)}) == 1, "equal runners hash equal"
+
+
+@task
+def parameters_seen() -> dict[str, Any]:
+    from taskloom.context import get_flow_run
+
+    flow_run = get_flow_run()
+    assert flow_run is not None
+    return dict(flow_run.parameters)
+
+
+def test_flow_parameters_too_large_or_unpicklable_stay_in_the_flow_process() -> None:
+    from taskloom.context import ParameterLeftBehind
+
+    @flow(task_runner=ProcessTaskRunner(max_workers=1))
+    def with_parameters(small: str, large: bytes, lock: Any) -> Any:
+        return parameters_seen.submit().result()
+
+    seen = with_parameters("hi", b"x" * 100_000, threading.Lock())
+    assert seen["small"] == "hi"
+    large, lock = seen["large"], seen["lock"]
+    assert isinstance(large, ParameterLeftBehind) and isinstance(lock, ParameterLeftBehind)
+    assert repr(large) == (
+        "<flow parameter 'large' (bytes) stayed in the flow's process: 100,009 bytes pickled; "
+        "pass it to the task as an argument>"
+    )
+    assert "it cannot be pickled (TypeError)" in repr(lock)

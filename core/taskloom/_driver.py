@@ -144,7 +144,6 @@ class _FlowRunDriver:
             {"flow_run_name": flow_run.name, "flow_run_id": str(flow_run.id)},
         )
         self._flow_logger = self.logger.logger
-        self._light_flow_run = FlowRun(flow_run.id, flow_run.name, flow_run.flow_name)
         self._lock = threading.RLock()
         self._counters: Counter[str] = Counter()
         self._pending: set[TaskRunFuture[Any]] = set()
@@ -221,7 +220,7 @@ class _FlowRunDriver:
                 names = tuple(f.task_run.name for f in upstream)
                 allow = tuple(inputs.allow)
         call = future._call = TaskRunCall(
-            task_run, self._light_flow_run, task, parameters, upstream, names,
+            task_run, self.flow_run, task, parameters, upstream, names,
             self.log_level, future._emit if here or self._live else None, allow, self.defaults,
         )
         if self._limits is not None or task.retries:

@@ -97,7 +97,18 @@ def _run_coroutine(coroutine: Any, timeout: float | None) -> Any:
             raise
 
     started = time.monotonic()
-    return asyncio.run(timed())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(timed())
+    # A loop already runs in this thread (an async flow's body on the sequential runner runs
+    # its tasks inline): the coroutine gets its own loop on a helper thread while this one
+    # waits, as Prefect's run_coro_as_sync does. The run's context goes along.
+    import concurrent.futures
+    import contextvars
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taskloom-async") as pool:
+        return pool.submit(contextvars.copy_context().run, asyncio.run, timed()).result()
 
 
 def _call_with_timeout(fn: Callable[..., Any], parameters: dict[str, Any], timeout: float) -> Any:

@@ -34,7 +34,7 @@ import attrs
 
 from ._flow_modules import BY_VALUE, ship_flow_modules
 from ._remote import LEFT_ON_WORKER
-from .context import FlowRun, TaskRun
+from .context import FlowRun, ParameterLeftBehind, TaskRun
 from .engine import (
     TASK_RUN_LOGGER,
     RunDefaults,
@@ -212,6 +212,19 @@ class CallEncoder:
         self.where = where
         self.log_prints = log_prints
         self._shared: dict[tuple[int, int, RunDefaults], tuple[Any, Any, bytes]] = {}
+        self._flow_runs: dict[int, tuple[FlowRun, FlowRun]] = {}
+
+    def _for_workers(self, flow_run: FlowRun) -> FlowRun:
+        # The flow's parameters go along, as get_flow_run() reads them inside a task; each
+        # is checked once per flow run, and one too large to repeat in every call (or one
+        # that does not pickle) is left in the flow's process, named by a placeholder.
+        found = self._flow_runs.get(id(flow_run))
+        if found is None:
+            parameters = {
+                name: _parameter_for_workers(name, value) for name, value in flow_run.parameters.items()
+            }
+            found = self._flow_runs[id(flow_run)] = (flow_run, attrs.evolve(flow_run, parameters=parameters))
+        return found[1]
 
     def encode(self, call: TaskRunCall) -> bytes:
         """The call as bytes for `decode_call`; `TypeError` with one sentence if it cannot go."""
@@ -222,7 +235,7 @@ class CallEncoder:
             if entry is None:
                 if self.log_prints and task.log_prints is None and not defaults.log_prints:
                     defaults = defaults._replace(log_prints=True)
-                shared = dumps((task, flow_run, defaults))
+                shared = dumps((task, self._for_workers(flow_run), defaults))
                 # The task and flow run are kept, so that their ids are not reused meanwhile.
                 entry = self._shared[key] = (task, flow_run, len(shared).to_bytes(4, "big") + shared)
             # The run's identity apart from its parameters: a worker that cannot load the
@@ -235,6 +248,22 @@ class CallEncoder:
             )
         except Exception as exc:
             raise TypeError(_unpicklable_call(call, self.where, exc)) from None
+
+
+#: A flow parameter pickled larger than this stays in the flow's process (see `get_flow_run`).
+PARAMETER_MAX_BYTES = 64 * 1024
+
+
+def _parameter_for_workers(name: str, value: Any) -> Any:
+    if value is None or type(value) in (bool, int, float):
+        return value
+    try:
+        size = len(dumps(value))
+    except Exception as exc:
+        return ParameterLeftBehind(name, type(value).__name__, f"it cannot be pickled ({type(exc).__name__})")
+    if size > PARAMETER_MAX_BYTES:
+        return ParameterLeftBehind(name, type(value).__name__, f"{size:,} bytes pickled")
+    return value
 
 
 _decoded: dict[bytes, tuple[Any, Any, RunDefaults]] = {}

@@ -7,13 +7,14 @@ same `TaskRun` is seen by hooks in the flow's process and by the engine on a wor
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import attrs
 
 from ._ctx import _flow_run_driver, _task_run_recorder
 
-__all__ = ["FlowRun", "TaskRun", "get_flow_run", "get_task_run"]
+__all__ = ["FlowRun", "ParameterLeftBehind", "TaskRun", "get_flow_run", "get_task_run"]
 
 
 @attrs.frozen(eq=False)
@@ -34,7 +35,14 @@ class FlowRun:
 
 @attrs.frozen(eq=False)
 class TaskRun:
-    """One run of a task inside a flow run, named ``{task}-{key}-{n}`` as Prefect names it."""
+    """One run of a task inside a flow run, named ``{task}-{key}-{n}`` as Prefect names it.
+
+    Inside the task, `get_task_run` also says which attempt this is, as Prefect's run context
+    does: ``run_count`` (1 on the first attempt, 2 on the first retry), ``state_name``
+    (``"Running"`` or ``"Retrying"``) and ``start_time`` (when the first attempt started, UTC).
+    Elsewhere (in hooks, in the flow) these are 0 and None. Two `TaskRun` values with the same
+    ``id`` are the same run and compare equal.
+    """
 
     id: uuid.UUID
     name: str
@@ -44,10 +52,39 @@ class TaskRun:
     flow_run_name: str | None
     tags: frozenset[str] = frozenset()
     runner_options: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    run_count: int = attrs.field(default=0, repr=False)
+    state_name: str | None = attrs.field(default=None, repr=False)
+    start_time: datetime | None = attrs.field(default=None, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, TaskRun) and other.id == self.id)
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+@attrs.frozen
+class ParameterLeftBehind:
+    """Stands in, on a worker, for a flow parameter that stayed in the flow's process."""
+
+    name: str
+    type_name: str
+    reason: str
+
+    def __repr__(self) -> str:
+        return (
+            f"<flow parameter {self.name!r} ({self.type_name}) stayed in the flow's process: "
+            f"{self.reason}; pass it to the task as an argument>"
+        )
 
 
 def get_flow_run() -> FlowRun | None:
-    """The flow run whose body is running in this context, or None."""
+    """The flow run whose body is running in this context, or None.
+
+    Inside a task on any runner this is the task's flow run, with its parameters; on a runner
+    whose workers are other processes, a parameter too large to send along with every call
+    (over 64 KiB pickled) or one that cannot be pickled is a `ParameterLeftBehind` there.
+    """
     driver = _flow_run_driver.get()
     if driver is not None:
         return driver.flow_run  # type: ignore[no-any-return]
@@ -60,4 +97,4 @@ def get_flow_run() -> FlowRun | None:
 def get_task_run() -> TaskRun | None:
     """The task run executing in this context (on whichever worker), or None."""
     recorder = _task_run_recorder.get()
-    return recorder.task_run if recorder is not None else None
+    return recorder.current_task_run() if recorder is not None else None

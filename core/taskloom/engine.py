@@ -20,12 +20,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
 from . import _execution, plugins
-from ._ctx import _task_run_recorder
+from ._ctx import _flow_run_driver, _task_run_recorder
 from .context import FlowRun, TaskRun
 from .states import AwaitingRetry, Crashed, Failed, Pending, State, StateType, TimedOut
 
@@ -158,7 +159,9 @@ def run_record(
 class _EventRecorder:
     """The per-run sink of states and log records on the worker side."""
 
-    __slots__ = ("emit", "events", "flow_run", "keep", "log_level", "seq", "state", "task_run")
+    __slots__ = (
+        "attempts", "emit", "events", "flow_run", "keep", "log_level", "seq", "started", "state", "task_run"
+    )
 
     def __init__(
         self, call: TaskRunCall, emit: Callable[[TaskRunEvent], None] | None, keep: bool
@@ -171,6 +174,18 @@ class _EventRecorder:
         self.seq = 0
         self.log_level = call.log_level
         self.state: State | None = None
+        self.attempts = call.retries_used
+        self.started: float | None = None
+
+    def current_task_run(self) -> TaskRun:
+        """The run as its task sees it: which attempt, in which state, started when."""
+        state = self.state
+        if state is None or state.type is not StateType.RUNNING:
+            return self.task_run
+        started = datetime.fromtimestamp(self.started or state.timestamp, UTC)
+        return attrs.evolve(
+            self.task_run, run_count=self.attempts, state_name=state.name, start_time=started
+        )
 
     def _push(self, event: TaskRunEvent) -> None:
         if self.keep:
@@ -179,6 +194,10 @@ class _EventRecorder:
             self.emit(event)
 
     def set_state(self, new: State) -> None:
+        if new.type is StateType.RUNNING:
+            self.attempts += 1
+            if self.started is None:
+                self.started = new.timestamp
         self.seq += 1
         old, self.state = self.state, new
         self._push(TaskRunEvent(self.seq, old, new))
@@ -429,6 +448,14 @@ def _attempt(
         # on every runner (a Dask nanny would restart the worker, Ray would lose it).
         recorder.log(logging.ERROR, "The task called sys.exit():", exc_text=_user_traceback(exc))
         return Crashed(f"Task run crashed: SystemExit: {exc}")
+    except KeyboardInterrupt as exc:
+        if threading.current_thread() is threading.main_thread() and _flow_run_driver.get() is not None:
+            # The flow's own main thread (the sequential runner): this may be Ctrl-C, which
+            # must reach the flow run. Anywhere else the task raised it itself.
+            recorder.log(logging.ERROR, "Task run was interrupted (KeyboardInterrupt).")
+            raise
+        recorder.log(logging.ERROR, "The task raised KeyboardInterrupt:", exc_text=_user_traceback(exc))
+        return Crashed("Task run crashed: KeyboardInterrupt" + (f": {exc}" if str(exc) else ""))
     except BaseException as exc:
         recorder.log(logging.ERROR, "Task run was interrupted (%s).", type(exc).__name__)
         raise

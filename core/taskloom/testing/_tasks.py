@@ -266,3 +266,54 @@ else:
 def pydantic_box() -> Any:
     """The pydantic model class (call only when pydantic is installed)."""
     return PydanticBox
+
+
+@task(retries=1, retry_delay_seconds=0)
+def run_context() -> dict[str, Any]:
+    """What the run context says inside the task; the first attempt fails, the retry answers."""
+    from taskloom.context import get_flow_run
+
+    task_run = get_task_run()
+    flow_run = get_flow_run()
+    assert task_run is not None and flow_run is not None
+    if task_run.run_count == 1:
+        raise ConformanceError("first attempt")
+    return {
+        "parameters": dict(flow_run.parameters),
+        "flow_run_id": flow_run.id,
+        "flow_name": flow_run.flow_name,
+        "run_count": task_run.run_count,
+        "state_name": task_run.state_name,
+        "start_time": task_run.start_time,
+        "name": task_run.name,
+    }
+
+
+@task
+def chatters(word: str, count: int, seconds: float) -> str:
+    """Prints without asking for its prints to be logged, while other runs may capture theirs."""
+    for _ in range(count):
+        print("chatter", word)
+        time.sleep(seconds)
+    return word
+
+
+@task(log_prints=True)
+def prints_slowly(word: str, count: int, seconds: float) -> str:
+    for _ in range(count):
+        print("printed", word)
+        time.sleep(seconds)
+    return word
+
+
+@task
+def interrupts() -> None:
+    raise KeyboardInterrupt
+
+
+@task
+async def async_plus_one(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0)
+    return x + 1

@@ -28,7 +28,7 @@ from . import _tasks as t
 from ._prefect_cases import PrefectBehaviour
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
-CONFORMANCE_VERSION = 5
+CONFORMANCE_VERSION = 6
 
 # No case assumes that workers share the flow's files: tasks report through results and log
 # lines, and persisted results go to `shared_results` (``--taskloom-shared-dir``), so the kit
@@ -589,6 +589,79 @@ class RunnerConformance(PrefectBehaviour):
         assert state.name == "TimedOut", state
         time.sleep(2.0)  # past when the task would have written its file
         assert not (shared_folder / "still-running").exists(), "the timed-out task went on running"
+
+    # -- the same inside a task on every runner (version 6) ------------------------------------
+
+    def test_the_run_context_is_the_same_on_every_runner(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def contextual(n: int, label: str = "ctx") -> Any:
+            return t.run_context.submit().result()
+
+        state = contextual(3, return_state=True)
+        seen = state.result()
+        assert seen["parameters"] == {"n": 3, "label": "ctx"}, "get_flow_run() in a task has the flow's parameters"
+        assert seen["flow_name"] == "contextual"
+        assert (seen["run_count"], seen["state_name"]) == (2, "Retrying"), seen
+        assert seen["start_time"] is not None and seen["start_time"].tzinfo is not None
+        assert seen["name"].startswith("run_context-")
+
+    def test_prints_land_in_the_run_that_printed_them(self, taskloom_runner: Any, run_logs: _Capture) -> None:
+        @flow(task_runner=taskloom_runner)
+        def printing() -> Any:
+            quiet = t.chatters.submit("quiet", 10, 0.02)
+            loud = t.prints_slowly.submit("loud", 10, 0.02)
+            return quiet.result(), loud.result(), loud.task_run.name
+
+        quiet, loud, loud_name = printing()
+        assert (quiet, loud) == ("quiet", "loud")
+        printed = [r for r in run_logs.records if r.getMessage().startswith(("printed ", "chatter "))]
+        loud_lines = [r for r in printed if r.getMessage() == "printed loud"]
+        assert len(loud_lines) == 10, "every print of a log_prints task is one line of its run"
+        misplaced = [
+            (r.getMessage(), getattr(r, "task_run_name", None))
+            for r in printed
+            if (r.getMessage() == "printed loud" and getattr(r, "task_run_name", None) != loud_name)
+            or (r.getMessage() == "chatter quiet" and getattr(r, "task_run_name", None) == loud_name)
+        ]
+        assert not misplaced, f"a print was logged as another run's line: {misplaced[:3]}"
+
+    def test_keyboard_interrupt_raised_by_a_task_crashes_only_that_run(
+        self, taskloom_runner: Any, hooks: _HookRecorder
+    ) -> None:
+        if self._concurrency(taskloom_runner) == "sequential":
+            # Here a task runs in the flow's own thread, where KeyboardInterrupt is Ctrl-C:
+            # as in Prefect, the run crashes and the interrupt ends the flow run.
+            @flow(task_runner=taskloom_runner)
+            def interrupted_here() -> None:
+                t.interrupts.submit()
+
+            with pytest.raises(KeyboardInterrupt):
+                interrupted_here()
+            [states] = hooks.states.values()
+            assert states[-1][1] == "Crashed", states
+            return
+
+        @flow(task_runner=taskloom_runner)
+        def interrupted_inside() -> Any:
+            raising = t.interrupts.submit()
+            raising.wait()
+            return {"state": raising.state, "after": t.add.submit(2, 3).result()}
+
+        outcome = interrupted_inside()
+        state = outcome["state"]
+        assert state.is_crashed() and state.message == "Task run crashed: KeyboardInterrupt", state
+        assert outcome["after"] == 5, "the flow and the worker go on"
+
+    def test_async_tasks_from_an_async_flow(self, taskloom_runner: Any) -> None:
+        import asyncio
+
+        @flow(task_runner=taskloom_runner)
+        async def async_flow() -> Any:
+            one = t.async_plus_one.submit(1)
+            many = t.async_plus_one.map([10, 20])
+            return one.result(), many.result()
+
+        assert asyncio.run(async_flow()) == (2, [11, 21])
 
     # -- runs that end badly (version 5): every run reaches a final state --------------------
 
