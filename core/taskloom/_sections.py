@@ -7,12 +7,14 @@ they came from the environment or the command line as text, converted by its typ
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from .config import SECTION_LABELS, ConfigError, Settings, coerce
 
-__all__ = ["accepts", "build", "section_label", "section_options"]
+__all__ = ["accepts", "build", "option_types", "section_label", "section_options"]
 
 
 def section_label(table: str) -> str:
@@ -22,9 +24,7 @@ def section_label(table: str) -> str:
 
 def accepts(factory: Callable[..., Any], name: str) -> bool:
     """Whether ``factory`` takes a keyword ``name`` (by that name or through ``**kwargs``)."""
-    from .runners import _option_types
-
-    types, open_ended = _option_types(factory)
+    types, open_ended = option_types(factory)
     return open_ended or name in types
 
 
@@ -35,9 +35,7 @@ def section_options(
 
     An option the factory does not take raises `ConfigError` naming the ones it does.
     """
-    from .runners import _option_types
-
-    types, open_ended = _option_types(factory)
+    types, open_ended = option_types(factory)
     label = section_label(table)
     options = {}
     for option, (value, source) in settings.section(table, name).items():
@@ -51,6 +49,35 @@ def section_options(
             value = coerce(value, types.get(option), f"Option {option!r} of {label} {name!r} ({source})")
         options[option] = value
     return options
+
+
+def option_types(factory: Callable[..., Any]) -> tuple[dict[str, type | None], bool]:
+    """The keyword options ``factory`` takes, with a plain type for each where its hint has one,
+    and whether it takes any other (``**kwargs``)."""
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return {}, True
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    types: dict[str, type | None] = {}
+    open_ended = False
+    for name, param in signature.parameters.items():
+        if param.kind is param.VAR_KEYWORD:
+            open_ended = True
+            continue
+        hint = hints.get(name)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if hint in (int, float, bool, str, dict, list):
+            types[name] = hint
+        elif len(args) == 1 and args[0] in (int, float, bool, str):
+            types[name] = args[0]
+        else:
+            types[name] = None
+    return types, open_ended
 
 
 def build(table: str, name: str, factory: Callable[..., Any], options: dict[str, Any], sources: str) -> Any:

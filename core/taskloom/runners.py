@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from . import plugins
 from ._remote import LEFT_ON_WORKER, RemoteResult, RemoteResults, outcome_without_data
+from ._sections import section_options
 from ._wire import (
     CallEncoder,
     decode_call,
@@ -34,7 +35,7 @@ from ._wire import (
     loads,
     lost_run_outcome,
 )
-from .config import ConfigError, Settings, coerce
+from .config import ConfigError, Settings
 from .engine import RunDefaults, TaskRunCall, TaskRunEvent, TaskRunOutcome, run_task_call
 
 __all__ = [
@@ -227,33 +228,6 @@ def upstream_handles(call: TaskRunCall, is_native: Callable[[Any], bool]) -> lis
     return handles
 
 
-def _option_types(factory: Callable[..., Any]) -> tuple[dict[str, type | None], bool]:
-    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return {}, True
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:
-        hints = {}
-    types: dict[str, type | None] = {}
-    open_ended = False
-    for name, param in signature.parameters.items():
-        if param.kind is param.VAR_KEYWORD:
-            open_ended = True
-            continue
-        hint = hints.get(name)
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if hint in (int, float, bool, str, dict, list):
-            types[name] = hint
-        elif len(args) == 1 and args[0] in (int, float, bool, str):
-            types[name] = args[0]
-        else:
-            types[name] = None
-    return types, open_ended
-
-
 def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
     """The runner a flow run uses: an instance, a class, a name, or None for the configured one.
 
@@ -270,18 +244,7 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
         return spec()  # type: ignore[no-any-return]
     name = spec if spec is not None else settings["task_runner"]
     factory = plugins.lookup("task_runner", name).load()
-    types, open_ended = _option_types(factory)
-    options = {}
-    for option, (value, source) in settings.runner_options(name).items():
-        if option not in types and not open_ended:
-            known = ", ".join(sorted(types)) or "none"
-            raise ConfigError(
-                f"Runner {name!r} has no option {option!r} (set in {source}). "
-                f"Its options: {known}."
-            )
-        if isinstance(value, str) and (source == "cli" or source.startswith("env ")):
-            value = coerce(value, types.get(option), f"Option {option!r} of runner {name!r} ({source})")
-        options[option] = value
+    options = section_options("runners", name, factory, settings)
     try:
         return factory(**options)  # type: ignore[no-any-return]
     except (TypeError, ValueError) as exc:
