@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import importlib
 import inspect
+import io
 import logging
 import sys
 import zlib
@@ -325,10 +326,11 @@ class Task(Generic[P, R]):
     def _map_parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         """The parameters of each run of ``.map(*args, **kwargs)``, by Prefect's rules.
 
-        Defaults are not mapped over; iterables passed through ``**kwargs`` are. A future or a
-        `State` given directly is waited for and its result mapped over (its elements, if it is
-        iterable); ``allow_failure(futures)`` maps over the list, each run's element still
-        wrapped. `unmapped` and `quote` values go whole to every run.
+        Any iterable but a string, bytes or a file is mapped over (a dict: its keys), as Prefect
+        does; defaults are not; iterables passed through ``**kwargs`` are. A future or a `State`
+        given directly is waited for and its result mapped over (its elements, if it is
+        iterable); ``allow_failure(futures)`` and ``quote(values)`` map over the list, each
+        run's element still wrapped. `unmapped` values go whole to every run.
         """
         try:
             given = self._signature.bind(*args, **kwargs).arguments
@@ -344,20 +346,22 @@ class Task(Generic[P, R]):
         items: list[tuple[Any, Any]] = [*given.items(), *(((var_keyword, k), v) for k, v in extra.items())]
         iterables: dict[Any, list[Any]] = {}
         static: dict[Any, Any] = {}
-        wrapped: set[Any] = set()
+        wrapped: dict[Any, type[allow_failure | quote]] = {}
         for key, value in items:
-            allowed = isinstance(value, allow_failure)
-            inner = value.value if allowed else value
+            wrapper = type(value) if isinstance(value, (allow_failure, quote)) else None
+            inner = value.value if wrapper is not None else value
             if isinstance(inner, unmapped):
                 static[key] = inner.value
                 continue
-            resolved = _mapped_value(self.name, inner, allowed)
-            if isinstance(inner, quote) or isinstance(resolved, (str, bytes, dict)) or not isinstance(resolved, Iterable):
+            allowed = wrapper is allow_failure
+            # A quoted value is taken as it is: a future inside it is not waited for.
+            resolved = inner if wrapper is quote else _mapped_value(self.name, inner, allowed)
+            if isinstance(resolved, (str, bytes, io.IOBase)) or not isinstance(resolved, Iterable):
                 static[key] = value if resolved is inner else (allow_failure(resolved) if allowed else resolved)
                 continue
             iterables[key] = list(resolved)
-            if allowed:
-                wrapped.add(key)
+            if wrapper is not None:
+                wrapped[key] = wrapper
         if not iterables:
             raise TypeError(
                 f"Task {self.name!r} was mapped without any iterable argument: give at least "
@@ -388,7 +392,7 @@ class Task(Generic[P, R]):
             if keyword_map and var_keyword is not None:
                 run[var_keyword] = dict(run.get(var_keyword, {}))
             for key, values in iterables.items():
-                value = allow_failure(values[i]) if key in wrapped else values[i]
+                value = wrapped[key](values[i]) if key in wrapped else values[i]
                 if isinstance(key, tuple):
                     run[key[0]][key[1]] = value
                 else:

@@ -166,6 +166,19 @@ class PrefectBehaviour:
         assert defaults == [(1, (1, 2)), (2, (1, 2))], "an iterable default goes whole to every run"
         assert keywords == [116, 127], "iterables given through **kwargs are mapped over"
 
+    def test_map_over_a_dict_maps_its_keys_and_quote_maps_each_element(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def mapped() -> Any:
+            keys = t.identity.map({"a": 1, "b": 2}).result()
+            quoted = t.identity.map(taskloom.quote([[1, 2], [3]])).result()
+            text = t.identity.map(["xy", "z"]).result()
+            return keys, quoted, text
+
+        keys, quoted, text = mapped()
+        assert keys == ["a", "b"], "a dict is mapped over its keys, as in Prefect"
+        assert quoted == [[1, 2], [3]], "quote(values) maps over the values, each passed as it is"
+        assert text == ["xy", "z"], "strings are elements, not iterables to map over"
+
     def test_map_returns_a_list_that_waits_and_gives_results(self, taskloom_runner: Any) -> None:
         @flow(task_runner=taskloom_runner)
         def listed() -> Any:
