@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import plugins
+from ._child_runs import ChildRuns
+from ._ctx import _task_run_recorder
 from .context import FlowRun, TaskRun
 from .engine import (
     _ATOMIC,
@@ -164,6 +166,9 @@ class _FlowRunDriver:
         self._defaulted: dict[int, Task[..., Any]] = {}
         #: Set for a runner with remote workers: checks where runs keep their results.
         self.placement: ResultPlacement | None = None
+        #: Runs that task runs submitted on their workers; their events come in their
+        #: parent's stream.
+        self._children = ChildRuns(self)
 
     # -- creating task runs ------------------------------------------------------------------
 
@@ -189,15 +194,26 @@ class _FlowRunDriver:
         if self.retry_defaults is not None:
             task = self._with_retry_defaults(task, self.retry_defaults)
         future: TaskRunFuture[Any] = TaskRunFuture(None, self)  # type: ignore[arg-type]
-        with self._lock:
-            n = self._counters[task.task_key]
-            self._counters[task.task_key] = n + 1
-            self._pending.add(future)
         flow_run = self.flow_run
+        counter = task.task_key
+        parent = _task_run_recorder.get()
+        if parent is not None and parent.flow_run.id != flow_run.id:
+            parent = None  # a task run of a parent flow run: this is a subflow's run
+        if parent is not None:
+            # Submitted inside a task run: named and numbered after it, the same whether
+            # it was created here or by the task run's worker (see taskloom._nested).
+            counter = f"{parent.task_run.name}/{task.task_key}"
+        with self._lock:
+            n = self._counters[counter]
+            self._counters[counter] = n + 1
+            self._pending.add(future)
         context_tags = _tags.get()
+        name = self._run_name(task, parameters, n)
+        if parent is not None and task.task_run_name is None:
+            name = f"{parent.task_run.name}/{name}"
         task_run = future.task_run = TaskRun(
             _new_id(),
-            self._run_name(task, parameters, n),
+            name,
             task.name,
             task.task_key,
             flow_run.id,
@@ -385,6 +401,9 @@ class _FlowRunDriver:
             if event.record is not None:
                 logging.getLogger(event.record.name).handle(event.record)
                 return
+            if event.run is not None:
+                self._children.on_event(future, event)
+                return
             assert event.new is not None
             old, future._state = future._state, event.new
             if self._state_hook is not None:
@@ -428,6 +447,7 @@ class _FlowRunDriver:
                 f"{what} ({reason}); retry {call.retries_used + 1} of {call.task.retries} "
                 f"in {delay:.3g}s.",
             )
+            self._children.end(future)  # the new attempt starts its own
             retry = attrs.evolve(call, retries_used=call.retries_used + 1)
             future._call = retry
             future._seq = 0  # the new attempt numbers its events from 1 again
@@ -485,6 +505,8 @@ class _FlowRunDriver:
         future._settle(state)
 
     def _on_final(self, future: TaskRunFuture[Any]) -> None:
+        if self._children:
+            self._children.end(future)
         state = future.state
         ready: list[tuple[TaskRunCall, TaskRunFuture[Any]]] = []
         with self._lock:

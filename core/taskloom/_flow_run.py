@@ -158,6 +158,7 @@ class _Run:
             log_prints=flow.log_prints,
             storage_options=resolved_options(self.storage_options),
             runner_timeouts=bool(self.runner.capabilities & Capability.ENFORCES_TIMEOUTS),
+            retry_defaults=_retry_defaults(settings),
         )
         self.hook = plugins.get_plugin_manager().hook
 
@@ -207,12 +208,7 @@ class _Run:
         driver = _FlowRunDriver(
             self.flow_run, runner, self.log_level, self.defaults, self.settings.concurrency_limits
         )
-        settings = self.settings
-        defaults = (
-            settings.get("tasks.default_retries", 0), float(settings.get("tasks.default_retry_delay_seconds", 0.0))
-        )
-        if defaults != (0, 0.0):
-            driver.retry_defaults = defaults
+        driver.retry_defaults = self.defaults.retry_defaults
         if getattr(runner, "remote_workers", False):
             driver.placement = ResultPlacement(
                 runner, self.defaults, self.settings["results.path"], self.storage_options
@@ -511,6 +507,14 @@ async def _attempt_async(run: _Run, driver: _FlowRunDriver) -> tuple[State, Base
     driver.runner.__exit__(None, None, None)
     _error_log(driver, error)
     return final_state(driver, value, error), None
+
+
+def _retry_defaults(settings: Settings) -> tuple[int, float] | None:
+    """The retries and delay of tasks that set neither, or None when no setting gives them."""
+    defaults = (
+        settings.get("tasks.default_retries", 0), float(settings.get("tasks.default_retry_delay_seconds", 0.0))
+    )
+    return None if defaults == (0, 0.0) else defaults
 
 
 def _storage_options(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -49,12 +49,18 @@ class TaskRunEvent(NamedTuple):
     """A state change (``old`` → ``new``) or a log ``record`` of one task run, numbered in order.
 
     A named tuple, not an attrs class: two or more are made per task run, on the hot path.
+
+    A task run that submits tasks on a worker (see `taskloom._nested`) sends its children's
+    creation and state changes in its own stream: ``run`` is then the child run, and
+    ``parameters`` (set on the child's first event only) what it was given.
     """
 
     seq: int
     old: State | None = None
     new: State | None = None
     record: logging.LogRecord | None = None
+    run: TaskRun | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class TaskRunOutcome(NamedTuple):
@@ -77,6 +83,9 @@ class RunDefaults(NamedTuple):
     #: The runner enforces ``timeout_seconds`` itself (`Capability.ENFORCES_TIMEOUTS`): the
     #: engine starts no timer of its own.
     runner_timeouts: bool = False
+    #: ``(tasks.default_retries, tasks.default_retry_delay_seconds)`` when either is set: for
+    #: the runs a task run submits on its worker (see `taskloom._nested`).
+    retry_defaults: tuple[int, float] | None = None
 
 
 class _Upstream:
@@ -160,12 +169,14 @@ class _EventRecorder:
     """The per-run sink of states and log records on the worker side."""
 
     __slots__ = (
-        "attempts", "emit", "events", "flow_run", "keep", "log_level", "seq", "started", "state", "task_run"
+        "attempts", "call", "emit", "events", "flow_run", "keep", "lock", "log_level", "nested", "seq",
+        "started", "state", "task_run",
     )
 
     def __init__(
         self, call: TaskRunCall, emit: Callable[[TaskRunEvent], None] | None, keep: bool
     ) -> None:
+        self.call = call
         self.task_run = call.task_run
         self.flow_run = call.flow_run
         self.emit = emit
@@ -176,6 +187,10 @@ class _EventRecorder:
         self.state: State | None = None
         self.attempts = call.retries_used
         self.started: float | None = None
+        #: The driver of the runs this run submits, once it submits one (`taskloom._nested`);
+        #: its threads then add events too, so numbering them takes ``lock``.
+        self.nested: Any = None
+        self.lock: threading.Lock | None = None
 
     def current_task_run(self) -> TaskRun:
         """The run as its task sees it: which attempt, in which state, started when."""
@@ -193,13 +208,24 @@ class _EventRecorder:
         if self.emit is not None:
             self.emit(event)
 
+    def forward(self, event: TaskRunEvent) -> None:
+        """Add an event to this run's stream, numbered under the lock: once the run has
+        submitted runs, their threads add events to it too (see taskloom._nested)."""
+        assert self.lock is not None
+        with self.lock:
+            self.seq += 1
+            self._push(event._replace(seq=self.seq))
+
     def set_state(self, new: State) -> None:
         if new.type is StateType.RUNNING:
             self.attempts += 1
             if self.started is None:
                 self.started = new.timestamp
-        self.seq += 1
         old, self.state = self.state, new
+        if self.lock is not None:
+            self.forward(TaskRunEvent(0, old, new))
+            return
+        self.seq += 1
         self._push(TaskRunEvent(self.seq, old, new))
 
     def log(
@@ -217,6 +243,9 @@ class _EventRecorder:
             logger_name, level, msg % args if args else msg, task_run.name, task_run.id,
             task_run.flow_run_name, task_run.flow_run_id, exc_text,
         )
+        if self.lock is not None:
+            self.forward(TaskRunEvent(0, record=record))
+            return
         self.seq += 1
         self._push(TaskRunEvent(self.seq, record=record))
 
@@ -343,6 +372,8 @@ def run_task_call(
         state = _run(call, recorder, upstream)
     finally:
         _task_run_recorder.reset(token)
+        if recorder.nested is not None:
+            recorder.nested.close()
     return TaskRunOutcome(state, tuple(recorder.events))
 
 
@@ -431,10 +462,12 @@ def _attempt(
     try:
         data = _execution.execute(call, parameters, _execute_hook())
     except _execution.TaskTimeout:
+        # Runs it submitted are not waited for: the parent's end closes them (see _nested).
         message = f"Task run exceeded timeout of {task.timeout_seconds:g} second(s)"
         recorder.log(logging.ERROR, message + suffix)
         return TimedOut(message, exception=TimeoutError(f"{call.task_run.name}: {message}"))
     except Exception as exc:
+        _wait_for_children(recorder)
         tb = _user_traceback(exc)
         recorder.log(logging.ERROR, "Encountered exception during execution: %r%s", exc, suffix, exc_text=tb)
         exc.__traceback__ = None  # frames do not pickle; the text above travels instead
@@ -446,6 +479,7 @@ def _attempt(
     except SystemExit as exc:
         # sys.exit() in a task ends that run, not the worker or the flow's process: the same
         # on every runner (a Dask nanny would restart the worker, Ray would lose it).
+        _wait_for_children(recorder)
         recorder.log(logging.ERROR, "The task called sys.exit():", exc_text=_user_traceback(exc))
         return Crashed(f"Task run crashed: SystemExit: {exc}")
     except KeyboardInterrupt as exc:
@@ -454,16 +488,25 @@ def _attempt(
             # must reach the flow run. Anywhere else the task raised it itself.
             recorder.log(logging.ERROR, "Task run was interrupted (KeyboardInterrupt).")
             raise
+        _wait_for_children(recorder)
         recorder.log(logging.ERROR, "The task raised KeyboardInterrupt:", exc_text=_user_traceback(exc))
         return Crashed("Task run crashed: KeyboardInterrupt" + (f": {exc}" if str(exc) else ""))
     except BaseException as exc:
         recorder.log(logging.ERROR, "Task run was interrupted (%s).", type(exc).__name__)
         raise
+    _wait_for_children(recorder)
     if isinstance(data, State):
         return _returned_state(call, data)
     if results is not None:
         return results.persist(recorder, data)
     return State(StateType.COMPLETED, "Completed", None, time.time(), data)
+
+
+def _wait_for_children(recorder: _EventRecorder) -> None:
+    """A run that submitted runs ends after them, as a flow run does: their last events are
+    then in its stream before its own final state."""
+    if recorder.nested is not None:
+        recorder.nested.wait_all()
 
 
 def _returned_state(call: TaskRunCall, state: State) -> State:

@@ -452,7 +452,7 @@ class Task(Generic[P, R]):
 
         ``wait_for`` lists futures this run must wait for without taking their values.
         """
-        driver = _flow_run_driver.get()
+        driver = _flow_run_driver.get() or _nested_driver()
         if driver is None:
             raise RuntimeError(
                 f"Task {self.name!r} was submitted outside a flow: .submit() needs a running "
@@ -475,7 +475,7 @@ class Task(Generic[P, R]):
         Default values are not mapped over; iterables given through ``**kwargs`` are. A future
         or state given directly is mapped over its result.
         """
-        driver = _flow_run_driver.get()
+        driver = _flow_run_driver.get() or _nested_driver()
         if driver is None:
             raise RuntimeError(
                 f"Task {self.name!r} was mapped outside a flow: .map() needs a running flow."
@@ -506,6 +506,17 @@ def _mapped_value(task_name: str, value: Any, allowed: bool) -> Any:
         f"Task {task_name!r} was mapped over {upstream}, which did not reach a 'COMPLETED' "
         f"state ({state!r}); wrap it in allow_failure(...) to map over it anyway."
     )
+
+
+def _nested_driver() -> Any:
+    """Inside a task run on a worker without the flow's driver: the driver of its child runs."""
+    from ._ctx import _task_run_recorder
+
+    if _task_run_recorder.get() is None:
+        return None
+    from ._nested import nested_driver
+
+    return nested_driver()
 
 
 def _in_event_loop() -> bool:

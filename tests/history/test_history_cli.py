@@ -114,3 +114,30 @@ def test_a_name_two_runs_share_is_refused_with_both_ids(history: History, capsys
     assert "Give the run's id or a unique prefix of it instead." in err
     code, out, _ = _run(capsys, "runs", "show", runs[0].id[:8])
     assert code == 0 and "Flow run 'nightly-load' of flow 'nightly'" in out
+
+
+@task
+def doubled(x: int) -> int:
+    return 2 * x
+
+
+@task
+def fans_out(n: int) -> int:
+    return sum(doubled.map(range(n)).result())
+
+
+@pytest.mark.slow
+def test_runs_show_lists_the_runs_a_task_submitted_on_its_worker(history: History, capsys) -> None:
+    @flow(task_runner="processes")
+    def nested() -> int:
+        return fans_out.submit(3).result()
+
+    assert nested() == 6
+    run = history.only_flow_run()
+    code, out, _ = _run(capsys, "runs", "show", run.id[:8])
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("fans_out-")}
+    [parent] = [name for name in rows if "/" not in name]
+    children = [name for name in rows if name.startswith(f"{parent}/doubled-")]
+    assert len(rows) == 4 and len(children) == 3, out
+    assert all("Completed" in rows[name] for name in rows), out

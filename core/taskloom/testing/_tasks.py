@@ -205,6 +205,29 @@ def started_then_sleeps(marker_dir: str, index: int, seconds: float) -> int:
 
 
 @task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def submits_tasks(n: int) -> dict[str, Any]:
+    """Submits runs of its own flow run, wherever it runs, and reads them: one, a map, one
+    that is retried and one that fails."""
+    one = double.submit(n).result() + 1
+    mapped = sum(double.map(range(n)).result())
+    retried = flaky.submit().result()
+    failing = fail.submit("child failure")
+    failing.wait()
+    state = failing.state
+    return {
+        "one": one,
+        "mapped": mapped,
+        "retried": retried,
+        "failed": (state.name, type(state.result(raise_on_failure=False)).__name__),
+    }
+
+
+@task
 def returns_state(kind: str, message: str) -> Any:
     """Returns a state made by hand: the run ends in it."""
     from taskloom import states

@@ -28,7 +28,7 @@ from . import _tasks as t
 from ._prefect_cases import PrefectBehaviour
 
 #: Bumped when a case is added: a runner passing version N passes every case up to N.
-CONFORMANCE_VERSION = 6
+CONFORMANCE_VERSION = 7
 
 # No case assumes that workers share the flow's files: tasks report through results and log
 # lines, and persisted results go to `shared_results` (``--taskloom-shared-dir``), so the kit
@@ -47,15 +47,19 @@ class _HookRecorder:
         self.parameters: dict[str, dict[str, Any]] = {}
         self.workers: dict[str, list[str | None]] = {}
         self.runners: list[Any] = []
+        self.flow_run_ids: list[Any] = []
+        self.in_flow_run: dict[str, Any] = {}
 
     @taskloom.hookimpl
     def taskloom_flow_run_started(self, flow_run: Any, task_runner: Any) -> None:
         self.runners.append(task_runner)
+        self.flow_run_ids.append(flow_run.id)
 
     @taskloom.hookimpl
     def taskloom_task_run_created(self, task_run: Any, parameters: Any) -> None:
         with self.lock:
             self.created.append(task_run.name)
+            self.in_flow_run[task_run.name] = task_run.flow_run_id
             self.parameters[task_run.name] = dict(parameters)
             self.pids.add(os.getpid())
 
@@ -757,3 +761,56 @@ class RunnerConformance(PrefectBehaviour):
             f"every run of an interrupted flow run must end (Cancelled, Crashed if cut off, or "
             f"Completed if it finished): {open_runs}"
         )
+
+    # -- tasks that submit tasks (version 7) -----------------------------------------------
+
+    def test_a_task_submits_runs_of_its_flow_run(
+        self, taskloom_runner: Any, hooks: _HookRecorder, run_logs: _Capture
+    ) -> None:
+        """``.submit()`` and ``.map()`` inside a task, wherever it runs: the child runs are
+        task runs of the same flow run, seen by hooks and logs as runs submitted in the flow's
+        body are; their results, retries and failures reach the parent as usual."""
+        seen: dict[str, Any] = {}
+
+        @flow(task_runner=taskloom_runner)
+        def nesting() -> None:
+            seen["outcome"] = t.submits_tasks.submit(3).result()
+
+        state = nesting(return_state=True)
+        assert "outcome" in seen, f"the parent task run did not complete: {state!r} {state.message}"
+        assert seen["outcome"] == {
+            "one": 7,
+            "mapped": 6,
+            "retried": "succeeded after 2 retries",
+            "failed": ("Failed", "ConformanceError"),
+        }, "the parent must read its children's results and states"
+        [parent] = [name for name in hooks.created if "/" not in name]
+        children = [name for name in hooks.created if name != parent]
+        assert len(children) == 6 and len(set(children)) == 6, hooks.created
+        assert all(name.startswith(f"{parent}/") for name in children), (
+            f"a run submitted inside a task run is named after it: {children}"
+        )
+        assert set(hooks.in_flow_run.values()) == {hooks.flow_run_ids[-1]}, (
+            "the child runs must be task runs of the same flow run"
+        )
+        assert hooks.pids == {os.getpid()}, "lifecycle hooks must run in the flow's process"
+        by_task: dict[str, list[list[str]]] = {}
+        for name in children:
+            by_task.setdefault(name.split("/")[-1].split("-")[0], []).append([new for _, new in hooks.states[name]])
+        assert by_task["double"] == [["Pending", "Running", "Completed"]] * 4
+        assert by_task["flaky"] == [
+            ["Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying", "Completed"]
+        ]
+        assert by_task["fail"] == [["Pending", "Running", "Failed"]]
+        assert state.is_failed() and (state.message or "").startswith("1/7 states failed."), (
+            f"a failed child counts in a flow that returns nothing, as any task run: {state.message}"
+        )
+        assert "child failure" in (state.message or "")
+        finished = {
+            getattr(r, "task_run_name", None): r.getMessage()
+            for r in run_logs.records
+            if getattr(r, "task_run_name", None) in children and r.getMessage().startswith("Finished in state")
+        }
+        assert set(finished) == set(children), "each child's log lines must reach the flow's process"
+        created = {r.getMessage() for r in run_logs.records if r.getMessage().startswith("Created task run")}
+        assert {f"Created task run {name!r} for task {name.split('/')[-1].split('-')[0]!r}" for name in children} <= created

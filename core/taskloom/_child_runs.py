@@ -1,0 +1,84 @@
+"""In the flow's process: the runs that task runs submitted on their workers.
+
+A task run that submits tasks where the flow's driver is not (see `taskloom._nested`) sends
+its children's creation and state changes in its own event stream, each event naming the
+child (``TaskRunEvent.run``); their log lines come as plain records. `ChildRuns` gives them
+to the hooks and to the flow run's final state as the driver does for the runs it submits,
+and ends the children that a parent leaves unfinished (it crashed or timed out first).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .states import Cancelled, Crashed, State, StateType
+
+if TYPE_CHECKING:
+    from ._driver import _FlowRunDriver
+    from .context import TaskRun
+    from .engine import TaskRunEvent
+    from .futures import TaskRunFuture
+
+__all__ = ["ChildRuns"]
+
+
+class ChildRuns:
+    """The child runs of one flow run not final yet, by id: [run, last state, parent future]."""
+
+    def __init__(self, driver: _FlowRunDriver) -> None:
+        self._driver = driver
+        self._open: dict[uuid.UUID, list[Any]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    def on_event(self, parent: TaskRunFuture[Any], event: TaskRunEvent) -> None:
+        """A child's creation or state change, from its parent's stream (in its order)."""
+        driver, run = self._driver, event.run
+        assert run is not None
+        if event.parameters is not None:
+            # This process's flow run id object: observers key their runs by it.
+            flow_run = driver.flow_run
+            run = attrs.evolve(run, flow_run_id=flow_run.id, flow_run_name=flow_run.name)
+            with driver._lock:
+                self._open[run.id] = [run, None, parent]
+            if driver._created_hook is not None:
+                driver._created_hook(run, event.parameters)
+            return
+        child = self._open.get(run.id)
+        new = event.new
+        if child is None or new is None:
+            return
+        old, child[1] = child[1], new
+        if driver._state_hook is not None:
+            driver._state_hook(child[0], old, new)
+        if new.is_terminal():
+            with driver._lock:
+                del self._open[run.id]
+                driver._count(child[0].name, new)
+
+    def end(self, parent: TaskRunFuture[Any]) -> None:
+        """End the children of a run that ended (or crashed) before they did: Crashed if
+        they were seen running, else Cancelled; what they report later is dropped."""
+        driver = self._driver
+        with driver._lock:
+            left: list[tuple[TaskRun, State | None]] = []
+            for key, (run, seen, of) in list(self._open.items()):
+                if of is parent:
+                    del self._open[key]
+                    left.append((run, seen))
+        for run, seen in left:
+            if seen is not None and seen.type is not StateType.PENDING:
+                state: State = Crashed("Task run was cut off: the task run that submitted it ended first.")
+            else:
+                state = Cancelled("Task run was cancelled: the task run that submitted it ended first.")
+            if driver._state_hook is not None:
+                driver._state_hook(run, seen, state)
+            level = logging.ERROR if state.is_crashed() else logging.INFO
+            driver._log_task(run, level, f"Finished in state {state!r}")
+            with driver._lock:
+                driver._count(run.name, state)
