@@ -90,9 +90,23 @@ class _Inputs:
                 return self.collect(item.value, True)
             if isinstance(item, quote):
                 return item.value
+            if isinstance(item, State):
+                return _state_value(item, allowed)
             return item
 
         return walk(value, leaf)
+
+
+def _state_value(state: State, allowed: bool) -> Any:
+    """A state given as an argument stands for its result, as in Prefect."""
+    if state.type is StateType.COMPLETED or allowed:
+        return state.result(raise_on_failure=False)
+    from .states import UpstreamTaskError
+
+    raise UpstreamTaskError(
+        f"A task was given the state {state!r} as an argument, which did not reach a 'COMPLETED' "
+        "state; wrap it in allow_failure(...) to pass it anyway."
+    )
 
 
 class _Limits:
@@ -206,7 +220,6 @@ class _FlowRunDriver:
         with self._lock:
             n = self._counters[counter]
             self._counters[counter] = n + 1
-            self._pending.add(future)
         context_tags = _tags.get()
         name = self._run_name(task, parameters, n)
         if parent is not None and task.task_run_name is None:
@@ -243,6 +256,10 @@ class _FlowRunDriver:
             # A run handed over later (a freed tag slot, a crash retry) is submitted from
             # another thread; it must still see the submitter's context (remote_options...).
             future._context = contextvars.copy_context()
+        # Only now: a run whose arguments or name could not be made (it raised above) is
+        # not one the flow run waits for.
+        with self._lock:
+            self._pending.add(future)
         if self.log_level <= logging.INFO:
             self._log_flow(f"Created task run {task_run.name!r} for task {task.name!r}")
         if self._created_hook is not None:

@@ -129,6 +129,21 @@ class PrefectBehaviour:
 
     # -- mapping --------------------------------------------------------------------------
 
+    def test_a_state_given_as_an_argument_stands_for_its_result(self, taskloom_runner: Any) -> None:
+        @flow(task_runner=taskloom_runner)
+        def given_states() -> Any:
+            done = t.add(1, 2, return_state=True)
+            failed = t.fail(message="given", return_state=True)
+            plain = t.identity.submit(done).result()
+            nested = t.identity.submit({"in": [done]}).result()
+            allowed = t.identity.submit(taskloom.allow_failure(failed)).result()
+            with pytest.raises(UpstreamTaskError, match="did not reach a 'COMPLETED' state"):
+                t.identity.submit(failed)
+            return plain, nested, type(allowed).__name__
+
+        state = given_states(return_state=True)
+        assert state.result(raise_on_failure=False) == (3, {"in": [3]}, "ConformanceError")
+
     def test_map_over_a_future_or_a_state_maps_over_its_result(self, taskloom_runner: Any) -> None:
         @flow(task_runner=taskloom_runner)
         def over_results() -> Any:
