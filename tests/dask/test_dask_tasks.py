@@ -286,3 +286,23 @@ def test_run_history_names_the_dask_worker_processes(runner: Any, in_tmp: Any) -
     recorded = sorted(int(t.worker.split("/")[1]) for t in tasks)
     assert recorded == sorted(pid for _, pid in places), "each run's worker is the process that ran it"
     assert os.getpid() not in recorded
+
+
+@task(timeout_seconds=60)
+def timed_sum_of_squares(n: int) -> int:
+    with get_dask_client() as client:
+        return sum(client.gather(client.map(_square, range(n), pure=False)))
+
+
+def test_get_dask_client_in_a_timed_task_fails_with_one_sentence(runner: DaskTaskRunner) -> None:
+    # A timed task runs on the engine's helper thread; seceding from there used to hang the
+    # run until its timeout. It must fail at once, saying why and what to do.
+    @flow(task_runner=runner)
+    def timed() -> Any:
+        future = timed_sum_of_squares.submit(4)
+        future.wait()
+        return {"state": future.state}
+
+    state = timed()["state"]
+    assert state.is_failed() and state.name == "Failed", state
+    assert "get_dask_client() cannot be used in a task with timeout_seconds on Dask" in (state.message or "")

@@ -38,5 +38,17 @@ def get_dask_client(timeout: float | str | None = None) -> Iterator[Any]:
             ) from None
         yield client
         return
+    from distributed.worker import thread_state
+
+    if not hasattr(thread_state, "key"):
+        # A task with timeout_seconds runs on the engine's helper thread (so that its run
+        # can end TimedOut on time), while the worker's own thread waits for it: only that
+        # thread could leave the worker's pool, and waiting on Dask from here could starve it.
+        raise RuntimeError(
+            "get_dask_client() cannot be used in a task with timeout_seconds on Dask: the task "
+            "runs on a helper thread that cannot leave the worker's thread pool. Drop the "
+            "task's timeout_seconds, or bound the Dask work itself "
+            "(distributed.wait(futures, timeout=...))."
+        )
     with worker_client(timeout=timeout) as client:
         yield client
