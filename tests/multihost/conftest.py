@@ -29,9 +29,15 @@ DASK_PORT = 8786
 DASK_WORKER_TTL = "10s"
 RAY_PORT = 6379
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-#: The head declares a node dead after three missed health checks a second apart (Ray's
-#: default takes about half a minute): a node whose link goes down is noticed in seconds.
-RAY_HEAD_ENV = {**RAY_ENV, "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+#: The head declares a node dead after three missed health checks a second apart, each given
+#: a second (Ray's defaults take about half a minute): a node whose link goes down is noticed
+#: in seconds.
+RAY_HEAD_ENV = {
+    **RAY_ENV,
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
-from conftest import RayHosts, run_on
-from hosts import Network, python
+from conftest import RAY_ENV, RayHosts, _ray_start, _ray_started, run_on
+from hosts import Network, python, wait_until
 
 pytestmark = [pytest.mark.multihost, pytest.mark.ray, pytest.mark.slow]
 
@@ -60,3 +64,74 @@ def test_worker_logs_reach_the_flow_host_with_run_names(ray_hosts: RayHosts) -> 
     assert sorted(int(i) for _, i, _ in lines) == list(range(6)), console[-3000:]
     assert {host for _, _, host in lines} <= {"host-ra", "host-rb"}, "the runs ran on the head and node B"
     assert all(name.endswith(i) for name, i, _ in lines), "each line carries its own run's name"
+# Ray returns a run's log lines with its outcome, so a run says where it started in a file of
+# the shared folder, for the test to pull the cable while it runs.
+LINK_FLOW = '''
+import pathlib, socket, sys, time
+from taskloom import flow, task
+
+@task(retries=1, retry_delay_seconds=0)
+def long_nap(i, shared):
+    (pathlib.Path(shared) / f"nap-{i}-started-on-{socket.gethostname()}").touch()
+    time.sleep(5)
+    return socket.gethostname()
+
+@flow
+def naps():
+    futures = long_nap.map(range(8), sys.argv[1])
+    for f in futures:
+        f.wait()
+    for f in futures:
+        print("FINAL", f.task_run.name, f.state.name, f.state.result(raise_on_failure=False))
+    return "done"
+
+if __name__ == "__main__":
+    naps(return_state=True)
+    print("FLOW ENDED")
+'''
+
+
+def test_a_node_whose_link_goes_down_ends_its_runs_never_hangs(ray_hosts: RayHosts, network: Network) -> None:
+    """Ray marks the node dead after its health checks fail, but would fail the runs already
+    on it only when the flow's connection to their workers times out (minutes): the runner
+    ends them itself, and the task's retry runs them on the nodes that are left."""
+    d = ray_hosts.flow
+    e = network.add("re")  # a node of this test alone: its link goes down for good
+    try:
+        node = e.start(_ray_start(e, "--address", ray_hosts.address, cpus=2), "ray.log", env=RAY_ENV)
+        wait_until(lambda: _ray_started(e), "ray node on host-re", 120, [node])
+        (d.workdir / "link_flow.py").write_text(LINK_FLOW)
+        log = d.root / "link_flow.log"
+        with log.open("wb") as out:
+            flow = subprocess.Popen(
+                d.command(python("link_flow.py", str(network.shared))), env=d.env(ray_hosts.env()), stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 120
+            while not list(network.shared.glob("nap-*-started-on-host-re")) and time.monotonic() < deadline:
+                assert flow.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.1)
+            e.link(up=False)
+            flow.wait(timeout=240)  # a hang fails here
+        finally:
+            if flow.poll() is None:
+                os.killpg(flow.pid, signal.SIGKILL)
+        output = log.read_text()
+        assert "FLOW ENDED" in output, output[-4000:]
+        finals = dict(re.findall(r"FINAL (\S+) (\w+)", output))
+        assert len(finals) == 8 and set(finals.values()) <= {"Completed", "Crashed"}, finals
+        on_e = {int(f.name.split("-")[1]) for f in network.shared.glob("nap-*-started-on-host-re")}
+        assert on_e, output[-3000:]
+        lost = {
+            run for run, where in re.findall(r"Task run '(\S+)' - Crashed \(NodeLostError: The Ray node at (\S+ \(\S+\))", output)
+            if where == f"{e.address} (host-re)"
+        }
+        for run, final in finals.items():
+            if int(run.rsplit("-", 1)[1]) in on_e:  # run names end in their map index
+                assert run in lost, ("the run on the lost node ended by the runner", run, output[-4000:])
+                ran_again = re.search(rf"FINAL {re.escape(run)} Completed host-r[ab]\b", output)
+                assert ran_again or final == "Crashed", (run, output[-3000:])
+        assert f"The Ray node at {e.address} (host-re) is dead" in output, output[-3000:]
+    finally:
+        e.remove()

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +147,10 @@ def _stop_group(leader: int, processes: list[tuple[int, float]]) -> None:
             return
 
 
-@pytest.fixture(scope="session")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
-    """A head of two CPUs and one ``custom`` resource, as its own process group on 127.0.0.1."""
-    temp_dir = Path(tmp_path_factory.mktemp("rayhead"))
+@contextmanager
+def started_head(temp_dir: Path) -> Iterator[Head]:
+    """A head of two CPUs and one ``custom`` resource, as its own process group on 127.0.0.1,
+    with ``temp_dir`` its own; stopped by that group on leaving (what outlived it is killed)."""
     log = temp_dir / "head.log"
     port, client_port = free_port(), free_port()
     command = [
@@ -172,6 +173,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
     seen: set[tuple[int, float]] = set()
     try:
         _wait_for_head(proc, port, log, timeout=120)
+        seen.update(descendants(proc.pid))
         yield Head(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}", proc.pid, temp_dir)
     finally:
         seen.update(descendants(proc.pid))  # workers too: they are the raylet's children
@@ -181,6 +183,13 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
         for pid in left:  # started by this fixture (descendants of its ray start): clean up
             os.kill(pid, signal.SIGKILL)
         assert not left, f"Ray processes of the test head outlived its process group: {left}"
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
+    """The suite's head (see `started_head`), for every test that does not stop it."""
+    with started_head(Path(tmp_path_factory.mktemp("rayhead"))) as head:
+        yield head
 
 
 @pytest.fixture(scope="session")

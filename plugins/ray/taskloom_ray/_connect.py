@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -181,15 +182,26 @@ class RaySession:
     address: str
     owned: bool  # this session called ray.init, so it calls ray.shutdown
     auth_mode_before: str | None = None
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     def close(self) -> None:
-        if not self.owned:
-            return
+        with self._lock:
+            if not self.owned:
+                return
+            self._shutdown()
+
+    def disconnect(self) -> None:
+        """Close the connection whoever opened it: its head is lost (see `_watch`)."""
+        with self._lock:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
         try:
             self.ray.shutdown()
         finally:
-            _restore(_AUTH_MODE, self.auth_mode_before)
-            self.owned = False
+            if self.owned:
+                _restore(_AUTH_MODE, self.auth_mode_before)
+                self.owned = False
 
 
 def open_session(

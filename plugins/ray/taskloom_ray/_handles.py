@@ -16,6 +16,9 @@ When Ray reports an error instead of an outcome, the engine did not finish on th
   engine's own rule gives it ``Pending('NotReady')``, as on every runner;
 * the worker died or Ray could not move the call or its result: `result` raises
   `RayWorkerError` with one sentence, and the core marks the run Crashed.
+
+A run in flight when the Ray head, or the node it runs on, is lost is settled by the runner's
+`ClusterWatch` with a `HeadLostError` or `NodeLostError` (Ray would take minutes, or forever).
 """
 
 from __future__ import annotations
@@ -23,10 +26,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskloom.runners import RemoteResults, TaskRunCall, TaskRunOutcome, loads, run_task_call
 from taskloom.states import Completed, Crashed, State
+
+from ._watch import HeadLostError, NodeLostError
+
+if TYPE_CHECKING:
+    from ._watch import ClusterWatch
 
 __all__ = ["RayTaskFuture", "RayWorkerError"]
 
@@ -41,6 +49,13 @@ def _is_cancelled(exc: BaseException) -> bool:
     return isinstance(exc, rex.TaskCancelledError) or (
         isinstance(exc, rex.RayTaskError) and isinstance(exc.cause, rex.TaskCancelledError)
     )
+
+
+def _is_system_error(exc: BaseException) -> bool:
+    """Whether Ray lost the run itself (a worker, a node, an object), not the user's code."""
+    from ray import exceptions as rex
+
+    return not isinstance(exc, (rex.RayTaskError, rex.TaskCancelledError))
 
 
 class RayWorkerError(RuntimeError):
@@ -106,6 +121,7 @@ class RayTaskFuture:
         "_remote",
         "_task_run",
         "_upstream",
+        "_watch",
         "ref",
         "state_ref",
     )
@@ -117,6 +133,7 @@ class RayTaskFuture:
         call: TaskRunCall,
         upstream: tuple[Any, ...] = (),
         remote: RemoteResults | None = None,
+        watch: ClusterWatch | None = None,
     ) -> None:
         self.state_ref = state_ref
         self.ref = ref
@@ -126,6 +143,7 @@ class RayTaskFuture:
         self._event: threading.Event | None = None
         self._outcome: TaskRunOutcome | None = None
         self._task_run = call.task_run
+        self._watch = watch
         # For the NotReady case only: the upstream handles (or states), and the run's
         # identity without its parameters.
         self._upstream = upstream
@@ -134,7 +152,18 @@ class RayTaskFuture:
             self._call = TaskRunCall(
                 call.task_run, call.flow_run, call.task, {}, (), call.upstream_names, call.log_level
             )
+        if state_ref is None:
+            return  # `lost`: settled at once
+        if watch is not None:
+            watch.track(self)
         state_ref._on_completed(self._completed)
+
+    @classmethod
+    def lost(cls, call: TaskRunCall, error: HeadLostError, remote: RemoteResults | None = None) -> RayTaskFuture:
+        """A run that never reached Ray because its head was lost: settled with ``error``."""
+        future = cls(None, None, call, (), remote)
+        future._settle(error)
+        return future
 
     def __repr__(self) -> str:
         return f"RayTaskFuture({self._task_run.name!r}, done={self.done()})"
@@ -142,9 +171,17 @@ class RayTaskFuture:
     # -- fed by Ray -------------------------------------------------------------------------
 
     def _completed(self, data: Any) -> None:
+        if self._watch is not None:
+            self._watch.done(self)
+        self._settle(data)
+
+    def _settle(self, data: Any) -> None:
+        """Settle once: Ray's answer, or the watch's lost head or node, whichever comes first."""
         if not isinstance(data, BaseException):
             self._upstream, self._call = (), None  # only a failed run looks upstream
         with _lock:
+            if self._data is not _PENDING:
+                return
             self._data = data
             callbacks, self._callbacks = self._callbacks, []
             event = self._event
@@ -176,10 +213,18 @@ class RayTaskFuture:
             self._outcome = outcome
             self._data = None  # keep one copy of the result, not two
             return outcome
+        if isinstance(data, (HeadLostError, NodeLostError)):
+            raise data
         not_ready = self._not_ready()
         if not_ready is None:
             if _is_cancelled(data):
                 raise CancelledError(f"Task run {self._task_run.name!r} was cancelled on Ray.")
+            if self._watch is not None and _is_system_error(data):
+                # A lost worker or node may be the head going down: then say that.
+                lost = self._watch.confirm_lost()
+                if lost is not None:
+                    self._data = lost
+                    raise lost from data
             raise describe(data, self._task_run.name, self._task_run.task_name) from data
         self._outcome = not_ready
         return not_ready

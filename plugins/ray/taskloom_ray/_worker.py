@@ -26,7 +26,7 @@ from taskloom.runners import (
     run_task_call,
 )
 
-__all__ = ["run_call", "run_call_alone"]
+__all__ = ["NODE_NOTES", "NOTES_NAMESPACE", "run_call", "run_call_alone"]
 
 
 #: Up to this size an outcome goes to the flow's process whole: Ray itself hands objects of
@@ -34,25 +34,64 @@ __all__ = ["run_call", "run_call_alone"]
 INLINE_BYTES = 100 * 1024
 
 
-def _run(data: bytes, upstream: tuple[Any, ...]) -> tuple[bytes, bytes]:
+#: Where a run notes, in the cluster's key-value store, the node it runs on (see `_note_node`).
+NODE_NOTES = "runs-on/"
+NOTES_NAMESPACE = "taskloom"
+
+
+def _note_node() -> str | None:
+    """Note this run's node under ``runs-on/<job>/<node>/<Ray task id>``; returns the key.
+
+    On a cluster of several nodes, a node whose link goes down is marked dead by the head,
+    but Ray fails a task already running there only when its connection times out (minutes):
+    the flow's process looks up which of its runs were on the dead node and ends them (`_watch`).
+    """
+    import ray
+    from ray.experimental import internal_kv
+
+    here = ray.get_runtime_context()
+    key = f"{NODE_NOTES}{here.get_job_id()}/{here.get_node_id()}/{here.get_task_id()}"
+    try:
+        internal_kv._internal_kv_put(key, b"", namespace=NOTES_NAMESPACE)
+    except Exception:  # the run goes on; only a lost node would go unnoticed for longer
+        return None
+    return key
+
+
+def _forget_node(key: str) -> None:
+    from ray.experimental import internal_kv
+
+    try:
+        internal_kv._internal_kv_del(key, namespace=NOTES_NAMESPACE)
+    except Exception:  # the note outlives the run; the flow's process ignores it
+        pass
+
+
+def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes, bytes]:
     """The outcome for the flow's process, and the whole outcome for downstream runs."""
     call = decode_call(data)
-    outcome = run_task_call(call, *[loads(u) if type(u) is bytes else u for u in upstream])
+    key = _note_node() if note_node else None
+    try:
+        outcome = run_task_call(call, *[loads(u) if type(u) is bytes else u for u in upstream])
+    finally:
+        if key is not None:
+            _forget_node(key)
     whole = encode_outcome(call, outcome)
     if len(whole) <= INLINE_BYTES:
         return whole, whole
     return dumps(outcome_without_data(outcome)), whole
 
 
-def run_call(data: bytes, *upstream: Any) -> tuple[bytes, bytes]:
-    """Run one pickled call here (see `taskloom.runners.CallEncoder`); ``upstream`` are the outcomes Ray resolved."""
-    return _run(data, upstream)
+def run_call(data: bytes, *upstream: Any, note_node: bool = False) -> tuple[bytes, bytes]:
+    """Run one pickled call here (see `taskloom.runners.CallEncoder`); ``upstream`` are the
+    outcomes Ray resolved; ``note_node`` notes where it runs (a cluster of several nodes)."""
+    return _run(data, upstream, note_node)
 
 
-def run_call_alone(data: bytes, *upstream: Any) -> tuple[bytes, bytes]:
+def run_call_alone(data: bytes, *upstream: Any, note_node: bool = False) -> tuple[bytes, bytes]:
     """`run_call` for a worker process that Ray ends after the call (``max_calls=1``).
 
     Used for tasks with a ``timeout_seconds``: the engine reports TimedOut at the timeout and
     abandons the task's thread, which may still be busy; ending the process stops that work.
     """
-    return _run(data, upstream)
+    return _run(data, upstream, note_node)

@@ -23,8 +23,9 @@ from taskloom.runners import (
     upstream_handles,
 )
 
-from ._connect import RaySession, open_session
+from ._connect import RaySession, open_session, split_address
 from ._handles import RayTaskFuture
+from ._watch import ClusterWatch
 from .options import current_remote_options
 
 __all__ = ["RayTaskRunner"]
@@ -79,6 +80,7 @@ class RayTaskRunner(TaskRunner):
         self.capture_prints = capture_prints
         self.connect_timeout = connect_timeout
         self._session: RaySession | None = None
+        self._watch: ClusterWatch | None = None  # notices a lost head or node (see _watch)
         self._remote: Any = None  # the remote function of task runs
         self._remote_alone: Any = None  # the same, in a worker process ended after the run
         self._with_options: dict[Any, Any] = {}
@@ -123,6 +125,7 @@ class RayTaskRunner(TaskRunner):
             session.close()
             raise
         self._session = session
+        self._watch = _watch_cluster(session)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -130,6 +133,9 @@ class RayTaskRunner(TaskRunner):
             # Results something still refers to come here before a private Ray goes away.
             self._remote_results.fetch_referenced()
         self._remote_results = RemoteResults()
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()  # first: closing a private Ray is not losing it
         session, self._session = self._session, None
         self._remote = self._remote_alone = None
         self._with_options.clear()
@@ -185,16 +191,44 @@ class RayTaskRunner(TaskRunner):
         else:
             args = []
         data = self._encoder.encode(call)  # a call that cannot go raises its own sentence
+        watch = self._watch
+        if watch is not None and watch.lost is not None:
+            # The head is gone (a crash retry, or a run submitted after): crash it at once.
+            return RayTaskFuture.lost(call, watch.lost, self._remote_results)
         try:
-            state_ref, ref = remote.remote(data, *args)
+            if watch is not None and watch.note_nodes:
+                state_ref, ref = remote.remote(data, *args, note_node=True)
+            else:
+                state_ref, ref = remote.remote(data, *args)
         except Exception as exc:
+            if watch is not None and watch.lost is not None:
+                return RayTaskFuture.lost(call, watch.lost, self._remote_results)
             raise _submit_error(call, exc) from None
-        return RayTaskFuture(state_ref, ref, call, upstream, self._remote_results)
+        return RayTaskFuture(state_ref, ref, call, upstream, self._remote_results, watch)
 
     def map(self, calls: Sequence[TaskRunCall]) -> list[NativeFuture]:
         """Submit every call without waiting: each ``.remote()`` returns at once."""
         submit = self.submit
         return [submit(call) for call in calls]
+
+
+def _watch_cluster(session: RaySession) -> ClusterWatch | None:
+    """A started watch on the session's head and nodes; None where the address has no host:port."""
+    try:
+        scheme, host, port = split_address(session.address)
+    except Exception:
+        return None
+    if not host or host == "?":
+        return None
+    # A Ray Client connection cannot read the node table or the key-value store.
+    ray = session.ray if scheme != "ray" else None
+    watch = ClusterWatch(session.address, host, port, session.disconnect, ray)
+    try:
+        watch.start()
+    except Exception:
+        watch.stop()
+        raise
+    return watch
 
 
 #: How the run functions are made remote (see `RayTaskRunner.__enter__`).

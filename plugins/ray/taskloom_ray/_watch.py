@@ -1,0 +1,239 @@
+"""`ClusterWatch`: notices a lost Ray head or node and ends the runs that went with it.
+
+**The head.** When the head's processes die (an out-of-memory kill, a host that goes away),
+Ray tells a driver nothing about the task runs it had queued: their ``ObjectRef``s never
+complete, and about a minute later Ray's core ends the whole driver process ("Failed to connect
+to GCS within 60 seconds ... The program will terminate"). So a thread of the runner opens a
+TCP connection to the head's address once a second, and after three failures in a row
+(refused, or no answer within a second) the head is lost. Then the watch
+
+1. closes this process's Ray connection, so that Ray does not end the flow's process and
+   nothing waits on a cluster that is gone;
+2. settles every run still in flight with `HeadLostError`, one sentence naming the address
+   and what was lost. It is a `ConnectionError`, not a `CancelledError`: nobody cancelled the
+   runs, so the core marks them Crashed, or retries them when their task has retries left;
+   a retry, like any later submit, gets the same error at once.
+
+A Ray error that says a worker or node was lost also makes the watch probe the head at once:
+when the head does not answer either, that run too is reported as lost with the head.
+
+**A node.** When a node other than the head loses its link, the head marks it dead after its
+health checks fail (``health_check_period_ms`` times ``health_check_failure_threshold``, plus
+``health_check_timeout_ms`` each: about half a minute by default), and tells the driver. Ray
+fails a task already running there only when the driver's connection to that worker times
+out, which over a silent link takes gRPC's keepalive: minutes. So on a cluster of several
+nodes each run notes its node in the cluster's key-value store (`_worker._note_node`), the
+watch asks Ray for dead nodes once a second, and the runs in flight noted on a dead node end
+with `NodeLostError` (Crashed, or retried elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._worker import NODE_NOTES, NOTES_NAMESPACE
+
+if TYPE_CHECKING:
+    from ._handles import RayTaskFuture
+
+__all__ = ["ClusterWatch", "HeadLostError", "NodeLostError"]
+
+logger = logging.getLogger("taskloom.task_runner.ray")
+
+#: Seconds between two probes of the head, and the wait for one probe's answer.
+PROBE_PERIOD = 1.0
+#: Probes that fail in a row before the head counts as lost (a busy head still accepts a
+#: TCP connection: the kernel does, not Ray).
+PROBE_FAILURES = 3
+
+
+class HeadLostError(ConnectionError):
+    """The Ray head is gone: the run's Ray task, and the results kept on the cluster, with it.
+
+    Not a `CancelledError`: the core marks the run Crashed, or retries it.
+    """
+
+
+class NodeLostError(ConnectionError):
+    """The Ray node running the run is dead (its host or its link went down)."""
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host.strip("[]"), port), timeout=PROBE_PERIOD).close()
+    except OSError:
+        return False
+    return True
+
+
+class ClusterWatch:
+    """Probes the head at ``host:port`` and Ray's node table from a daemon thread.
+
+    ``disconnect`` is called once, from the watch's thread, when the head is lost; then every
+    run in flight (`track`) is settled with the `HeadLostError`. ``nodes`` (Ray's node table,
+    None for a Ray Client connection, which cannot see it) lets the watch end the runs of a
+    dead node.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        host: str,
+        port: int,
+        disconnect: Callable[[], None],
+        ray: Any = None,
+    ) -> None:
+        self.address = address
+        self._host, self._port = host, port
+        self._disconnect = disconnect
+        self._ray = ray
+        self._lock = threading.Lock()
+        self._in_flight: set[RayTaskFuture] = set()
+        self._stopped = threading.Event()
+        self._wake = threading.Event()  # a run saw its worker lost: probe now
+        self._thread: threading.Thread | None = None
+        self._alive: dict[str, str] = {}  # node id -> where (ip, hostname), as last seen
+        self._dead: dict[str, str] = {}  # nodes that died while this watch ran
+        self._job = ""
+        #: Set once the head is lost; every later run gets it at once.
+        self.lost: HeadLostError | None = None
+        #: Whether runs should note their node (the cluster has more than one).
+        self.note_nodes = False
+
+    def start(self) -> None:
+        if self._ray is not None:
+            self._job = self._ray.get_runtime_context().get_job_id()
+            self._poll_nodes()
+        self._thread = threading.Thread(target=self._watch, name="taskloom-ray-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (the runner is leaving its Ray); runs still tracked are let go."""
+        self._stopped.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2 * PROBE_PERIOD)
+        with self._lock:
+            self._in_flight.clear()
+
+    # -- the runs in flight ------------------------------------------------------------------
+
+    def track(self, future: RayTaskFuture) -> None:
+        """Follow a run until it is done; after the head is lost, settle it at once."""
+        with self._lock:
+            lost = self.lost
+            if lost is None:
+                self._in_flight.add(future)
+        if lost is not None:
+            future._settle(lost)
+
+    def done(self, future: RayTaskFuture) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+
+    def confirm_lost(self) -> HeadLostError | None:
+        """The head's error if it is lost or does not answer now (asked when a worker was lost)."""
+        if self.lost is not None or self._stopped.is_set():
+            return self.lost
+        if _answers(self._host, self._port):
+            return None
+        self._wake.set()  # the watch's thread disconnects and settles the others
+        return self._head_error()
+
+    # -- the watch's thread ------------------------------------------------------------------
+
+    def _head_error(self) -> HeadLostError:
+        return HeadLostError(
+            f"Lost the connection to the Ray head at {self.address} before this run finished; "
+            "the run's Ray task and any results kept on the cluster were lost with it."
+        )
+
+    def _watch(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            woken = self._wake.wait(PROBE_PERIOD)
+            if self._stopped.is_set():
+                return
+            if _answers(self._host, self._port):
+                failures = 0
+                self._wake.clear()
+                if self._ray is not None:
+                    try:
+                        self._poll_nodes()
+                    except Exception as exc:  # the head's probe decides; try again next time
+                        logger.debug("Reading Ray's node table: %r", exc)
+                continue
+            failures += 1
+            if woken or failures >= PROBE_FAILURES:
+                self._lose_head()
+                return
+
+    def _lose_head(self) -> None:
+        error = self._head_error()
+        logger.error(
+            "Lost the Ray head at %s (it does not answer); the runs in flight end Crashed, "
+            "and this process's connection to that Ray is closed.",
+            self.address,
+        )
+        with self._lock:
+            self.lost = error  # from now on, a submit gets the error instead of reaching Ray
+        try:
+            # Before the runs in flight end: Ray would otherwise end this process in a
+            # minute, and a flow that ends must not wait on the lost cluster for results.
+            self._disconnect()
+        except Exception as exc:  # closing anyway
+            logger.debug("Closing the Ray connection after losing its head: %r", exc)
+        with self._lock:
+            runs, self._in_flight = list(self._in_flight), set()
+        for future in runs:
+            future._settle(error)
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def _poll_nodes(self) -> None:
+        assert self._ray is not None
+        alive: dict[str, str] = {}
+        for node in self._ray.nodes():
+            where = f"{node.get('NodeManagerAddress', '?')} ({node.get('NodeManagerHostname', '?')})"
+            if node.get("Alive"):
+                alive[node["NodeID"]] = where
+            elif node["NodeID"] in self._alive and node["NodeID"] not in self._dead:
+                self._dead[node["NodeID"]] = where
+                reason = str(node.get("DeathReasonMessage") or "").strip().splitlines()
+                logger.warning(
+                    "The Ray node at %s is dead%s; its runs in flight end Crashed (or are retried).",
+                    where,
+                    f" ({reason[0].rstrip('.')})" if reason else "",
+                )
+        self._alive = alive
+        self.note_nodes = len(alive) > 1
+        if self._dead and self._in_flight:
+            self._end_runs_on_dead_nodes()
+
+    def _end_runs_on_dead_nodes(self) -> None:
+        from ray.experimental import internal_kv
+
+        with self._lock:
+            by_task = {future.ref.task_id().hex(): future for future in self._in_flight}
+        for node_id, where in self._dead.items():
+            prefix = f"{NODE_NOTES}{self._job}/{node_id}/"
+            keys = internal_kv._internal_kv_list(prefix, namespace=NOTES_NAMESPACE)
+            for key in keys:
+                task_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
+                future = by_task.get(task_id)
+                if future is None:
+                    continue
+                self.done(future)
+                internal_kv._internal_kv_del(key, namespace=NOTES_NAMESPACE)
+                future._settle(
+                    NodeLostError(
+                        f"The Ray node at {where} running task run {future._task_run.name!r} was lost "
+                        "before the run finished (the head marked it dead: its host or its "
+                        "link went down)."
+                    )
+                )
