@@ -184,8 +184,3 @@ def interrupt_taskloom_run(tmp_path: Path) -> Any:
 
     return interrupt
 
-
-def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
-    """The multi-host tests run last: after their network namespaces, a Ray head started on
-    127.0.0.1 by the single-host tests does not come up (seen in CI; cause not yet found)."""
-    items.sort(key=lambda item: "multihost" in item.keywords)

@@ -76,13 +76,20 @@ def long_nap(i, shared):
     time.sleep(5)
     return socket.gethostname()
 
+@task
+def hosts(names):
+    return sorted(set(names))
+
 @flow
 def naps():
     futures = long_nap.map(range(8), sys.argv[1])
+    downstream = hosts.submit(futures)  # Ray holds it until its inputs are there
     for f in futures:
         f.wait()
+    downstream.wait()
     for f in futures:
         print("FINAL", f.task_run.name, f.state.name, f.state.result(raise_on_failure=False))
+    print("DOWNSTREAM", downstream.state.name)
     return "done"
 
 if __name__ == "__main__":
@@ -133,5 +140,8 @@ def test_a_node_whose_link_goes_down_ends_its_runs_never_hangs(ray_hosts: RayHos
                 ran_again = re.search(rf"FINAL {re.escape(run)} Completed host-r[ab]\b", output)
                 assert ran_again or final == "Crashed", (run, output[-3000:])
         assert f"The Ray node at {e.address} (host-re) is dead" in output, output[-3000:]
+        # A run that takes a lost run's result was waiting in Ray for it: it ends too, as
+        # after a lost worker (its upstream run crashed once, so it does not run).
+        assert "DOWNSTREAM NotReady" in output, output[-3000:]
     finally:
         e.remove()

@@ -257,6 +257,48 @@ def test_script_tasks_run_on_the_head_with_logs_in_our_format(
     assert after() == 5
 
 
+IMPORTED_FIRST = """
+import json, os
+
+# As in a process that imported ray (a library, a test plugin) before the variable was set:
+# Ray reads it at import.
+del os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]
+import ray  # noqa: E402
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+from taskloom import flow, task
+
+
+@task
+def double(x):
+    return 2 * x
+
+
+@flow  # TASKLOOM_TASK_RUNNER=ray and TASKLOOM_RUNNERS_RAY_ADDRESS name the runner
+def doubled():
+    return double.submit(21).result()
+
+
+if __name__ == "__main__":
+    print("RESULT " + json.dumps(doubled()))
+"""
+
+
+def test_a_process_that_imported_ray_before_choosing_single_machine_mode_reaches_the_head(
+    ray_connected: Any, tmp_path: Path
+) -> None:
+    """Ray turns 127.0.0.1 into the machine's other address unless single-machine mode is on,
+    and reads the mode once, at import: the runner follows the variable as it is now. (The
+    suite's own session hit this: a multi-host test imported ray before the single-host Ray
+    tests set the variable, and their head never answered.)"""
+    script = tmp_path / "imported_first.py"
+    script.write_text(IMPORTED_FIRST)
+    proc = run_script(
+        script, tmp_path, TASKLOOM_TASK_RUNNER="ray", TASKLOOM_RUNNERS_RAY_ADDRESS=ray_connected.address
+    )
+    assert result_of(proc) == 42
+
+
 # -- the seed's parallel example --------------------------------------------------------------
 
 

@@ -125,20 +125,31 @@ def _check_answers(address: str, host: str, port: int, timeout: float) -> None:
 
 @contextmanager
 def _single_machine(enabled: bool) -> Iterator[None]:
-    """Keep Ray on loopback while it starts or connects (see the module docstring)."""
-    if not enabled or os.environ.get(_SINGLE_MACHINE) is not None:
-        yield  # off, or the user chose the mode themselves
+    """Keep Ray on loopback while it starts or connects (see the module docstring).
+
+    Where the user set ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` themselves, their value holds,
+    for this process too: Ray reads the variable once, when ray is imported, so a process
+    that imported ray before setting it would otherwise dial the machine's other address
+    for a head on 127.0.0.1 and wait for it in vain.
+    """
+    if not enabled:
+        yield
         return
     from ray._private import ray_constants
 
+    chosen = os.environ.get(_SINGLE_MACHINE)
     before = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[_SINGLE_MACHINE] = "0"  # for the processes Ray starts now
-    ray_constants.ENABLE_RAY_CLUSTER = False  # for this process, read at each call
+    if chosen is None:
+        os.environ[_SINGLE_MACHINE] = "0"  # for the processes Ray starts now
+        ray_constants.ENABLE_RAY_CLUSTER = False  # for this process, read at each call
+    else:
+        ray_constants.ENABLE_RAY_CLUSTER = chosen.lower() in ("true", "1")  # as Ray parses it
     try:
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = before
-        os.environ.pop(_SINGLE_MACHINE, None)
+        if chosen is None:
+            os.environ.pop(_SINGLE_MACHINE, None)
 
 
 def _current_address(ray: ModuleType) -> str:

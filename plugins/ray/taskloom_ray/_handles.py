@@ -177,11 +177,11 @@ class RayTaskFuture:
 
     def _settle(self, data: Any) -> None:
         """Settle once: Ray's answer, or the watch's lost head or node, whichever comes first."""
-        if not isinstance(data, BaseException):
-            self._upstream, self._call = (), None  # only a failed run looks upstream
         with _lock:
             if self._data is not _PENDING:
                 return
+            if not isinstance(data, BaseException):
+                self._upstream, self._call = (), None  # only a failed run looks upstream
             self._data = data
             callbacks, self._callbacks = self._callbacks, []
             event = self._event
@@ -249,6 +249,10 @@ class RayTaskFuture:
                 self._event = threading.Event()
             event = self._event
         return event.wait(timeout)
+
+    def waits_for(self, lost: set[RayTaskFuture]) -> bool:
+        """Whether one of ``lost`` is an upstream run of this one (Ray would wait for it)."""
+        return any(handle in lost for handle in self._upstream)
 
     def failed(self) -> bool:
         """Whether Ray reported an error instead of an outcome (False until done)."""

@@ -62,6 +62,10 @@ class NodeLostError(ConnectionError):
     """The Ray node running the run is dead (its host or its link went down)."""
 
 
+class UpstreamLostError(ConnectionError):
+    """An upstream run was lost with its node, so Ray never starts this one."""
+
+
 def _answers(host: str, port: int) -> bool:
     try:
         socket.create_connection((host.strip("[]"), port), timeout=PROBE_PERIOD).close()
@@ -74,9 +78,9 @@ class ClusterWatch:
     """Probes the head at ``host:port`` and Ray's node table from a daemon thread.
 
     ``disconnect`` is called once, from the watch's thread, when the head is lost; then every
-    run in flight (`track`) is settled with the `HeadLostError`. ``nodes`` (Ray's node table,
-    None for a Ray Client connection, which cannot see it) lets the watch end the runs of a
-    dead node.
+    run in flight (`track`) is settled with the `HeadLostError`. With ``ray`` (the module;
+    None for a Ray Client connection, which cannot read the node table or the key-value
+    store) the watch also ends the runs of a node that dies.
     """
 
     def __init__(
@@ -106,8 +110,12 @@ class ClusterWatch:
 
     def start(self) -> None:
         if self._ray is not None:
-            self._job = self._ray.get_runtime_context().get_job_id()
-            self._poll_nodes()
+            try:
+                self._job = self._ray.get_runtime_context().get_job_id()
+                self._poll_nodes()
+            except Exception as exc:  # the head's watch still works
+                logger.debug("Reading Ray's node table: %r", exc)
+                self._ray = None
         self._thread = threading.Thread(target=self._watch, name="taskloom-ray-watch", daemon=True)
         self._thread.start()
 
@@ -220,6 +228,7 @@ class ClusterWatch:
 
         with self._lock:
             by_task = {future.ref.task_id().hex(): future for future in self._in_flight}
+        lost: set[RayTaskFuture] = set()
         for node_id, where in self._dead.items():
             prefix = f"{NODE_NOTES}{self._job}/{node_id}/"
             keys = internal_kv._internal_kv_list(prefix, namespace=NOTES_NAMESPACE)
@@ -229,6 +238,7 @@ class ClusterWatch:
                 if future is None:
                     continue
                 self.done(future)
+                lost.add(future)
                 internal_kv._internal_kv_del(key, namespace=NOTES_NAMESPACE)
                 future._settle(
                     NodeLostError(
@@ -237,3 +247,17 @@ class ClusterWatch:
                         "link went down)."
                     )
                 )
+        if lost:
+            self._end_runs_waiting_for(lost)
+
+    def _end_runs_waiting_for(self, lost: set[RayTaskFuture]) -> None:
+        """Runs in flight that take a lost run's result: Ray would wait for it as long."""
+        while lost:
+            with self._lock:
+                waiting = {future for future in self._in_flight if future.waits_for(lost)}
+                self._in_flight -= waiting
+            for future in waiting:
+                # Not a lost node of its own: the run did not start, and its result() gives
+                # the engine's answer for a lost upstream run (NotReady), as on a lost worker.
+                future._settle(UpstreamLostError("An upstream run was lost with its Ray node."))
+            lost = waiting

@@ -223,11 +223,7 @@ def _watch_cluster(session: RaySession) -> ClusterWatch | None:
     # A Ray Client connection cannot read the node table or the key-value store.
     ray = session.ray if scheme != "ray" else None
     watch = ClusterWatch(session.address, host, port, session.disconnect, ray)
-    try:
-        watch.start()
-    except Exception:
-        watch.stop()
-        raise
+    watch.start()
     return watch
 
 
