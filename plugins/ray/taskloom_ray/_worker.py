@@ -67,6 +67,15 @@ def _forget_node(key: str) -> None:
         pass
 
 
+def _cancelled_by_ray() -> bool:
+    import ray
+
+    try:
+        return bool(ray.get_runtime_context().is_canceled())
+    except Exception:  # not in a Ray task (or an old Ray): not Ray's cancellation
+        return False
+
+
 def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes, bytes]:
     """The outcome for the flow's process, and the whole outcome for downstream runs."""
     call = decode_call(data)
@@ -76,6 +85,11 @@ def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes
     finally:
         if key is not None:
             _forget_node(key)
+    if outcome.state.is_crashed() and _cancelled_by_ray():
+        # ray.cancel interrupts the task with a KeyboardInterrupt, which the engine takes for
+        # the task's own (Crashed): Ray reports the cancellation instead, and the flow's
+        # process marks the run Cancelled, as after any interrupt of the flow run.
+        raise KeyboardInterrupt
     whole = encode_outcome(call, outcome)
     if len(whole) <= INLINE_BYTES:
         return whole, whole
