@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,10 @@ PROBE_PERIOD = 1.0
 #: Probes that fail in a row before the head counts as lost (a busy head still accepts a
 #: TCP connection: the kernel does, not Ray).
 PROBE_FAILURES = 3
+#: Seconds between seeing a node dead and ending its runs. The runs' retries are submitted at
+#: once; until every raylet has heard of the death, Ray may still lease one to the dead node,
+#: where it would wait for gRPC's keepalive (minutes).
+NODE_DEATH_GRACE = 3.0
 
 
 class HeadLostError(ConnectionError):
@@ -102,6 +107,7 @@ class ClusterWatch:
         self._thread: threading.Thread | None = None
         self._alive: dict[str, str] = {}  # node id -> where (ip, hostname), as last seen
         self._dead: dict[str, str] = {}  # nodes that died while this watch ran
+        self._died_at: dict[str, float] = {}  # when the watch first saw each dead
         self._job = ""
         #: Set once the head is lost; every later run gets it at once.
         self.lost: HeadLostError | None = None
@@ -212,6 +218,7 @@ class ClusterWatch:
                 alive[node["NodeID"]] = where
             elif node["NodeID"] in self._alive and node["NodeID"] not in self._dead:
                 self._dead[node["NodeID"]] = where
+                self._died_at[node["NodeID"]] = time.monotonic()
                 reason = str(node.get("DeathReasonMessage") or "").strip().splitlines()
                 logger.warning(
                     "The Ray node at %s is dead%s; its runs in flight end Crashed (or are retried).",
@@ -229,7 +236,10 @@ class ClusterWatch:
         with self._lock:
             by_task = {future.ref.task_id().hex(): future for future in self._in_flight}
         lost: set[RayTaskFuture] = set()
+        now = time.monotonic()
         for node_id, where in self._dead.items():
+            if now - self._died_at.get(node_id, 0.0) < NODE_DEATH_GRACE:
+                continue
             prefix = f"{NODE_NOTES}{self._job}/{node_id}/"
             keys = internal_kv._internal_kv_list(prefix, namespace=NOTES_NAMESPACE)
             for key in keys:
