@@ -99,7 +99,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.skip(
-    reason="known gap (issue 13): a run Ray has handed to a node's worker but that has not "
+    reason="known gap: a run Ray has handed to a node's worker but that has not "
     "started yet is not noted on that node, so when the node's link goes down it waits for "
     "gRPC's keepalive (minutes) instead of ending; seen in 2 of 4 runs of this test"
 )
