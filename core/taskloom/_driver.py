@@ -176,7 +176,7 @@ class _FlowRunDriver:
         #: Read by futures: a task run waiting on a queued run of this runner runs it.
         self.runs_waiting_inline = bool(capabilities & Capability.RUN_WAITING_INLINE)
         # (retries, delay) for tasks that set neither, from the flow run's settings.
-        self.retry_defaults: tuple[int, float] | None = None  # None: no defaults set
+        self.retry_defaults = defaults.retry_defaults  # None: no defaults set
         self._defaulted: dict[int, Task[..., Any]] = {}
         #: Set for a runner with remote workers: checks where runs keep their results.
         self.placement: ResultPlacement | None = None

@@ -208,7 +208,6 @@ class _Run:
         driver = _FlowRunDriver(
             self.flow_run, runner, self.log_level, self.defaults, self.settings.concurrency_limits
         )
-        driver.retry_defaults = self.defaults.retry_defaults
         if getattr(runner, "remote_workers", False):
             driver.placement = ResultPlacement(
                 runner, self.defaults, self.settings["results.path"], self.storage_options

@@ -144,7 +144,6 @@ class _NestedDriver(_FlowRunDriver):
         defaults = call.defaults._replace(runner_timeouts=False)
         super().__init__(flow_run, _WorkerThreads(), call.log_level, defaults, {})
         self._parent = recorder
-        self.retry_defaults = defaults.retry_defaults
         self._created_hook = self._created
         self._state_hook = self._changed
 

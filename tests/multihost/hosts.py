@@ -236,3 +236,29 @@ def wait_until(predicate: Any, what: str, timeout: float, processes: Sequence[su
             raise RuntimeError(f"{what}: a process exited with code {dead[0].returncode}.")
         time.sleep(0.25)
     raise RuntimeError(f"{what}: not ready within {timeout:g} s.")
+
+
+def run_and_pull_link(
+    host: Host, args: Sequence[str], env: Mapping[str, str], started: Any, lost: Host
+) -> str:
+    """Run ``args`` on ``host``; once ``started(output)`` says a run is under way on ``lost``,
+    take ``lost``'s link down for good. The output once the program ends; a program still
+    running 240 s later (a hang) fails the test, and is killed."""
+    log = host.root / "link_flow.log"
+    with log.open("wb") as out:
+        program = subprocess.Popen(
+            host.command(args), env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not started(log.read_text()) and time.monotonic() < deadline:
+            assert program.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.1)
+        lost.link(up=False)
+        program.wait(timeout=240)  # a hang fails here
+    finally:
+        if program.poll() is None:
+            os.killpg(program.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "FLOW ENDED" in output, output[-4000:]
+    return output

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import time
 
 import pytest
 from conftest import DaskHosts, run_on
-from hosts import Network, python
+from hosts import Network, python, run_and_pull_link
 
 pytestmark = [pytest.mark.multihost, pytest.mark.dask, pytest.mark.slow]
 
@@ -128,25 +124,10 @@ def test_a_worker_host_whose_link_goes_down_ends_its_runs_never_hangs(
     try:
         dask_hosts.add_worker(e)
         (d.workdir / "link_flow.py").write_text(LINK_FLOW)
-        log = d.root / "link_flow.log"
-        with log.open("wb") as out:
-            env = d.env({"TASKLOOM_TASK_RUNNER": "dask", "TASKLOOM_RUNNERS_DASK_ADDRESS": dask_hosts.address})
-            flow = subprocess.Popen(
-                d.command(python("link_flow.py")), env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 120
-        while "started on host-e" not in log.read_text() and time.monotonic() < deadline:
-            assert flow.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.1)
-        e.link(up=False)
-        try:
-            flow.wait(timeout=240)  # a hang fails here
-        finally:
-            if flow.poll() is None:
-                os.killpg(flow.pid, signal.SIGKILL)
-        output = log.read_text()
-        assert "FLOW ENDED" in output, output[-4000:]
+        env = d.env({"TASKLOOM_TASK_RUNNER": "dask", "TASKLOOM_RUNNERS_DASK_ADDRESS": dask_hosts.address})
+        output = run_and_pull_link(
+            d, python("link_flow.py"), env, lambda out: "started on host-e" in out, lost=e
+        )
         finals = dict(re.findall(r"FINAL (\S+) (\w+)", output))
         assert len(finals) == 6 and set(finals.values()) <= {"Completed", "Crashed"}, finals
         on_e = set(re.findall(r"Task run '(\S+)' - nap \d started on host-e", output))

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import time
 
 import pytest
 from conftest import RAY_ENV, RayHosts, _ray_start, _ray_started, run_on
-from hosts import Network, python, wait_until
+from hosts import Network, python, run_and_pull_link, wait_until
 
 pytestmark = [pytest.mark.multihost, pytest.mark.ray, pytest.mark.slow]
 
@@ -113,24 +109,10 @@ def test_a_node_whose_link_goes_down_ends_its_runs_never_hangs(ray_hosts: RayHos
         node = e.start(_ray_start(e, "--address", ray_hosts.address, cpus=2), "ray.log", env=RAY_ENV)
         wait_until(lambda: _ray_started(e), "ray node on host-re", 120, [node])
         (d.workdir / "link_flow.py").write_text(LINK_FLOW)
-        log = d.root / "link_flow.log"
-        with log.open("wb") as out:
-            flow = subprocess.Popen(
-                d.command(python("link_flow.py", str(network.shared))), env=d.env(ray_hosts.env()), stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        try:
-            deadline = time.monotonic() + 120
-            while not list(network.shared.glob("nap-*-started-on-host-re")) and time.monotonic() < deadline:
-                assert flow.poll() is None, log.read_text()[-3000:]
-                time.sleep(0.1)
-            e.link(up=False)
-            flow.wait(timeout=240)  # a hang fails here
-        finally:
-            if flow.poll() is None:
-                os.killpg(flow.pid, signal.SIGKILL)
-        output = log.read_text()
-        assert "FLOW ENDED" in output, output[-4000:]
+        output = run_and_pull_link(
+            d, python("link_flow.py", str(network.shared)), d.env(ray_hosts.env()),
+            lambda _: any(network.shared.glob("nap-*-started-on-host-re")), lost=e,
+        )
         finals = dict(re.findall(r"FINAL (\S+) (\w+)", output))
         assert len(finals) == 8 and set(finals.values()) <= {"Completed", "Crashed"}, finals
         on_e = {int(f.name.split("-")[1]) for f in network.shared.glob("nap-*-started-on-host-re")}
