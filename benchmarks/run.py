@@ -144,6 +144,8 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
     for row in startup:
         if "taskloom_mib" in row:
             ours, raw = f"{row['taskloom_mib']:.0f} MiB", f"{row['raw_mib']:.0f} MiB"
+        elif "taskloom_us" in row:
+            ours, raw = f"{row['taskloom_us']:.0f} µs", f"{row['raw_us']:.0f} µs"
         else:
             ours, raw = f"{row['taskloom_ms']:.0f} ms", f"{row['raw_ms']:.0f} ms"
         lines.append(f"| {row['case']} | {ours} | {raw} | {row.get('note', '')} |")

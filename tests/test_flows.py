@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -146,6 +147,26 @@ def test_task_options_and_with_options() -> None:
     other = original.with_options(name="other", tags=["x"])
     assert (other.name, other.tags, other.runner_options) == ("other", frozenset({"x"}), {"num_cpus": 1})
     assert original.name == "renamed"
+
+
+@pytest.mark.parametrize(("decorator", "cls", "kind"), [(task, Task, "task"), (flow, Flow, "flow")])
+def test_options_are_declared_once_and_the_typed_signature_matches_them(decorator: Any, cls: Any, kind: str) -> None:
+    """Options live in one attrs class; the decorator's typed overload (for editors) must list
+    exactly those options, with the same defaults, and `with_options` takes the same names."""
+    import typing
+
+    import attrs
+
+    options = attrs.fields(type(decorator(lambda: 1).options))
+    typed = next(o for o in typing.get_overloads(decorator) if "name" in inspect.signature(o).parameters)
+    signature = inspect.signature(typed).parameters
+    assert [(a.name, a.default) for a in options] == [(p.name, p.default) for p in signature.values()]
+    made = decorator(name="n", version="1")(lambda x: x)
+    assert isinstance(made, cls) and (made.name, made.version) == ("n", "1")
+    changed = made.with_options(version="2")
+    assert (changed.name, changed.version, made.version) == ("n", "2", "1")
+    with pytest.raises(TypeError, match=rf"got unknown option 'colour' for {kind} 'n'\. Options: name, description, "):
+        made.with_options(colour="red")
 
 
 def test_task_run_names_follow_the_task_key() -> None:

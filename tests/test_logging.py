@@ -154,3 +154,66 @@ def test_console_lines_are_loguru_s_lines_in_loguru_s_colours(monkeypatch: pytes
             record.task_run_name = "noop-0"
             (through_loguru if colour else through_loguru_plain).handle(record)
             assert console.format(record) == str(written[-1]), logging.getLevelName(level)
+
+
+BUSY_SCRIPT = """
+import sys
+from taskloom import flow, task, get_run_logger
+
+@task
+def step(i):
+    if i == 150:
+        get_run_logger().warning("halfway")
+        sys.stderr.write("RIGHT AFTER THE WARNING\\n")
+    return i
+
+@flow(task_runner="concurrent")
+def busy():
+    return [f.result() for f in step.map(range(300))]
+
+busy()
+sys.stderr.write("THE FLOW RETURNED\\n")
+"""
+
+
+def test_console_lines_are_out_by_the_time_the_flow_returns_and_warnings_at_once(tmp_path: Path) -> None:
+    """The console writes INFO lines in batches from a thread of its own; still, every line of
+    a flow run is written before its call returns, in order per run, and a warning (with the
+    lines before it) before the code after it goes on."""
+    script = tmp_path / "busy.py"
+    script.write_text(BUSY_SCRIPT)
+    # History off: recording the run at its end takes long enough to hide a missing flush.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    base["TASKLOOM_HISTORY_ENABLED"] = "false"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=base, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    returned = lines.index("THE FLOW RETURNED")
+    assert returned == len(lines) - 1
+    rows = parsed("\n".join(lines[:returned]))
+    assert rows[-1][1].startswith("Flow run '") and rows[-1][2] == "Finished in state Completed()"
+    created = [m for _, _, m in rows if m.startswith("Created task run")]
+    finished = [r for r in parsed(proc.stderr) if r[2] == "Finished in state Completed()" and r[1].startswith("Task run")]
+    assert len(created) == 300 and len(finished) == 300
+    warning = next(i for i, line in enumerate(lines) if line.endswith(" - halfway"))
+    assert "WARNING" in lines[warning] and warning < lines.index("RIGHT AFTER THE WARNING")
+    step_150 = next(i for i, line in enumerate(lines) if re.search(r"Submitted task run 'step-\w+-150' for execution", line))
+    assert step_150 < warning, "lines logged before the warning are written before it"
+
+
+def test_the_console_does_not_keep_more_than_its_backlog(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from taskloom_loguru import sinks
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    console = sinks.ConsoleSink(batch_seconds=60, max_backlog=5)
+    try:
+        for i in range(20):
+            console.handle(logging.LogRecord("taskloom.engine", logging.INFO, "", 0, f"line {i}", None, None))
+        written = [m for _, _, m in parsed(stderr.getvalue())]
+        assert len(written) >= 14 and written == [f"line {i}" for i in range(len(written))]
+    finally:
+        console.close()
+    assert [m for _, _, m in parsed(stderr.getvalue())] == [f"line {i}" for i in range(20)]

@@ -160,6 +160,8 @@ class _FlowRunDriver:
             {"flow_run_name": flow_run.name, "flow_run_id": str(flow_run.id)},
         )
         self._flow_logger = self.logger.logger
+        self._task_logger = logging.getLogger(TASK_RUN_LOGGER)
+        self._flow_run_id = str(flow_run.id)  # made once: each line of the run carries it
         self._lock = threading.RLock()
         self._counters: Counter[str] = Counter()
         self._pending: set[TaskRunFuture[Any]] = set()
@@ -272,12 +274,12 @@ class _FlowRunDriver:
 
     def _with_retry_defaults(self, task: Task[..., Any], defaults: tuple[int, float]) -> Task[..., Any]:
         """``task`` with the default retries and delay where it gives none (one copy per run)."""
-        options = task._options
+        options = task.options
         retries, delay = defaults
         changes: dict[str, Any] = {}
-        if options["retries"] is None and retries:
+        if options.retries is None and retries:
             changes["retries"] = retries
-        if options["retry_delay_seconds"] is None and delay:
+        if options.retry_delay_seconds is None and delay:
             changes["retry_delay_seconds"] = delay
         if not changes:
             return task
@@ -416,7 +418,8 @@ class _FlowRunDriver:
                     return
                 future._seq = event.seq
             if event.record is not None:
-                logging.getLogger(event.record.name).handle(event.record)
+                record = event.record
+                (self._task_logger if record.name == TASK_RUN_LOGGER else logging.getLogger(record.name)).handle(record)
                 return
             if event.run is not None:
                 self._children.on_event(future, event)
@@ -555,15 +558,15 @@ class _FlowRunDriver:
             return
         flow_run = self.flow_run
         record = run_record(
-            TASK_RUN_LOGGER, level, message, task_run.name, task_run.id, flow_run.name, flow_run.id
+            TASK_RUN_LOGGER, level, message, task_run.name, task_run.id, flow_run.name, self._flow_run_id
         )
-        logging.getLogger(TASK_RUN_LOGGER).handle(record)
+        self._task_logger.handle(record)
 
     def _log_flow(self, message: str) -> None:
         """An INFO line of this flow run; the caller has checked the level."""
         flow_run = self.flow_run
         self._flow_logger.handle(
-            run_record(FLOW_RUN_LOGGER, logging.INFO, message, None, None, flow_run.name, flow_run.id)
+            run_record(FLOW_RUN_LOGGER, logging.INFO, message, None, None, flow_run.name, self._flow_run_id)
         )
 
     # -- the end of the flow run -----------------------------------------------------------

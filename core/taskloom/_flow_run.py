@@ -29,7 +29,7 @@ from .config import Settings, load_settings
 from .context import FlowRun, get_task_run
 from .engine import RunDefaults
 from .futures import _resolve_futures
-from .logging import setup_logging
+from .logging import flush_logging, setup_logging
 from .runners import Capability, resolve_task_runner
 from .states import (
     _NO_DATA,
@@ -242,6 +242,7 @@ class _Run:
         _mark_run(state, self.flow_run.id)
         if driver is not None:
             driver.logger.log(logging.INFO if state.is_completed() else logging.ERROR, "Finished in state %r", state)
+        flush_logging()  # the run's lines are out before observers hear of its end
         self.hook.taskloom_flow_run_finished(flow_run=self.flow_run, state=state)
         if self.parent is not None:
             self.parent.record_subflow(self.flow_run.name, state)

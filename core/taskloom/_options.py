@@ -1,17 +1,86 @@
-"""Checks of task and flow options, so a wrong one fails where it is written.
+"""Task and flow options: declared once here, checked so a wrong one fails where it is written.
 
-Each check raises `TypeError` or `ValueError` with one sentence naming the task (or flow), the
-option and the value given.
+`TaskOptions` and `FlowOptions` hold the options as given (``with_options`` evolves them);
+`Task` and `Flow` check and normalize them. Each check raises `TypeError` or `ValueError`
+with one sentence naming the task (or flow), the option and the value given. Imported by the
+first ``@task`` or ``@flow``, not by ``import taskloom``.
 """
 
 from __future__ import annotations
 
 import datetime
 import string
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-__all__ = ["as_seconds", "check_delay", "check_hooks", "check_retries", "check_run_name", "check_timeout"]
+import attrs
+
+__all__ = ["FlowOptions", "TaskOptions", "as_seconds", "check_delay", "check_hooks", "check_retries", "check_run_name", "check_timeout", "given"]
+
+_O = TypeVar("_O", "TaskOptions", "FlowOptions")
+
+
+@attrs.frozen(kw_only=True)
+class TaskOptions:
+    """The options of ``@task(...)``, ``Task(fn, ...)`` and ``Task.with_options(...)``."""
+
+    name: str | None = None
+    description: str | None = None
+    tags: Iterable[str] = ()
+    runner_options: Mapping[str, Any] | None = None
+    retries: int | None = None
+    retry_delay_seconds: Any = None
+    retry_jitter_factor: float | None = None
+    retry_condition_fn: Callable[..., bool] | None = None
+    timeout_seconds: float | None = None
+    persist_result: bool | None = None
+    result_storage: Any = None
+    result_serializer: Any = None
+    cache_policy: Any = None
+    cache_key_fn: Callable[..., str | None] | None = None
+    cache_expiration: Any = None
+    refresh_cache: bool | None = None
+    on_completion: Any = None
+    on_failure: Any = None
+    on_crashed: Any = None
+    task_run_name: str | Callable[[], str] | None = None
+    log_prints: bool | None = None
+    version: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class FlowOptions:
+    """The options of ``@flow(...)``, ``Flow(fn, ...)`` and ``Flow.with_options(...)``."""
+
+    name: str | None = None
+    description: str | None = None
+    task_runner: Any = None
+    retries: int = 0
+    retry_delay_seconds: float | None = None
+    timeout_seconds: float | None = None
+    flow_run_name: str | Callable[[], str] | None = None
+    log_prints: bool | None = None
+    persist_result: bool | None = None
+    on_completion: Any = None
+    on_failure: Any = None
+    on_crashed: Any = None
+    on_cancellation: Any = None
+    version: str | None = None
+    validate_parameters: bool = True
+
+
+def given(kind: type[_O], where: str, fn: Any, options: Mapping[str, Any], base: _O | None = None) -> _O:
+    """``options`` as a `kind`, on top of ``base``; an unknown name is one sentence listing them all."""
+    names = attrs.fields_dict(kind)
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        what = "task" if kind is TaskOptions else "flow"
+        name = options.get("name") or (base.name if base is not None else None) or getattr(fn, "__name__", repr(fn))
+        raise TypeError(
+            f"{where} got unknown option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(u) for u in unknown)} for {what} {str(name)!r}. Options: {', '.join(names)}."
+        )
+    return kind(**options) if base is None else attrs.evolve(base, **options)
 
 
 def _kind(value: Any) -> str:

@@ -11,10 +11,10 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from . import _options
 from .tasks import _check_reserved, describe_signature
 
 if TYPE_CHECKING:
+    from . import _options
     from .runners import TaskRunner
     from .states import State
 
@@ -26,13 +26,6 @@ R = TypeVar("R")
 
 def _default_flow_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", "flow").replace("_", "-")
-
-
-_FLOW_OPTIONS = (
-    "name", "description", "task_runner", "retries", "retry_delay_seconds", "timeout_seconds",
-    "flow_run_name", "log_prints", "persist_result", "on_completion", "on_failure",
-    "on_crashed", "on_cancellation", "version", "validate_parameters",
-)
 
 
 class ParameterTypeError(TypeError):
@@ -53,62 +46,42 @@ class Flow(Generic[P, R]):
     3, and a string that is not a number fails the flow run before its body starts.
     """
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        task_runner: TaskRunner | str | type | None = None,
-        retries: int = 0,
-        retry_delay_seconds: float | None = None,
-        timeout_seconds: float | None = None,
-        flow_run_name: str | Callable[[], str] | None = None,
-        log_prints: bool | None = None,
-        persist_result: bool | None = None,
-        on_completion: Any = None,
-        on_failure: Any = None,
-        on_crashed: Any = None,
-        on_cancellation: Any = None,
-        version: str | None = None,
-        validate_parameters: bool = True,
-    ) -> None:
+    def __init__(self, fn: Callable[P, R], **options: Any) -> None:
+        from . import _options
+
+        self._init(fn, _options.given(_options.FlowOptions, "Flow", fn, options))
+
+    def _init(self, fn: Callable[P, R], given: _options.FlowOptions) -> None:
+        from . import _options
+
         if not callable(fn):
             raise TypeError(f"@flow expects a function, but got {fn!r} ({type(fn).__name__}).")
         self.fn = fn
-        self.name = name or _default_flow_name(fn)
+        self.options = given  # as given: with_options() evolves it
+        self.name = given.name or _default_flow_name(fn)
         owner = f"Flow {self.name!r}"
-        self.description = description if description is not None else inspect.getdoc(fn)
-        self.task_runner = task_runner
+        self.description = given.description if given.description is not None else inspect.getdoc(fn)
+        self.task_runner = given.task_runner
         self._signature = inspect.signature(fn)
         _check_reserved(owner, self._signature)
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.retries = _options.check_retries(owner, retries)
-        delay = _options.check_delay(owner, retry_delay_seconds)
+        self.retries = _options.check_retries(owner, given.retries)
+        delay = _options.check_delay(owner, given.retry_delay_seconds)
         if delay is not None and not isinstance(delay, float):
-            raise TypeError(f"{owner}: retry_delay_seconds of a flow must be a number of seconds, got {retry_delay_seconds!r}.")
+            raise TypeError(f"{owner}: retry_delay_seconds of a flow must be a number of seconds, got {given.retry_delay_seconds!r}.")
         self.retry_delay_seconds = delay
-        self.timeout_seconds = _options.check_timeout(owner, timeout_seconds)
+        self.timeout_seconds = _options.check_timeout(owner, given.timeout_seconds)
         described = describe_signature(getattr(fn, "__name__", self.name), self._signature)
-        self.flow_run_name = _options.check_run_name(owner, flow_run_name, self._signature.parameters, described)
-        self.log_prints = _options.check_flag(owner, "log_prints", log_prints)
-        self.persist_result = _options.check_flag(owner, "persist_result", persist_result)
-        self.on_completion = _options.check_hooks(owner, "on_completion", on_completion)
-        self.on_failure = _options.check_hooks(owner, "on_failure", on_failure)
-        self.on_crashed = _options.check_hooks(owner, "on_crashed", on_crashed)
-        self.on_cancellation = _options.check_hooks(owner, "on_cancellation", on_cancellation)
-        self.version = _options.check_version(owner, version)
-        self.validate_parameters = bool(_options.check_flag(owner, "validate_parameters", validate_parameters))
+        self.flow_run_name = _options.check_run_name(owner, given.flow_run_name, self._signature.parameters, described)
+        self.log_prints = _options.check_flag(owner, "log_prints", given.log_prints)
+        self.persist_result = _options.check_flag(owner, "persist_result", given.persist_result)
+        self.on_completion = _options.check_hooks(owner, "on_completion", given.on_completion)
+        self.on_failure = _options.check_hooks(owner, "on_failure", given.on_failure)
+        self.on_crashed = _options.check_hooks(owner, "on_crashed", given.on_crashed)
+        self.on_cancellation = _options.check_hooks(owner, "on_cancellation", given.on_cancellation)
+        self.version = _options.check_version(owner, given.version)
+        self.validate_parameters = bool(_options.check_flag(owner, "validate_parameters", given.validate_parameters))
         self._kinds: dict[str, type] | None = None  # annotated simple types, found on first call
-        self._options = {
-            "name": name, "description": description, "task_runner": task_runner,
-            "retries": retries, "retry_delay_seconds": retry_delay_seconds,
-            "timeout_seconds": timeout_seconds, "flow_run_name": flow_run_name,
-            "log_prints": log_prints, "persist_result": persist_result,
-            "on_completion": on_completion, "on_failure": on_failure, "on_crashed": on_crashed,
-            "on_cancellation": on_cancellation, "version": version,
-            "validate_parameters": validate_parameters,
-        }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -120,10 +93,11 @@ class Flow(Generic[P, R]):
 
     def with_options(self, **changes: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed (any option of `flow`)."""
-        unknown = sorted(set(changes) - set(_FLOW_OPTIONS))
-        if unknown:
-            raise TypeError(f"Flow.with_options got unknown options {unknown}. Options: {', '.join(_FLOW_OPTIONS)}.")
-        return Flow(self.fn, **{**self._options, **changes})
+        from . import _options
+
+        copy = object.__new__(type(self))
+        copy._init(self.fn, _options.given(_options.FlowOptions, "Flow.with_options", self.fn, changes, self.options))
+        return copy
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as the flow run's parameters; a mismatch is one clear error."""
@@ -240,14 +214,11 @@ def flow(
 
 def flow(__fn: Any = None, **options: Any) -> Any:
     """Make a function a flow: ``@flow`` or ``@flow(name=..., task_runner="sequential")``."""
-    unknown = sorted(set(options) - set(_FLOW_OPTIONS))
-
     def make(fn: Any) -> Flow[Any, Any]:
-        if unknown:
-            raise TypeError(
-                f"@flow got unknown options {', '.join(repr(u) for u in unknown)} for flow "
-                f"{getattr(fn, '__name__', fn)!r}. Options: {', '.join(_FLOW_OPTIONS)}."
-            )
-        return Flow(fn, **options)
+        from . import _options
+
+        made: Flow[Any, Any] = object.__new__(Flow)
+        made._init(fn, _options.given(_options.FlowOptions, "@flow", fn, options))
+        return made
 
     return make if __fn is None else make(__fn)

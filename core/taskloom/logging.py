@@ -218,6 +218,12 @@ class _GuardedSink(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
 
+    def flush(self) -> None:
+        try:
+            self.sink.flush()
+        except Exception as exc:
+            _report_sink_error(self.sink_name, exc)
+
     def close(self) -> None:
         self.sink.close()
         super().close()
@@ -239,6 +245,15 @@ def _report_sink_error(name: str, exc: Exception) -> None:
         )
     except Exception:
         pass
+
+
+def flush_logging() -> None:
+    """Have the sinks write out what they hold back: called as each flow run ends, so its
+    lines are out when the flow call returns."""
+    installed = _installed
+    if installed is not None:
+        for handler in installed[1]:
+            handler.flush()
 
 
 def reset_logging() -> None:

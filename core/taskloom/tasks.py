@@ -18,10 +18,10 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from . import _options
 from ._ctx import _flow_run_driver
 
 if TYPE_CHECKING:
+    from . import _options
     from .futures import TaskFuture, TaskFutureList
     from .states import State
 
@@ -121,15 +121,6 @@ def _load_task(module: str, qualname: str) -> Task[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-_OPTIONS = (
-    "name", "description", "tags", "runner_options", "retries", "retry_delay_seconds",
-    "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "persist_result",
-    "result_storage", "result_serializer", "cache_policy", "cache_key_fn", "cache_expiration",
-    "refresh_cache", "on_completion", "on_failure", "on_crashed", "task_run_name", "log_prints",
-    "version",
-)
-
-
 class Task(Generic[P, R]):
     """A function that runs as task runs: retried, logged and observed the same on every runner.
 
@@ -147,43 +138,25 @@ class Task(Generic[P, R]):
     A wrong option fails here, naming the task and the option.
     """
 
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        tags: Iterable[str] = (),
-        runner_options: Mapping[str, Any] | None = None,
-        retries: int | None = None,
-        retry_delay_seconds: Any = None,
-        retry_jitter_factor: float | None = None,
-        retry_condition_fn: Callable[..., bool] | None = None,
-        timeout_seconds: float | None = None,
-        persist_result: bool | None = None,
-        result_storage: Any = None,
-        result_serializer: Any = None,
-        cache_policy: Any = None,
-        cache_key_fn: Callable[..., str | None] | None = None,
-        cache_expiration: Any = None,
-        refresh_cache: bool | None = None,
-        on_completion: Any = None,
-        on_failure: Any = None,
-        on_crashed: Any = None,
-        task_run_name: str | Callable[[], str] | None = None,
-        log_prints: bool | None = None,
-        version: str | None = None,
-    ) -> None:
+    def __init__(self, fn: Callable[P, R], **options: Any) -> None:
+        from . import _options
+
+        self._init(fn, _options.given(_options.TaskOptions, "Task", fn, options))
+
+    def _init(self, fn: Callable[P, R], given: _options.TaskOptions) -> None:
+        from . import _options
+
         if not callable(fn):
             raise TypeError(
                 f"@task expects a function, but got {fn!r} ({type(fn).__name__})."
             )
         self.fn = fn
-        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
+        self.options = given  # as given: with_options() evolves it
+        self.name: str = given.name or str(getattr(fn, "__name__", type(fn).__name__))
         owner = f"Task {self.name!r}"
-        self.description = description if description is not None else inspect.getdoc(fn)
-        self.tags: frozenset[str] = frozenset(tags)
-        self.runner_options: dict[str, Any] = dict(runner_options or {})
+        self.description = given.description if given.description is not None else inspect.getdoc(fn)
+        self.tags: frozenset[str] = frozenset(given.tags)
+        self.runner_options: dict[str, Any] = dict(given.runner_options or {})
         # {"ray": {...}, "dask": {...}}: each runner gets the table under its own name.
         self._runner_options_by_runner = bool(self.runner_options) and all(
             isinstance(v, Mapping) for v in self.runner_options.values()
@@ -201,48 +174,36 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
 
         # None: the flow run's tasks.default_retries / default_retry_delay_seconds apply.
-        self.retries = _options.check_retries(owner, 0 if retries is None else retries)
-        self.retry_delay_seconds = _options.check_delay(owner, retry_delay_seconds)
-        self.version = _options.check_version(owner, version)
-        self.retry_jitter_factor = _options.check_jitter(owner, retry_jitter_factor)
-        self.retry_condition_fn = _options.check_callable(owner, "retry_condition_fn", retry_condition_fn)
-        self.timeout_seconds = _options.check_timeout(owner, timeout_seconds)
-        self.persist_result = _options.check_flag(owner, "persist_result", persist_result)
-        self.result_storage = result_storage
-        self.result_serializer = result_serializer
-        self.cache_key_fn = _options.check_callable(owner, "cache_key_fn", cache_key_fn)
-        self.cache_policy = cache_policy
-        self.cache_expiration = _options.as_seconds(owner, "cache_expiration", cache_expiration)
-        self.refresh_cache = _options.check_flag(owner, "refresh_cache", refresh_cache)
-        self.on_completion = _options.check_hooks(owner, "on_completion", on_completion)
-        self.on_failure = _options.check_hooks(owner, "on_failure", on_failure)
-        self.on_crashed = _options.check_hooks(owner, "on_crashed", on_crashed)
+        self.retries = _options.check_retries(owner, 0 if given.retries is None else given.retries)
+        self.retry_delay_seconds = _options.check_delay(owner, given.retry_delay_seconds)
+        self.version = _options.check_version(owner, given.version)
+        self.retry_jitter_factor = _options.check_jitter(owner, given.retry_jitter_factor)
+        self.retry_condition_fn = _options.check_callable(owner, "retry_condition_fn", given.retry_condition_fn)
+        self.timeout_seconds = _options.check_timeout(owner, given.timeout_seconds)
+        self.persist_result = _options.check_flag(owner, "persist_result", given.persist_result)
+        self.result_storage = given.result_storage
+        self.result_serializer = given.result_serializer
+        self.cache_key_fn = _options.check_callable(owner, "cache_key_fn", given.cache_key_fn)
+        self.cache_policy = given.cache_policy
+        self.cache_expiration = _options.as_seconds(owner, "cache_expiration", given.cache_expiration)
+        self.refresh_cache = _options.check_flag(owner, "refresh_cache", given.refresh_cache)
+        self.on_completion = _options.check_hooks(owner, "on_completion", given.on_completion)
+        self.on_failure = _options.check_hooks(owner, "on_failure", given.on_failure)
+        self.on_crashed = _options.check_hooks(owner, "on_crashed", given.on_crashed)
         self.task_run_name = _options.check_run_name(
-            owner, task_run_name, self._names,
+            owner, given.task_run_name, self._names,
             describe_signature(getattr(fn, "__name__", self.name), self._signature),
         )
-        self.log_prints = _options.check_flag(owner, "log_prints", log_prints)
+        self.log_prints = _options.check_flag(owner, "log_prints", given.log_prints)
         for option in ("result_storage", "result_serializer"):
             value = getattr(self, option)
             if value is not None and not isinstance(value, str) and not hasattr(
                 value, "write" if option == "result_storage" else "dumps"
             ):
                 raise TypeError(
-                    f"{owner}: {option} must be a registered name or a "
+                    f"{owner}: {option} must be a registered given.name or a "
                     f"{'storage' if option == 'result_storage' else 'serializer'} object, got {value!r}."
                 )
-        self._options = {
-            "name": name, "description": description, "tags": tags,
-            "runner_options": runner_options, "retries": retries,
-            "retry_delay_seconds": retry_delay_seconds, "retry_jitter_factor": retry_jitter_factor,
-            "retry_condition_fn": retry_condition_fn, "timeout_seconds": timeout_seconds,
-            "persist_result": persist_result, "result_storage": result_storage,
-            "result_serializer": result_serializer, "cache_policy": cache_policy,
-            "cache_key_fn": cache_key_fn, "cache_expiration": cache_expiration,
-            "refresh_cache": refresh_cache, "on_completion": on_completion,
-            "on_failure": on_failure, "on_crashed": on_crashed, "task_run_name": task_run_name,
-            "log_prints": log_prints, "version": version,
-        }
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -293,10 +254,11 @@ class Task(Generic[P, R]):
 
     def with_options(self, **changes: Any) -> Task[P, R]:
         """A copy of this task with some options changed (any option of `task`)."""
-        unknown = sorted(set(changes) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(_unknown_options("with_options", self.name, unknown))
-        return Task(self.fn, **{**self._options, **changes})
+        from . import _options
+
+        copy = object.__new__(type(self))
+        copy._init(self.fn, _options.given(_options.TaskOptions, "with_options", self.fn, changes, self.options))
+        return copy
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as parameters by name, defaults included."""
@@ -529,13 +491,6 @@ def _in_event_loop() -> bool:
     return True
 
 
-def _unknown_options(where: str, name: str, unknown: list[str]) -> str:
-    return (
-        f"{where} got unknown option{'s' if len(unknown) > 1 else ''} "
-        f"{', '.join(repr(u) for u in unknown)} for task {name!r}. Options: {', '.join(_OPTIONS)}."
-    )
-
-
 @overload
 def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 @overload
@@ -568,12 +523,11 @@ def task(
 
 def task(__fn: Any = None, **options: Any) -> Any:
     """Make a function a task: ``@task`` or ``@task(name=..., retries=2, ...)``."""
-    unknown = sorted(set(options) - set(_OPTIONS))
-
     def make(fn: Any) -> Task[Any, Any]:
-        if unknown:
-            name = str(options.get("name") or getattr(fn, "__name__", repr(fn)))
-            raise TypeError(_unknown_options("@task", name, unknown))
-        return Task(fn, **options)
+        from . import _options
+
+        task: Task[Any, Any] = object.__new__(Task)
+        task._init(fn, _options.given(_options.TaskOptions, "@task", fn, options))
+        return task
 
     return make if __fn is None else make(__fn)

@@ -246,6 +246,9 @@ def test_lines_written_in_pieces_stay_whole_and_in_order(
     terminal: FakeTerminal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use(terminal, monkeypatch)
+    # A program that writes half lines to standard error itself, between log lines: the
+    # console writes each line at once, as documented for such programs.
+    monkeypatch.setenv("TASKLOOM_SINKS_CONSOLE_BATCH_SECONDS", "0")
 
     @flow
     def pieces() -> None:

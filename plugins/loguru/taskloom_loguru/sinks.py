@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import collections
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -104,17 +108,34 @@ _RESET = "\x1b[0m"
 class ConsoleSink(logging.Handler):
     """Run logs on standard error, in loguru's format and colours (only on a terminal).
 
-    The console is the sink every flow has, and at INFO a task run writes three lines: so
-    each line is formatted here directly, with the clock text made once per second, instead
-    of through a loguru logger (which costs several times more per line, measured in
-    docs/performance.md). The file and JSON sinks write through loguru.
+    The console is the sink every flow has, and at INFO a task run writes three lines, so it
+    is built for that rate:
+
+    - each line is formatted here directly, with the clock text made once per second, not
+      through a loguru logger (which costs several times more per line);
+    - lines below WARNING are written by a writer thread, many lines per write, at most
+      ``batch_seconds`` after they were logged; a write per line would cost a system call and
+      a switch of the interpreter lock each, which on a busy thread pool is most of a
+      task's cost at INFO. Warnings and errors, lines logged in a forked child and lines
+      beyond ``max_backlog`` waiting are written at once, after those waiting, so a line
+      is never lost to a crash that a warning foretold and memory does not grow with a
+      backlog. Each flow run's end writes out what waits. ``batch_seconds=0`` writes each
+      line at once.
     """
 
-    def __init__(self, level: str | int = "INFO") -> None:
+    def __init__(self, level: str | int = "INFO", batch_seconds: float = 0.02, max_backlog: int = 10_000) -> None:
         super().__init__(logging.NOTSET)
         self._colour = _stderr_is_tty()
         self._second = -1
         self._clock = ""
+        self._batch_seconds = batch_seconds
+        self._max_backlog = max_backlog
+        self._waiting: collections.deque[str] = collections.deque()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self._pid = os.getpid()
 
     def format(self, record: logging.LogRecord) -> str:
         second = int(record.created)
@@ -136,11 +157,65 @@ class ConsoleSink(logging.Handler):
             f"\x1b[36m{run_prefix(record)}{_RESET} - {tint}{message}{_RESET}\n"
         )
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No handler lock: appending to a deque is thread-safe, and the writer has its own.
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record))  # whatever sys.stderr is now: test runners swap it
+            self._waiting.append(self.format(record))
+            if (
+                record.levelno >= logging.WARNING
+                or not self._batch_seconds
+                or self._closed
+                or len(self._waiting) > self._max_backlog
+                or os.getpid() != self._pid
+            ):
+                self.flush()
+            elif not self._wake.is_set():
+                if self._writer is None:
+                    self._start_writer()
+                self._wake.set()
         except Exception:
             self.handleError(record)
+
+    def flush(self) -> None:
+        """Write every waiting line, in order, in one write to whatever sys.stderr is now
+        (test runners swap it)."""
+        with self._write_lock:
+            waiting, lines = self._waiting, []
+            while waiting:
+                lines.append(waiting.popleft())
+            if lines:
+                try:
+                    sys.stderr.write("".join(lines))
+                    sys.stderr.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass  # a closed or missing stderr: nowhere to write, as for print()
+
+    def _start_writer(self) -> None:
+        with self._write_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_batches, name="taskloom-console", daemon=True)
+                self._writer.start()
+                atexit.register(self.flush)
+
+    def _write_batches(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            time.sleep(self._batch_seconds)  # let a batch gather: one write for many lines
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self.flush()
+        atexit.unregister(self.flush)
+        super().close()
 
 
 class FileSink(LoguruHandler):
