@@ -250,14 +250,13 @@ class _FlowRunDriver:
                 upstream = tuple(inputs.futures)
                 names = tuple(f.task_run.name for f in upstream)
                 allow = tuple(inputs.allow)
-        call = future._call = TaskRunCall(
+        call = TaskRunCall(
             task_run, self.flow_run, task, parameters, upstream, names,
             self.log_level, future._emit if here or self._live else None, allow, self.defaults,
         )
-        if self._limits is not None or task.retries:
-            # A run handed over later (a freed tag slot, a crash retry) is submitted from
-            # another thread; it must still see the submitter's context (remote_options...).
-            future._context = contextvars.copy_context()
+        # A run handed over later (a freed tag slot, a crash retry) is submitted from
+        # another thread; it must still see the submitter's context (remote_options...).
+        future._begin(call, contextvars.copy_context() if self._limits is not None or task.retries else None)
         # Only now: a run whose arguments or name could not be made (it raised above) is
         # not one the flow run waits for.
         with self._lock:
@@ -267,9 +266,7 @@ class _FlowRunDriver:
         if self._created_hook is not None:
             self._created_hook(task_run, given)
         if self._state_hook is not None:
-            # Not handed to the runner yet, so no event can race this; no lock.
-            future._state = State(StateType.PENDING, "Pending")
-            self._state_hook(task_run, None, future._state)
+            future._set_state(State(StateType.PENDING, "Pending"))
         return call, future
 
     def _with_retry_defaults(self, task: Task[..., Any], defaults: tuple[int, float]) -> Task[..., Any]:
@@ -407,34 +404,13 @@ class _FlowRunDriver:
 
     # -- what comes back -----------------------------------------------------------------
 
-    def _on_event(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
-        with future._lock:
-            if future._closed:
-                return  # the run already has its final state (an interrupt ended it)
-            if event.seq > 0:
-                # Only the next event in order: a repeat was seen live already, and one
-                # after a gap waits for the outcome, which replays every event in order.
-                if event.seq != future._seq + 1:
-                    return
-                future._seq = event.seq
-            if event.record is not None:
-                record = event.record
-                (self._task_logger if record.name == TASK_RUN_LOGGER else logging.getLogger(record.name)).handle(record)
-                return
-            if event.run is not None:
-                self._children.on_event(future, event)
-                return
-            assert event.new is not None
-            old, future._state = future._state, event.new
-            if self._state_hook is not None:
-                self._state_hook(future.task_run, old, event.new)
-
-    def _set_state(self, future: TaskRunFuture[Any], state: State) -> None:
-        """A state decided in the flow's process (a crash, a cancellation), with its hook."""
-        with future._lock:
-            old, future._state = future._state, state
-            if self._state_hook is not None:
-                self._state_hook(future.task_run, old, state)
+    def _pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
+        """An event of a run that is not its own state: a log line, or a child run's event."""
+        record = event.record
+        if record is not None:
+            (self._task_logger if record.name == TASK_RUN_LOGGER else logging.getLogger(record.name)).handle(record)
+        elif event.run is not None:
+            self._children.on_event(future, event)
 
     def _on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
         """The runner lost the run. Retry it if the task has retries left; else its final state."""
@@ -450,7 +426,7 @@ class _FlowRunDriver:
             # A cancellation the runner reports by itself says its own reason; a runner that
             # lost its cluster raises a plain error instead, so the run crashes (or retries).
             state: State = Cancelled(f"Task run was cancelled by runner {self.runner.name!r}: {exc}")
-            self._set_state(future, state)
+            future._set_state(state)
             self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
             return state
         # A runner that enforces timeouts stopped the attempt at its deadline: TimedOut, not
@@ -460,7 +436,7 @@ class _FlowRunDriver:
         what = "Timed out" if timed_out else "Crashed"
         if call is not None and call.task.retries - call.retries_used > 0:
             delay = retry_delay(call.task, call.retries_used)
-            self._set_state(future, AwaitingRetry(f"{what} ({reason}); retrying in {delay:.3g}s."))
+            future._set_state(AwaitingRetry(f"{what} ({reason}); retrying in {delay:.3g}s."))
             self._log_task(
                 future.task_run,
                 logging.WARNING,
@@ -469,8 +445,7 @@ class _FlowRunDriver:
             )
             self._children.end(future)  # the new attempt starts its own
             retry = attrs.evolve(call, retries_used=call.retries_used + 1)
-            future._call = retry
-            future._seq = 0  # the new attempt numbers its events from 1 again
+            future._retry(retry)
             timer = threading.Timer(delay, self._hand_over, (retry, future))
             timer.daemon = True
             timer.start()
@@ -481,7 +456,7 @@ class _FlowRunDriver:
             state = TimedOut(reason, exception=TimeoutError(f"{future.task_run.name}: {reason}"))
         else:
             state = Crashed(f"Task run crashed: {reason}", exception=exc)
-        self._set_state(future, state)
+        future._set_state(state)
         self._log_task(future.task_run, logging.ERROR, f"Finished in state {state!r}")
         if call is not None:
             self._state_hooks(future, call.task, call.task.on_failure if timed_out else call.task.on_crashed, state)
@@ -505,20 +480,18 @@ class _FlowRunDriver:
         runner lost it while it ran (it was cut off), else Cancelled. What the run reports
         later is dropped."""
         call: TaskRunCall | None = future._call
-        with future._lock:
-            if future._closed:
-                return
-            future._closed = True
-            seen = future._state
-        if seen is not None and seen.is_terminal():
+        seen = future._interrupt()
+        if seen is None:
+            return
+        if seen.is_terminal():
             future._settle(seen)  # it ended, and said so live, before its handle came back
             return
-        started = lost or (seen is not None and seen.type is not StateType.PENDING)
+        started = lost or seen.type is not StateType.PENDING
         if started:
             state: State = Crashed("Task run was cut off: the flow run was interrupted while it ran.")
         else:
             state = Cancelled("Task run was cancelled: the flow run was interrupted before it finished.")
-        self._set_state(future, state)
+        future._set_state(state)
         self._log_task(future.task_run, logging.ERROR if started else logging.INFO, f"Finished in state {state!r}")
         if started and call is not None:
             self._state_hooks(future, call.task, call.task.on_crashed, state)

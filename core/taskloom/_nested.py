@@ -171,20 +171,8 @@ class _NestedDriver(_FlowRunDriver):
             record = run_record(TASK_RUN_LOGGER, level, message, task_run.name, task_run.id, flow_run.name, flow_run.id)
             self._parent.forward(TaskRunEvent(0, record=record))
 
-    def _on_event(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
-        with future._lock:
-            if future._closed:
-                return
-            if event.seq > 0:
-                if event.seq != future._seq + 1:
-                    return
-                future._seq = event.seq
-            if event.record is not None or event.run is not None:
-                self._parent.forward(event)  # its log line, or an event of a run it submitted
-                return
-            assert event.new is not None
-            old, future._state = future._state, event.new
-            self._changed(future.task_run, old, event.new)
+    def _pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
+        self._parent.forward(event)  # its log line, or an event of a run it submitted
 
 
 def _sendable(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -124,8 +124,52 @@ class TaskRunFuture(Generic[T]):
         # alive until it is final.
         native.add_done_callback(functools.partial(_native_done, weakref.ref(self)))
 
+    # -- its state: only these methods change it; the driver reports what it decides ------
+
+    def _begin(self, call: Any, context: Any) -> None:
+        """The run's first call, before it is handed to the runner (no event can race it)."""
+        self._call = call
+        self._context = context
+
     def _emit(self, event: TaskRunEvent) -> None:
-        self._driver._on_event(self, event)
+        """One event of the run, live from its worker or replayed from its outcome."""
+        with self._lock:
+            if self._closed:
+                return  # the run already has its final state (an interrupt ended it)
+            if event.seq > 0:
+                # Only the next event in order: a repeat was seen live already, and one
+                # after a gap waits for the outcome, which replays every event in order.
+                if event.seq != self._seq + 1:
+                    return
+                self._seq = event.seq
+            if event.record is not None or event.run is not None:
+                self._driver._pass_on(self, event)  # a log record, or a child run's event
+                return
+            old, self._state = self._state, event.new
+            if self._driver._state_hook is not None:
+                self._driver._state_hook(self.task_run, old, event.new)
+
+    def _set_state(self, state: State) -> None:
+        """A state decided in the flow's process (a crash, a retry, a cancellation)."""
+        with self._lock:
+            old, self._state = self._state, state
+            if self._driver._state_hook is not None:
+                self._driver._state_hook(self.task_run, old, state)
+
+    def _retry(self, call: Any) -> None:
+        """The next attempt's call: it numbers its events from 1 again."""
+        with self._lock:
+            self._call = call
+            self._seq = 0
+
+    def _interrupt(self) -> State | None:
+        """Take the final say for an interrupt: the state the run was last seen in, or
+        ``None`` when it already has its final state."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            return self._state if self._state is not None else Pending()
 
     def _claim(self) -> bool:
         """Take the right to give the run its final state; False if another path has it."""
@@ -148,7 +192,7 @@ class TaskRunFuture(Generic[T]):
         if type(outcome) is bytes:  # as `encode_outcome` made it on the worker
             outcome = _load_outcome(self, outcome)
         for event in outcome.events:
-            self._driver._on_event(self, event)
+            self._emit(event)
         if self._claim():
             self._settle(outcome.state)
 
