@@ -217,3 +217,30 @@ def test_the_console_does_not_keep_more_than_its_backlog(monkeypatch: pytest.Mon
     finally:
         console.close()
     assert [m for _, _, m in parsed(stderr.getvalue())] == [f"line {i}" for i in range(20)]
+
+
+def test_a_forked_child_writes_its_own_lines_and_never_its_parents(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A process forked while lines wait (and perhaps while the writer holds its lock) writes
+    its own lines at once and leaves the waiting ones to its parent: nothing twice, no hang."""
+    from taskloom_loguru import sinks
+
+    out = tmp_path / "stderr.txt"
+    with out.open("w", buffering=1) as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        console = sinks.ConsoleSink(batch_seconds=60)
+        try:
+            console.handle(logging.LogRecord("taskloom.engine", logging.INFO, "", 0, "parent waiting", None, None))
+            console._write_lock.acquire()  # as if the writer thread were writing at the fork
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    console.handle(logging.LogRecord("taskloom.engine", logging.INFO, "", 0, "from the child", None, None))
+                    console.flush()
+                finally:
+                    os._exit(0)
+            console._write_lock.release()
+            assert os.waitpid(pid, 0)[1] == 0
+            assert [m for _, _, m in parsed(out.read_text())] == ["from the child"]
+        finally:
+            console.close()
+    assert [m for _, _, m in parsed(out.read_text())] == ["from the child", "parent waiting"]

@@ -166,13 +166,18 @@ class ConsoleSink(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._waiting.append(self.format(record))
+            line = self.format(record)
+            if os.getpid() != self._pid:
+                # A forked child: its own line at once, without the parent's lock or thread
+                # (the parent writes what it left waiting).
+                sys.stderr.write(line)
+                return
+            self._waiting.append(line)
             if (
                 record.levelno >= logging.WARNING
                 or not self._batch_seconds
                 or self._closed
                 or len(self._waiting) > self._max_backlog
-                or os.getpid() != self._pid
             ):
                 self.flush()
             elif not self._wake.is_set():
@@ -185,6 +190,8 @@ class ConsoleSink(logging.Handler):
     def flush(self) -> None:
         """Write every waiting line, in order, in one write to whatever sys.stderr is now
         (test runners swap it)."""
+        if os.getpid() != self._pid:
+            return  # a forked child: what waits is its parent's to write
         with self._write_lock:
             waiting, lines = self._waiting, []
             while waiting:
