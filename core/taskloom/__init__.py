@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _ctx
 from .flows import Flow, flow
 from .tasks import Task, allow_failure, exponential_backoff, quote, tags, task, unmapped
 
@@ -61,6 +62,24 @@ _LAZY = {
         "states",
     ),
 }
+
+
+# The composition root: the two calls a lower layer makes into a higher one (see
+# `taskloom._ctx`), each importing its module at first use.
+def _plugin_registry() -> Any:
+    from . import plugins
+
+    return plugins
+
+
+def _nested_driver() -> Any:
+    from ._nested import nested_driver
+
+    return nested_driver()
+
+
+_ctx.plugin_registry = _plugin_registry
+_ctx.nested_driver = _nested_driver
 
 
 def __getattr__(name: str) -> Any:

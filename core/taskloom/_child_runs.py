@@ -11,25 +11,40 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from .states import Cancelled, Crashed, State, StateType
 
 if TYPE_CHECKING:
-    from ._driver import _FlowRunDriver
-    from .context import TaskRun
-    from .engine import TaskRunEvent
+    from collections.abc import Callable
+    from threading import RLock
+
+    from ._events import TaskRunEvent
+    from .context import FlowRun, TaskRun
     from .futures import TaskRunFuture
 
 __all__ = ["ChildRuns"]
 
 
+class _Driver(Protocol):
+    """The flow run's driver (`taskloom._driver`) as its child runs use it: the driver is the
+    layer above, which makes a `ChildRuns`, so this module does not import it."""
+
+    flow_run: FlowRun
+    _lock: RLock
+    _created_hook: Callable[..., Any] | None
+    _state_hook: Callable[..., Any] | None
+
+    def _count(self, name: str, state: State) -> None: ...
+    def _log_task(self, task_run: TaskRun, level: int, message: str) -> None: ...
+
+
 class ChildRuns:
     """The child runs of one flow run not final yet, by id: [run, last state, parent future]."""
 
-    def __init__(self, driver: _FlowRunDriver) -> None:
+    def __init__(self, driver: _Driver) -> None:
         self._driver = driver
         self._open: dict[uuid.UUID, list[Any]] = {}
 

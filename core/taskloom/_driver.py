@@ -22,23 +22,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import plugins
+from ._calls import RunDefaults, TaskRunCall, _Upstream
 from ._child_runs import ChildRuns
 from ._ctx import _task_run_recorder
+from ._events import TaskRunEvent, TaskRunOutcome
+from ._walk import _ATOMIC, walk
+from ._wire import loads, lost_run_outcome
 from .context import FlowRun, TaskRun
-from .engine import (
-    _ATOMIC,
-    FLOW_RUN_LOGGER,
-    TASK_RUN_LOGGER,
-    RunDefaults,
-    TaskRunCall,
-    TaskRunEvent,
-    TaskRunOutcome,
-    _Upstream,
-    retry_delay,
-    run_record,
-    run_task_call,
-    walk,
-)
+from .engine import FLOW_RUN_LOGGER, TASK_RUN_LOGGER, retry_delay, run_record, run_task_call
 from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative, TaskRunTimedOut
 from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType, TimedOut
@@ -411,6 +402,19 @@ class _FlowRunDriver:
             (self._task_logger if record.name == TASK_RUN_LOGGER else logging.getLogger(record.name)).handle(record)
         elif event.run is not None:
             self._children.on_event(future, event)
+
+    def _load_outcome(self, future: TaskRunFuture[Any], data: bytes) -> TaskRunOutcome:
+        """The outcome a worker sent as bytes (`encode_outcome`), loaded here; or Failed."""
+        try:
+            outcome: TaskRunOutcome = loads(data)
+        except Exception as exc:
+            message = (
+                f"Task run {future.task_run.name!r} finished, but its result could not be loaded in "
+                f"the flow's process ({type(exc).__name__}: {exc}): make what the task returns "
+                "importable here, or return a plain value."
+            )
+            return lost_run_outcome(future._call, Failed(message, exception=exc))
+        return outcome
 
     def _on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
         """The runner lost the run. Retry it if the task has retries left; else its final state."""

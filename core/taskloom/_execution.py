@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .states import Cached, Failed, State, StateType
 
@@ -21,7 +21,13 @@ from .states import Cached, Failed, State, StateType
 _now = time.time
 
 if TYPE_CHECKING:
-    from .engine import TaskRunCall, _EventRecorder
+    from ._calls import TaskRunCall
+
+
+class _EventRecorder(Protocol):
+    """The engine's recorder of a run, as this module uses it (the engine is above it)."""
+
+    def log(self, level: int, msg: str, *args: Any) -> None: ...
 
 __all__ = ["ResultPlan", "TaskTimeout", "execute", "run_state_hooks", "wants_results"]
 

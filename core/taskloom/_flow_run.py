@@ -16,18 +16,18 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
 from . import plugins
+from ._calls import RunDefaults
 from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
 from ._names import run_name
 from ._placement import ResultPlacement, resolved_options, resolved_path
 from .config import Settings, load_settings
 from .context import FlowRun, get_task_run
-from .engine import RunDefaults
 from .futures import _resolve_futures
 from .logging import flush_logging, setup_logging
 from .runners import Capability, resolve_task_runner
@@ -46,12 +46,41 @@ from .states import (
     _mark_run,
 )
 
-if TYPE_CHECKING:
-    from .flows import Flow
-
 __all__ = ["run_flow", "run_flow_async"]
 
 engine_logger = logging.getLogger("taskloom.engine")
+
+
+class _Flow(Protocol):
+    """A `taskloom.flows.Flow` as its run reads it, named through this protocol: the flows are
+    the layer above (calling one runs this module), so this module does not import them."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def task_runner(self) -> Any: ...
+    @property
+    def flow_run_name(self) -> Any: ...
+    @property
+    def log_prints(self) -> Any: ...
+    @property
+    def persist_result(self) -> Any: ...
+    @property
+    def retries(self) -> Any: ...
+    @property
+    def retry_delay_seconds(self) -> Any: ...
+    @property
+    def timeout_seconds(self) -> Any: ...
+    @property
+    def on_completion(self) -> Any: ...
+    @property
+    def on_failure(self) -> Any: ...
+    @property
+    def on_crashed(self) -> Any: ...
+    @property
+    def on_cancellation(self) -> Any: ...
+
+    def _invoke(self, parameters: dict[str, Any]) -> Any: ...
 
 
 class _FlowTimeout(BaseException):
@@ -134,7 +163,7 @@ def _aggregate(
 class _Run:
     """What stays the same across the attempts of one flow run."""
 
-    def __init__(self, flow: Flow[..., Any], parameters: dict[str, Any]) -> None:
+    def __init__(self, flow: _Flow, parameters: dict[str, Any]) -> None:
         self.flow = flow
         self.parameters = parameters
         self.parent: _FlowRunDriver | None = _flow_run_driver.get()
@@ -361,7 +390,7 @@ def _invalid(error: BaseException) -> State:
 
 
 def run_flow(
-    flow: Flow[..., Any],
+    flow: _Flow,
     parameters: dict[str, Any],
     return_state: bool,
     wait_for: Any = None,
@@ -445,7 +474,7 @@ def _call_body(run: _Run, driver: _FlowRunDriver) -> Any:
 
 
 async def run_flow_async(
-    flow: Flow[..., Any],
+    flow: _Flow,
     parameters: dict[str, Any],
     return_state: bool,
     wait_for: Any = None,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .plugins import warn_once
 
 if TYPE_CHECKING:
-    from .engine import RunDefaults, TaskRunCall
+    from ._calls import RunDefaults, TaskRunCall
     from .runners import TaskRunner
 
 __all__ = ["ResultPlacement", "resolved_options", "resolved_path"]

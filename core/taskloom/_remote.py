@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from .engine import TaskRunOutcome
+from ._events import TaskRunOutcome
 from .states import _NO_DATA
 
 __all__ = ["LEFT_ON_WORKER", "RemoteResult", "RemoteResults", "outcome_without_data"]

@@ -32,17 +32,12 @@ from typing import Any
 
 import attrs
 
+from ._calls import RunDefaults, TaskRunCall
+from ._events import TaskRunEvent, TaskRunOutcome
 from ._flow_modules import BY_VALUE, ship_flow_modules
 from ._remote import LEFT_ON_WORKER
 from .context import FlowRun, ParameterLeftBehind, TaskRun
-from .engine import (
-    TASK_RUN_LOGGER,
-    RunDefaults,
-    TaskRunCall,
-    TaskRunEvent,
-    TaskRunOutcome,
-    run_record,
-)
+from .engine import TASK_RUN_LOGGER, run_record
 from .states import _NO_DATA, Failed, State, StateType
 
 __all__ = [

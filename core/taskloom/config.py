@@ -19,9 +19,11 @@ import tomllib
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
+
+from . import _ctx
 
 __all__ = ["CORE_SETTINGS", "ConfigError", "Setting", "Settings", "coerce", "load_settings"]
 
@@ -191,9 +193,22 @@ class Settings:
         return rows
 
 
-def _schema() -> dict[str, Setting]:
-    from . import plugins
+class _PluginRegistry(Protocol):
+    """What the settings ask of the plugin registry (`taskloom.plugins`, a layer above)."""
 
+    def get_plugin_manager(self) -> Any: ...
+    def registered(self, kind: str) -> Mapping[str, Any]: ...
+    def known_sections(self) -> dict[str, str]: ...
+    def install_hint(self, name: str) -> str | None: ...
+
+
+def _plugins() -> _PluginRegistry:
+    registry: _PluginRegistry = _ctx.plugin_registry()
+    return registry
+
+
+def _schema() -> dict[str, Setting]:
+    plugins = _plugins()
     schema = {s.key: s for s in CORE_SETTINGS}
     pm = plugins.get_plugin_manager()
     for batch in pm.hook.taskloom_add_settings():
@@ -203,8 +218,7 @@ def _schema() -> dict[str, Setting]:
 
 
 def _registered_names(table: str) -> set[str]:
-    from . import plugins
-
+    plugins = _plugins()
     return set(plugins.registered(SECTIONS[table]))
 
 
@@ -263,15 +277,14 @@ def load_settings(
                     sources[f"{_LIMITS}.{tag}"] = where
             else:
                 head = key.split(".", 1)[0]
-                from .plugins import install_hint, known_sections
-
-                if head in known_sections():
+                registry = _plugins()
+                if head in registry.known_sections():
                     warnings.warn(
                         f"{where} sets {key!r} for {_absent_owner(head)}; the setting is ignored.",
                         stacklevel=2,
                     )
                     continue
-                if install_hint(head) is not None:
+                if registry.install_hint(head) is not None:
                     warnings.warn(
                         f"{where} sets {key!r} for plugin {head!r}, which is not installed.",
                         stacklevel=2,
@@ -311,9 +324,8 @@ def load_settings(
             limits[tag] = coerce(raw, int, f"Environment variable {var}")
             sources[f"{_LIMITS}.{tag}"] = f"env {var}"
         else:
-            from .plugins import known_sections
-
-            section = next((k for k in known_sections() if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
+            plugin_sections = _plugins().known_sections()
+            section = next((k for k in plugin_sections if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
             if section is not None:
                 warnings.warn(f"{var} is a setting of {_absent_owner(section)}; it is ignored.", stacklevel=2)
                 continue
@@ -352,8 +364,7 @@ def set_cli_values(values: Mapping[str, Any]) -> Callable[[], None]:
 
 def _absent_owner(section: str) -> str:
     """Who a settings section of a missing or disabled plugin belongs to."""
-    from .plugins import install_hint, known_sections
-
-    dist = known_sections()[section]
-    hint = install_hint(dist)
+    registry = _plugins()
+    dist = registry.known_sections()[section]
+    hint = registry.install_hint(dist)
     return f"{dist}, which is not installed or is disabled" + (f" ({hint})" if hint else "")

@@ -11,23 +11,24 @@ states and log records the driver replays.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import random
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import _execution, plugins
+from ._calls import RunDefaults, TaskRunCall, _Upstream
 from ._ctx import _flow_run_driver, _task_run_recorder
-from .context import FlowRun, TaskRun
+from ._events import TaskRunEvent, TaskRunOutcome
+from ._walk import walk
+from .context import TaskRun
 from .states import AwaitingRetry, Crashed, Failed, Pending, State, StateType, TimedOut
 
 if TYPE_CHECKING:
@@ -43,102 +44,6 @@ __all__ = [
 
 TASK_RUN_LOGGER = "taskloom.task_runs"
 FLOW_RUN_LOGGER = "taskloom.flow_runs"
-
-
-class TaskRunEvent(NamedTuple):
-    """A state change (``old`` → ``new``) or a log ``record`` of one task run, numbered in order.
-
-    A named tuple, not an attrs class: two or more are made per task run, on the hot path.
-
-    A task run that submits tasks on a worker (see `taskloom._nested`) sends its children's
-    creation and state changes in its own stream: ``run`` is then the child run, and
-    ``parameters`` (set on the child's first event only) what it was given.
-    """
-
-    seq: int
-    old: State | None = None
-    new: State | None = None
-    record: logging.LogRecord | None = None
-    run: TaskRun | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class TaskRunOutcome(NamedTuple):
-    """What a worker hands back: the final state and the events the driver has not seen yet."""
-
-    state: State
-    events: tuple[TaskRunEvent, ...] = ()
-
-
-class RunDefaults(NamedTuple):
-    """Settings of the flow run that a task run needs where it runs (from the flow's process)."""
-
-    persist_result: bool = False
-    result_storage: str = "local-file"
-    result_path: str | None = ".taskloom/storage"
-    result_serializer: str = "pickle"
-    log_prints: bool | None = None  # the flow's setting: None when it gives none
-    #: ``[storages.NAME]`` options by storage name, checked and typed in the flow's process.
-    storage_options: Mapping[str, Mapping[str, Any]] | None = None
-    #: The runner enforces ``timeout_seconds`` itself (`Capability.ENFORCES_TIMEOUTS`): the
-    #: engine starts no timer of its own.
-    runner_timeouts: bool = False
-    #: ``(tasks.default_retries, tasks.default_retry_delay_seconds)`` when either is set: for
-    #: the runs a task run submits on its worker (see `taskloom._nested`).
-    retry_defaults: tuple[int, float] | None = None
-
-
-class _Upstream:
-    """Placeholder in a call's parameters for the result of the upstream run at ``index``."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Upstream, (self.index,))
-
-
-@attrs.define(eq=False)
-class TaskRunCall:
-    """Everything a worker needs to run one task run, and nothing that only the driver has.
-
-    ``upstream`` holds the driver's futures this run waits for, in the order a runner passes
-    their outcomes to `run_task_call`; ``emit`` delivers events live when the call runs in the
-    flow's process. Neither is pickled: a call that crosses a process boundary records its
-    events and returns them in its `TaskRunOutcome`. ``allow_failure[i]`` says the run takes
-    upstream ``i`` whatever its state; ``retries_used`` counts retries already spent (a crash
-    retried by the driver).
-    """
-
-    task_run: TaskRun
-    flow_run: FlowRun
-    task: Task[..., Any]
-    parameters: dict[str, Any]
-    upstream: tuple[Any, ...] = ()
-    upstream_names: tuple[str, ...] = ()
-    log_level: int = logging.INFO
-    emit: Callable[[TaskRunEvent], None] | None = None
-    allow_failure: tuple[bool, ...] = ()
-    defaults: RunDefaults = RunDefaults()  # noqa: RUF009 - an immutable named tuple
-    retries_used: int = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = {name: getattr(self, name) for name in _PICKLED}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "upstream", ())
-        object.__setattr__(self, "emit", None)
-
-
-_PICKLED = (
-    "task_run", "flow_run", "task", "parameters", "upstream_names", "log_level",
-    "allow_failure", "defaults", "retries_used",
-)
 
 
 def run_record(
@@ -309,65 +214,6 @@ def _upstream_state(item: Any) -> State:
         return item
     # A concurrent.futures-like handle in the same process (the thread runners).
     return _upstream_state(item.result())
-
-
-_ATOMIC = frozenset({str, bytes, int, float, bool, type(None)})
-
-
-def walk(value: Any, leaf: Callable[[Any], Any]) -> Any:
-    """``value`` rebuilt with ``leaf`` applied to everything that is not a list, tuple
-    (named ones too), dict or set: how futures are found in arguments on the driver and
-    replaced by their values on the worker."""
-    if type(value) in _ATOMIC:
-        return value
-    if isinstance(value, list):
-        return [walk(v, leaf) for v in value]
-    if isinstance(value, tuple):
-        items = [walk(v, leaf) for v in value]
-        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-    if isinstance(value, dict):
-        return {k: walk(v, leaf) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return type(value)(walk(v, leaf) for v in value)
-    return _walk_fields(value, leaf)
-
-
-def _walk_fields(value: Any, leaf: Callable[[Any], Any]) -> Any:
-    """``leaf(value)``; or, for a dataclass, attrs or pydantic instance that ``leaf`` keeps,
-    the instance with its fields walked: a shallow copy if a field changed, else itself."""
-    new = leaf(value)
-    if new is not value:
-        return new
-    cls = type(value)
-    pydantic = False
-    if hasattr(cls, "__dataclass_fields__"):
-        names: Any = cls.__dataclass_fields__
-    elif hasattr(cls, "__attrs_attrs__"):
-        names = [a.name for a in cls.__attrs_attrs__]
-    else:
-        module = sys.modules.get("pydantic")  # never imported here: only if the user has
-        if module is None or not isinstance(value, module.BaseModel):
-            return value
-        names, pydantic = getattr(cls, "model_fields", None) or cls.__fields__, True
-    changes = {}
-    for name in names:
-        field = getattr(value, name, _MISSING)
-        if field is not _MISSING:
-            walked = walk(field, leaf)
-            if walked is not field:
-                changes[name] = walked
-    if not changes:
-        return value
-    if pydantic:
-        copy_model = getattr(value, "model_copy", None) or value.copy  # pydantic 2, or 1
-        return copy_model(update=changes)
-    copied = copy.copy(value)
-    for name, walked in changes.items():
-        object.__setattr__(copied, name, walked)  # frozen classes too: this is a new copy
-    return copied
-
-
-_MISSING = object()
 
 
 def _substitute(value: Any, values: Sequence[Any]) -> Any:

@@ -21,8 +21,8 @@ from ._ctx import _task_run_recorder
 from .states import Pending, State, _mark_run
 
 if TYPE_CHECKING:
+    from ._events import TaskRunEvent
     from .context import TaskRun
-    from .engine import TaskRunEvent
 
 __all__ = [
     "DoneAndNotDoneFutures",
@@ -190,7 +190,7 @@ class TaskRunFuture(Generic[T]):
                 self._settle(state)
             return
         if type(outcome) is bytes:  # as `encode_outcome` made it on the worker
-            outcome = _load_outcome(self, outcome)
+            outcome = self._driver._load_outcome(self, outcome)
         for event in outcome.events:
             self._emit(event)
         if self._claim():
@@ -265,21 +265,6 @@ def _call_back(fn: Callable[[Any], object], future: TaskRunFuture[Any]) -> None:
             "A done-callback of task run %r raised; the callbacks after it still run.",
             future.task_run.name,
         )
-
-
-def _load_outcome(future: TaskRunFuture[Any], data: bytes) -> Any:
-    from ._wire import loads, lost_run_outcome
-    from .states import Failed
-
-    try:
-        return loads(data)
-    except Exception as exc:
-        message = (
-            f"Task run {future.task_run.name!r} finished, but its result could not be loaded in "
-            f"the flow's process ({type(exc).__name__}: {exc}): make what the task returns "
-            "importable here, or return a plain value."
-        )
-        return lost_run_outcome(future._call, Failed(message, exception=exc))
 
 
 class DoneAndNotDoneFutures(NamedTuple, Generic[T]):
@@ -384,7 +369,7 @@ def resolve_futures_to_results(expr: Any) -> Any:
 
 
 def _resolve_futures(expr: Any, resolve: Callable[[TaskFuture[Any]], Any]) -> Any:
-    from .engine import walk
+    from ._walk import walk
 
     resolved: dict[int, Any] = {}
 

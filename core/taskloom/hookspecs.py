@@ -20,7 +20,7 @@ it is imported on first use.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -29,8 +29,14 @@ if TYPE_CHECKING:
 
     from .config import Setting, Settings
     from .context import FlowRun, TaskRun
-    from .runners import TaskRunner
     from .states import State
+
+    class TaskRunner(Protocol):
+        """A flow run's task runner, a `taskloom.runners.TaskRunner`, named through this protocol
+        for the type checker: the hook specs sit below the runners in the core's layers."""
+
+        @property
+        def name(self) -> str: ...
 
 hookspec = pluggy.HookspecMarker("taskloom")
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 from . import plugins
+from ._calls import RunDefaults, TaskRunCall
+from ._events import TaskRunEvent, TaskRunOutcome
 from ._remote import LEFT_ON_WORKER, RemoteResult, RemoteResults, outcome_without_data
 from ._sections import section_options
 from ._wire import (
@@ -36,7 +38,7 @@ from ._wire import (
     lost_run_outcome,
 )
 from .config import ConfigError, Settings
-from .engine import RunDefaults, TaskRunCall, TaskRunEvent, TaskRunOutcome, run_task_call
+from .engine import run_task_call
 
 __all__ = [
     "LEFT_ON_WORKER",

@@ -472,13 +472,11 @@ def _mapped_value(task_name: str, value: Any, allowed: bool) -> Any:
 
 def _nested_driver() -> Any:
     """Inside a task run on a worker without the flow's driver: the driver of its child runs."""
-    from ._ctx import _task_run_recorder
+    from ._ctx import _task_run_recorder, nested_driver
 
     if _task_run_recorder.get() is None:
         return None
-    from ._nested import nested_driver
-
-    return nested_driver()
+    return nested_driver()  # bound by taskloom/__init__.py: the driver is a layer above
 
 
 def _in_event_loop() -> bool:
