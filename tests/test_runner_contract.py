@@ -168,7 +168,7 @@ def test_built_in_runners_use_only_public_names_of_the_core(plugin: str) -> None
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_makes_its_own_ids_and_names() -> None:
-    from taskloom._driver import _new_id
+    from taskloom._names import new_id as _new_id
     from taskloom._names import run_name
 
     _new_id(), run_name()  # both generators have run in the parent before the fork

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
-import random
 import threading
-import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
@@ -22,112 +19,28 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import plugins
-from ._calls import RunDefaults, TaskRunCall, _Upstream
+from ._annotations import _tags
+from ._arguments import Inputs, map_parameters
+from ._calls import RunDefaults, TaskRunCall
 from ._child_runs import ChildRuns
 from ._ctx import _task_run_recorder
-from ._events import TaskRunEvent, TaskRunOutcome
-from ._walk import _ATOMIC, walk
+from ._events import FLOW_RUN_LOGGER, TASK_RUN_LOGGER, TaskRunEvent, TaskRunOutcome, run_record
+from ._limits import Limits
+from ._names import new_id
+from ._walk import _ATOMIC
 from ._wire import loads, lost_run_outcome
 from .context import FlowRun, TaskRun
-from .engine import FLOW_RUN_LOGGER, TASK_RUN_LOGGER, retry_delay, run_record, run_task_call
+from .engine import retry_delay, run_task_call
 from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative, TaskRunTimedOut
 from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType, TimedOut
-from .tasks import Task, _tags, allow_failure, quote
+from .tasks import Task
 
 if TYPE_CHECKING:
     from ._placement import ResultPlacement
     from .runners import TaskRunner
 
 __all__ = ["_FlowRunDriver"]
-
-_ids = random.Random(os.urandom(32))
-# A forked child must not repeat its parent's ids.
-os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
-
-
-def _new_id() -> uuid.UUID:
-    # A version-4 UUID from a generator seeded once from the OS: half the cost of uuid4().
-    return uuid.UUID(int=_ids.getrandbits(128), version=4)
-
-
-class _Inputs:
-    """Futures found in a call's arguments, numbered in the order the runner passes them."""
-
-    __slots__ = ("allow", "futures", "slots")
-
-    def __init__(self) -> None:
-        self.futures: list[TaskRunFuture[Any]] = []
-        self.slots: dict[int, int] = {}
-        self.allow: list[bool] = []
-
-    def add(self, future: TaskRunFuture[Any], allowed: bool) -> int:
-        index = self.slots.get(id(future))
-        if index is None:
-            index = self.slots[id(future)] = len(self.futures)
-            self.futures.append(future)
-            self.allow.append(allowed)
-        elif not allowed:
-            self.allow[index] = False  # asked for plainly somewhere: it must complete
-        return index
-
-    def collect(self, value: Any, allowed: bool = False) -> Any:
-        """``value`` with every future replaced by a placeholder (recursively)."""
-
-        def leaf(item: Any) -> Any:
-            if isinstance(item, TaskRunFuture):
-                return _Upstream(self.add(item, allowed))
-            if isinstance(item, allow_failure):
-                return self.collect(item.value, True)
-            if isinstance(item, quote):
-                return item.value
-            if isinstance(item, State):
-                return _state_value(item, allowed)
-            return item
-
-        return walk(value, leaf)
-
-
-def _state_value(state: State, allowed: bool) -> Any:
-    """A state given as an argument stands for its result, as in Prefect."""
-    if state.type is StateType.COMPLETED or allowed:
-        return state.result(raise_on_failure=False)
-    from .states import UpstreamTaskError
-
-    raise UpstreamTaskError(
-        f"A task was given the state {state!r} as an argument, which did not reach a 'COMPLETED' "
-        "state; wrap it in allow_failure(...) to pass it anyway."
-    )
-
-
-class _Limits:
-    """Concurrency slots per tag, taken in the flow's process before a run reaches the runner."""
-
-    def __init__(self, limits: dict[str, int]) -> None:
-        self.limits = limits
-        self.running: Counter[str] = Counter()
-        self.waiting: deque[tuple[TaskRunCall, TaskRunFuture[Any]]] = deque()
-
-    def limited(self, tags: frozenset[str]) -> list[str]:
-        return [tag for tag in tags if tag in self.limits]
-
-    def try_take(self, tags: list[str]) -> bool:
-        if any(self.running[tag] >= self.limits[tag] for tag in tags):
-            return False
-        for tag in tags:
-            self.running[tag] += 1
-        return True
-
-    def release(self, tags: list[str]) -> list[tuple[TaskRunCall, TaskRunFuture[Any]]]:
-        for tag in tags:
-            self.running[tag] -= 1
-        ready = []
-        for item in list(self.waiting):
-            if self.try_take(self.limited(item[0].task_run.tags)):
-                self.waiting.remove(item)
-                ready.append(item)
-        return ready
-
 
 class _FlowRunDriver:
     """The flow run in the flow's process: task-run bookkeeping, events and hooks."""
@@ -159,7 +72,7 @@ class _FlowRunDriver:
         self._completed = 0  # kept apart: hashing an Enum member costs a Python call
         self._final_counts: Counter[StateType] = Counter()
         self._first_failure: tuple[str, State] | None = None
-        self._limits = _Limits(concurrency_limits) if concurrency_limits else None
+        self._limits = Limits(concurrency_limits) if concurrency_limits else None
         self._created_hook = plugins.observed("taskloom_task_run_created")
         self._state_hook = plugins.observed("taskloom_task_run_state_changed")
         self.cancelled = False
@@ -218,7 +131,7 @@ class _FlowRunDriver:
         if parent is not None and task.task_run_name is None:
             name = f"{parent.task_run.name}/{name}"
         task_run = future.task_run = TaskRun(
-            _new_id(),
+            new_id(),
             name,
             task.name,
             task.task_key,
@@ -233,7 +146,7 @@ class _FlowRunDriver:
         needs_walk = wait_for is not None or any(type(v) not in _ATOMIC for v in parameters.values())
         given = parameters
         if needs_walk:
-            inputs = _Inputs()
+            inputs = Inputs()
             parameters = inputs.collect(parameters)
             for item in wait_for or ():
                 inputs.collect(item)
@@ -337,7 +250,7 @@ class _FlowRunDriver:
     def map(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> TaskFutureList[Any]:
-        runs = task._map_parameters(args, kwargs)
+        runs = map_parameters(task, args, kwargs)
         wait_for = list(wait_for) if wait_for is not None else None
         prepared = [self._prepare(task, parameters, wait_for) for parameters in runs]
         if self.placement is not None and prepared:

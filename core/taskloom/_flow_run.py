@@ -12,33 +12,26 @@ import logging
 import signal
 import threading
 import time
-import traceback
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Protocol
-
-import attrs
 
 from . import plugins
 from ._calls import RunDefaults
 from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
+from ._final_state import final_state, not_ready
 from ._names import run_name
 from ._placement import ResultPlacement, resolved_options, resolved_path
 from .config import Settings, load_settings
 from .context import FlowRun, get_task_run
-from .futures import _resolve_futures
 from .logging import flush_logging, setup_logging
 from .runners import Capability, resolve_task_runner
 from .states import (
-    _NO_DATA,
     AwaitingRetry,
     Cancelled,
-    Completed,
     Crashed,
     Failed,
-    Pending,
     Retrying,
     State,
     StateType,
@@ -85,76 +78,6 @@ class _Flow(Protocol):
 
 class _FlowTimeout(BaseException):
     """Raised into a flow body that outlived its ``timeout_seconds``."""
-
-
-# -- the final state -----------------------------------------------------------------------
-
-
-def final_state(driver: _FlowRunDriver, value: Any, error: BaseException | None) -> State:
-    """Prefect's rule: an exception fails the run; a returned final state made by hand is the
-    run's state; returned run states (futures become their final states, in the same shape)
-    decide it by the aggregate rule and are its data; any other value completes it."""
-    if error is not None:
-        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        return Failed(
-            f"Flow run encountered an exception. {type(error).__name__}: {error}",
-            exception=error,
-            traceback=tb,
-        )
-    if value is None:
-        return _aggregate(*driver.counts())
-    names: dict[int, str] = {}
-
-    def to_state(future: Any) -> State:
-        future.wait()
-        state: State = future.state
-        names[id(state)] = future.task_run.name
-        return state
-
-    resolved = _resolve_futures(value, to_state)
-    if isinstance(resolved, State) and resolved.run_id is None and resolved.is_final():
-        return attrs.evolve(resolved)  # made by hand: the flow's own state (a copy, marked later)
-    if isinstance(resolved, State):
-        states = [resolved]
-    elif isinstance(resolved, (list, tuple, set)) and resolved and all(isinstance(s, State) for s in resolved):
-        states = list(resolved)
-    else:
-        return Completed(data=resolved)
-    returned: Counter[StateType] = Counter(s.type for s in states)
-    first = next(
-        (s for s in states if s.is_failed() or s.is_crashed()),
-        next((s for s in states if not s.is_final()), None),
-    )
-    failure: tuple[str | None, State] | None = None if first is None else (names.get(id(first)), first)
-    return _aggregate(dict(returned), failure, data=resolved)
-
-
-def _aggregate(
-    counts: dict[StateType, int], failure: tuple[str | None, State] | None, data: Any = _NO_DATA
-) -> State:
-    """Prefect's rule for many states: any failed fails, then cancelled, then not final."""
-    total = sum(counts.values())
-    failed = counts.get(StateType.FAILED, 0) + counts.get(StateType.CRASHED, 0)
-    if failed:
-        detail, exception = "", None
-        if failure is not None:
-            name, failed_state = failure
-            run = f"task run {name!r}" if name else "a returned state"
-            if name and name.startswith("subflow "):
-                run = name
-            detail = f"\nFirst failure, {run}: {failed_state.message}"
-            if failed_state.traceback:
-                detail += "\n" + failed_state.traceback.rstrip()
-            exception = failed_state._exception_to_raise()
-        return Failed(f"{failed}/{total} states failed.{detail}", exception=exception, data=data)
-    cancelled = counts.get(StateType.CANCELLED, 0)
-    if cancelled:
-        return Cancelled(f"{cancelled}/{total} states cancelled.", data=data)
-    not_final = counts.get(StateType.PENDING, 0) + counts.get(StateType.RUNNING, 0)
-    if not_final:
-        exception = failure[1]._exception_to_raise() if failure is not None else None
-        return Failed(f"{not_final}/{total} states are not final.", exception=exception, data=data)
-    return Completed("All states completed.", data=None if data is _NO_DATA else data)
 
 
 # -- starting and finishing ------------------------------------------------------------------
@@ -366,25 +289,6 @@ def _error_log(driver: _FlowRunDriver, error: BaseException | None) -> None:
 # -- the sync flow run -------------------------------------------------------------------
 
 
-def _not_ready(wait_for: Any) -> State | None:
-    """A subflow's ``wait_for``: wait for the runs in it; NotReady if one did not complete."""
-    if wait_for is None:
-        return None
-    names: dict[int, str] = {}
-
-    def to_state(future: Any) -> State:
-        future.wait()
-        names[id(future.state)] = future.task_run.name
-        return future.state  # type: ignore[no-any-return]
-
-    resolved = _resolve_futures(list(wait_for), to_state)
-    for item in resolved:
-        if isinstance(item, State) and not item.is_completed():
-            upstream = f"task run {names[id(item)]!r}" if id(item) in names else "an upstream run"
-            return Pending(f"Upstream {upstream} did not reach a 'COMPLETED' state.", name="NotReady")
-    return None
-
-
 def _invalid(error: BaseException) -> State:
     return Failed(f"Validation of flow parameters failed with error: {error}", exception=error)
 
@@ -403,7 +307,7 @@ def run_flow(
     """
     run = _Run(flow, parameters)
     run.start()
-    not_run = _invalid(invalid) if invalid is not None else _not_ready(wait_for)
+    not_run = _invalid(invalid) if invalid is not None else not_ready(wait_for)
     if not_run is not None:
         return run.finish(run.driver(0), not_run, return_state)
     attempt = 0
@@ -485,7 +389,7 @@ async def run_flow_async(
 
     run = _Run(flow, parameters)
     run.start()
-    not_run = _invalid(invalid) if invalid is not None else await asyncio.to_thread(_not_ready, wait_for)
+    not_run = _invalid(invalid) if invalid is not None else await asyncio.to_thread(not_ready, wait_for)
     if not_run is not None:
         return run.finish(run.driver(0), not_run, return_state)
     attempt = 0

@@ -33,11 +33,10 @@ from typing import Any
 import attrs
 
 from ._calls import RunDefaults, TaskRunCall
-from ._events import TaskRunEvent, TaskRunOutcome
+from ._events import TASK_RUN_LOGGER, TaskRunEvent, TaskRunOutcome, run_record
 from ._flow_modules import BY_VALUE, ship_flow_modules
 from ._remote import LEFT_ON_WORKER
 from .context import FlowRun, ParameterLeftBehind, TaskRun
-from .engine import TASK_RUN_LOGGER, run_record
 from .states import _NO_DATA, Failed, State, StateType
 
 __all__ = [

@@ -26,7 +26,7 @@ import attrs
 from . import _execution, plugins
 from ._calls import RunDefaults, TaskRunCall, _Upstream
 from ._ctx import _flow_run_driver, _task_run_recorder
-from ._events import TaskRunEvent, TaskRunOutcome
+from ._events import TASK_RUN_LOGGER, TaskRunEvent, TaskRunOutcome, run_record
 from ._walk import walk
 from .context import TaskRun
 from .states import AwaitingRetry, Crashed, Failed, Pending, State, StateType, TimedOut
@@ -41,58 +41,6 @@ __all__ = [
     "TaskRunOutcome",
     "run_task_call",
 ]
-
-TASK_RUN_LOGGER = "taskloom.task_runs"
-FLOW_RUN_LOGGER = "taskloom.flow_runs"
-
-
-def run_record(
-    logger_name: str,
-    level: int,
-    message: str,
-    task_run_name: str | None,
-    task_run_id: Any,
-    flow_run_name: str | None,
-    flow_run_id: Any,
-    exc_text: str | None = None,
-) -> logging.LogRecord:
-    """A log record of a run, with its names and ids, its message already formatted.
-
-    Built directly, not through `logging.Logger.log` or `logging.LogRecord`'s constructor:
-    no caller lookup and no source path to split, which cost more than the rest of a task
-    run's line at INFO, and nothing in it that cannot cross a process boundary.
-    """
-    record = _new_record(logging.LogRecord)
-    fields = _RECORD_FIELDS.copy()
-    now = time.time_ns()
-    thread = threading.current_thread()
-    fields["name"] = logger_name
-    fields["msg"] = message
-    fields["levelno"] = level
-    fields["levelname"] = logging.getLevelName(level)
-    fields["created"] = now / 1e9
-    fields["msecs"] = now % 1_000_000_000 // 1_000_000 + 0.0
-    fields["relativeCreated"] = (now - _LOADED_NS) / 1e6
-    fields["thread"] = thread.ident
-    fields["threadName"] = thread.name
-    fields["process"] = os.getpid()
-    fields["exc_text"] = exc_text
-    fields["task_run_name"] = task_run_name
-    fields["task_run_id"] = None if task_run_id is None else str(task_run_id)
-    fields["flow_run_name"] = flow_run_name
-    fields["flow_run_id"] = None if flow_run_id is None else str(flow_run_id)
-    record.__dict__ = fields
-    return record
-
-
-_new_record = object.__new__
-#: What `logging.LogRecord` sets and a run's record leaves empty (no source location).
-_RECORD_FIELDS: dict[str, Any] = {
-    "args": None, "pathname": "", "filename": "", "module": "", "exc_info": None,
-    "stack_info": None, "lineno": 0, "funcName": None, "processName": "MainProcess", "taskName": None,
-}
-_LOADED_NS = time.time_ns()
-
 
 class _EventRecorder:
     """The per-run sink of states and log records on the worker side."""

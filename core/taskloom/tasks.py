@@ -7,17 +7,15 @@ submits one run per element.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import importlib
 import inspect
-import io
 import logging
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
+from ._annotations import allow_failure, exponential_backoff, quote, tags, unmapped
 from ._ctx import _flow_run_driver
 
 if TYPE_CHECKING:
@@ -29,63 +27,6 @@ __all__ = ["Task", "allow_failure", "exponential_backoff", "quote", "tags", "tas
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class unmapped:  # noqa: N801 - Prefect's spelling, which our users already write
-    """Wrap an argument of ``.map()`` so that every run gets it whole instead of one element."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-class allow_failure:  # noqa: N801 - Prefect's spelling
-    """Wrap a future passed to a task so the task runs even if that upstream run failed.
-
-    The task then receives the upstream's value, or its exception if it did not complete.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-class quote:  # noqa: N801 - Prefect's spelling
-    """Wrap an argument so it is passed as it is: not searched for futures, not mapped over."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def unquote(self) -> Any:
-        return self.value
-
-
-_tags: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("taskloom_tags", default=frozenset())
-
-
-@contextlib.contextmanager
-def tags(*names: str) -> Iterator[frozenset[str]]:
-    """Add ``names`` to the tags of every task run created inside the ``with`` block."""
-    token = _tags.set(_tags.get() | frozenset(names))
-    try:
-        yield _tags.get()
-    finally:
-        _tags.reset(token)
-
-
-def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
-    """A ``retry_delay_seconds`` that waits ``backoff_factor * 2**n`` seconds before retry n."""
-    if not isinstance(backoff_factor, (int, float)) or backoff_factor < 0:
-        raise ValueError(f"backoff_factor must be a number of at least 0, got {backoff_factor!r}.")
-
-    def delays(retries: int) -> list[float]:
-        return [backoff_factor * 2**n for n in range(retries)]
-
-    return delays
 
 
 def _task_key(fn: Callable[..., Any], name: str) -> str:
@@ -285,83 +226,6 @@ class Task(Generic[P, R]):
         bound.apply_defaults()
         return bound.arguments
 
-    def _map_parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-        """The parameters of each run of ``.map(*args, **kwargs)``, by Prefect's rules.
-
-        Any iterable but a string, bytes or a file is mapped over (a dict: its keys), as Prefect
-        does; defaults are not; iterables passed through ``**kwargs`` are. A future or a `State`
-        given directly is waited for and its result mapped over (its elements, if it is
-        iterable); ``allow_failure(futures)`` and ``quote(values)`` map over the list, each
-        run's element still wrapped. `unmapped` values go whole to every run.
-        """
-        try:
-            given = self._signature.bind(*args, **kwargs).arguments
-        except TypeError as exc:
-            raise TypeError(
-                f"Task {self.name!r} got arguments that do not fit its signature "
-                f"{describe_signature(getattr(self.fn, '__name__', self.name), self._signature)}: {exc}."
-            ) from None
-        var_keyword = next(
-            (p.name for p in self._signature.parameters.values() if p.kind is p.VAR_KEYWORD), None
-        )
-        extra = given.pop(var_keyword, {}) if var_keyword is not None else {}
-        items: list[tuple[Any, Any]] = [*given.items(), *(((var_keyword, k), v) for k, v in extra.items())]
-        iterables: dict[Any, list[Any]] = {}
-        static: dict[Any, Any] = {}
-        wrapped: dict[Any, type[allow_failure | quote]] = {}
-        for key, value in items:
-            wrapper = type(value) if isinstance(value, (allow_failure, quote)) else None
-            inner = value.value if wrapper is not None else value
-            if isinstance(inner, unmapped):
-                static[key] = inner.value
-                continue
-            allowed = wrapper is allow_failure
-            # A quoted value is taken as it is: a future inside it is not waited for.
-            resolved = inner if wrapper is quote else _mapped_value(self.name, inner, allowed)
-            if isinstance(resolved, (str, bytes, io.IOBase)) or not isinstance(resolved, Iterable):
-                static[key] = value if resolved is inner else (allow_failure(resolved) if allowed else resolved)
-                continue
-            iterables[key] = list(resolved)
-            if wrapper is not None:
-                wrapped[key] = wrapper
-        if not iterables:
-            raise TypeError(
-                f"Task {self.name!r} was mapped without any iterable argument: give at least "
-                "one list (wrap arguments every run shares in unmapped(...))."
-            )
-        lengths = {(k[1] if isinstance(k, tuple) else k): len(v) for k, v in iterables.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"Task {self.name!r} was mapped over iterables of different lengths: {lengths}.")
-        # What every run shares, built once: static values, then defaults of the rest.
-        shared: dict[str, Any] = {}
-        for key, value in static.items():
-            if isinstance(key, tuple):
-                shared.setdefault(key[0], {})[key[1]] = value
-            else:
-                shared[key] = value
-        for name, param in self._signature.parameters.items():
-            if name not in shared and name not in iterables:
-                if param.default is not param.empty:
-                    shared[name] = param.default
-                elif param.kind is param.VAR_POSITIONAL:
-                    shared[name] = ()
-                elif param.kind is param.VAR_KEYWORD:
-                    shared[name] = {}
-        keyword_map = any(isinstance(key, tuple) for key in iterables)
-        runs = []
-        for i in range(len(next(iter(iterables.values())))):
-            run = shared.copy()
-            if keyword_map and var_keyword is not None:
-                run[var_keyword] = dict(run.get(var_keyword, {}))
-            for key, values in iterables.items():
-                value = wrapped[key](values[i]) if key in wrapped else values[i]
-                if isinstance(key, tuple):
-                    run[key[0]][key[1]] = value
-                else:
-                    run[key] = value
-            runs.append(run)
-        return runs
-
     def _invoke(self, parameters: dict[str, Any]) -> R:
         """Call the function with parameters from `bind`, on whichever worker runs it."""
         if self._by_keyword:
@@ -448,26 +312,6 @@ class Task(Generic[P, R]):
                 future.wait()
             return [future.state for future in futures]  # type: ignore[return-value]
         return futures  # type: ignore[no-any-return]
-
-
-def _mapped_value(task_name: str, value: Any, allowed: bool) -> Any:
-    """A future or state given to ``.map()`` directly: its result, waited for (Prefect's rule)."""
-    from .futures import TaskRunFuture
-    from .states import State, UpstreamTaskError
-
-    if isinstance(value, TaskRunFuture):
-        value.wait()
-        upstream, state = f"task run {value.task_run.name!r}", value.state
-    elif isinstance(value, State):
-        upstream, state = "a state", value
-    else:
-        return value
-    if state.is_completed() or allowed:
-        return state.result(raise_on_failure=False)
-    raise UpstreamTaskError(
-        f"Task {task_name!r} was mapped over {upstream}, which did not reach a 'COMPLETED' "
-        f"state ({state!r}); wrap it in allow_failure(...) to map over it anyway."
-    )
 
 
 def _nested_driver() -> Any:
