@@ -13,12 +13,9 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from . import plugins
+from . import _run_endings, plugins
 from ._annotations import _tags
 from ._arguments import Inputs, map_parameters
 from ._calls import RunDefaults, TaskRunCall
@@ -30,10 +27,10 @@ from ._names import new_id
 from ._walk import _ATOMIC
 from ._wire import loads, lost_run_outcome
 from .context import FlowRun, TaskRun
-from .engine import retry_delay, run_task_call
+from .engine import run_task_call
 from .futures import TaskFutureList, TaskRunFuture
-from .runners import Capability, CompletedNative, TaskRunTimedOut
-from .states import AwaitingRetry, Cancelled, Crashed, Failed, State, StateType, TimedOut
+from .runners import Capability, CompletedNative
+from .states import Cancelled, Failed, State, StateType
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -329,90 +326,10 @@ class _FlowRunDriver:
             return lost_run_outcome(future._call, Failed(message, exception=exc))
         return outcome
 
-    def _on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
-        """The runner lost the run. Retry it if the task has retries left; else its final state."""
-        call: TaskRunCall | None = future._call
-        if self.cancelled:
-            # This flow run's interrupt (Ctrl-C, SIGTERM, its timeout): the run was cancelled
-            # before it started, or lost as the runner shut down.
-            self._end_interrupted(future, lost=not isinstance(exc, CancelledError))
-            return None
-        if future._closed:
-            return None
-        if isinstance(exc, CancelledError):
-            # A cancellation the runner reports by itself says its own reason; a runner that
-            # lost its cluster raises a plain error instead, so the run crashes (or retries).
-            state: State = Cancelled(f"Task run was cancelled by runner {self.runner.name!r}: {exc}")
-            future._set_state(state)
-            self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
-            return state
-        # A runner that enforces timeouts stopped the attempt at its deadline: TimedOut, not
-        # Crashed, and retried the same way.
-        timed_out = isinstance(exc, TaskRunTimedOut)
-        reason = f"{type(exc).__name__}: {exc}" if not timed_out else str(exc)
-        what = "Timed out" if timed_out else "Crashed"
-        if call is not None and call.task.retries - call.retries_used > 0:
-            delay = retry_delay(call.task, call.retries_used)
-            future._set_state(AwaitingRetry(f"{what} ({reason}); retrying in {delay:.3g}s."))
-            self._log_task(
-                future.task_run,
-                logging.WARNING,
-                f"{what} ({reason}); retry {call.retries_used + 1} of {call.task.retries} "
-                f"in {delay:.3g}s.",
-            )
-            self._children.end(future)  # the new attempt starts its own
-            retry = attrs.evolve(call, retries_used=call.retries_used + 1)
-            future._retry(retry)
-            timer = threading.Timer(delay, self._hand_over, (retry, future))
-            timer.daemon = True
-            timer.start()
-            return None
-        if not future._claim():
-            return None
-        if timed_out:
-            state = TimedOut(reason, exception=TimeoutError(f"{future.task_run.name}: {reason}"))
-        else:
-            state = Crashed(f"Task run crashed: {reason}", exception=exc)
-        future._set_state(state)
-        self._log_task(future.task_run, logging.ERROR, f"Finished in state {state!r}")
-        if call is not None:
-            self._state_hooks(future, call.task, call.task.on_failure if timed_out else call.task.on_crashed, state)
-        return state
-
-    def _state_hooks(self, future: TaskRunFuture[Any], task: Task[..., Any], hooks: Any, state: State) -> None:
-        """The task's own hooks for a final state decided here (a crash, a cut-off run)."""
-        for hook in hooks:
-            try:
-                hook(task, future.task_run, state)
-            except Exception as hook_exc:
-                self._log_task(
-                    future.task_run,
-                    logging.ERROR,
-                    f"An error was encountered while running hook {getattr(hook, '__name__', hook)!r}: "
-                    f"{type(hook_exc).__name__}: {hook_exc}",
-                )
-
-    def _end_interrupted(self, future: TaskRunFuture[Any], lost: bool = False) -> None:
-        """End a run of an interrupted flow run now: Crashed if it was seen running or its
-        runner lost it while it ran (it was cut off), else Cancelled. What the run reports
-        later is dropped."""
-        call: TaskRunCall | None = future._call
-        seen = future._interrupt()
-        if seen is None:
-            return
-        if seen.is_terminal():
-            future._settle(seen)  # it ended, and said so live, before its handle came back
-            return
-        started = lost or seen.type is not StateType.PENDING
-        if started:
-            state: State = Crashed("Task run was cut off: the flow run was interrupted while it ran.")
-        else:
-            state = Cancelled("Task run was cancelled: the flow run was interrupted before it finished.")
-        future._set_state(state)
-        self._log_task(future.task_run, logging.ERROR if started else logging.INFO, f"Finished in state {state!r}")
-        if started and call is not None:
-            self._state_hooks(future, call.task, call.task.on_crashed, state)
-        future._settle(state)
+    # A crash, a retry after it and an interrupt: decided here, in `_run_endings`.
+    _on_crash = _run_endings.on_crash
+    _state_hooks = _run_endings.state_hooks
+    _end_interrupted = _run_endings.end_interrupted
 
     def _on_final(self, future: TaskRunFuture[Any]) -> None:
         if self._children:

@@ -7,13 +7,9 @@ final state by Prefect's rule. Imported on the first flow run, not at ``import t
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 from . import plugins
@@ -21,6 +17,7 @@ from ._calls import RunDefaults
 from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
 from ._final_state import final_state, not_ready
+from ._interrupts import interrupted, sigterm_interrupts, start_runner, timed_out
 from ._names import run_name
 from ._placement import ResultPlacement, resolved_options, resolved_path
 from .config import Settings, load_settings
@@ -35,7 +32,6 @@ from .states import (
     Retrying,
     State,
     StateType,
-    TimedOut,
     _mark_run,
 )
 
@@ -221,63 +217,6 @@ class _Run:
         return state.result()
 
 
-def _interrupt_on_signal(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While a flow runs in the main thread, SIGTERM interrupts it as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        previous = signal.signal(signal.SIGTERM, _interrupt_on_signal)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _start_runner(driver: _FlowRunDriver) -> State | None:
-    ours = threading.current_thread() is threading.main_thread() and (
-        signal.getsignal(signal.SIGTERM) is _interrupt_on_signal
-    )
-    try:
-        driver.runner.__enter__()
-    except Exception as exc:
-        name = getattr(driver.runner, "name", driver.runner)
-        return Crashed(f"Task runner {name!r} failed to start: {type(exc).__name__}: {exc}", exception=exc)
-    if ours and signal.getsignal(signal.SIGTERM) is not _interrupt_on_signal:
-        # The runner's engine put in its own SIGTERM handler (ray.init does, and exits 15):
-        # during the flow run, SIGTERM still cancels the flow run as Ctrl-C does.
-        signal.signal(signal.SIGTERM, _interrupt_on_signal)
-    return None
-
-
-def _interrupted(driver: _FlowRunDriver, exc: BaseException) -> State:
-    driver.cancel_pending()
-    try:
-        driver.runner.__exit__(type(exc), exc, exc.__traceback__)
-    finally:
-        driver.end_unfinished()
-    return Cancelled(f"Flow run was cancelled: {type(exc).__name__}{f' ({exc})' if str(exc) else ''}.")
-
-
-def _timed_out(run: _Run, driver: _FlowRunDriver) -> State:
-    driver.cancel_pending()
-    try:
-        driver.runner.__exit__(TimeoutError, None, None)
-    finally:
-        driver.end_unfinished()
-    message = f"Flow run exceeded timeout of {run.flow.timeout_seconds:g} second(s)"
-    driver.logger.error(message)
-    return TimedOut(message, exception=TimeoutError(message))
-
-
 def _error_log(driver: _FlowRunDriver, error: BaseException | None) -> None:
     if error is not None:
         driver.logger.error(
@@ -312,7 +251,7 @@ def run_flow(
         return run.finish(run.driver(0), not_run, return_state)
     attempt = 0
     driver: _FlowRunDriver | None = None
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         try:
             while True:
                 driver = run.driver(attempt)
@@ -332,7 +271,7 @@ def run_flow(
 
 
 def _attempt(run: _Run, driver: _FlowRunDriver) -> tuple[State, BaseException | None]:
-    crashed = _start_runner(driver)
+    crashed = start_runner(driver)
     if crashed is not None:
         return crashed, None
     token = _flow_run_driver.set(driver)
@@ -342,12 +281,12 @@ def _attempt(run: _Run, driver: _FlowRunDriver) -> tuple[State, BaseException | 
         try:
             value = _call_body(run, driver)
         except _FlowTimeout:
-            return _timed_out(run, driver), None
+            return timed_out(driver, run.flow.timeout_seconds), None
         except Exception as exc:
             error = exc
         driver.wait_all()
     except BaseException as exc:  # Ctrl-C, SIGTERM
-        return _interrupted(driver, exc), exc
+        return interrupted(driver, exc), exc
     finally:
         _flow_run_driver.reset(token)
     driver.runner.__exit__(None, None, None)
@@ -415,7 +354,7 @@ async def run_flow_async(
 async def _attempt_async(run: _Run, driver: _FlowRunDriver) -> tuple[State, BaseException | None]:
     import asyncio
 
-    crashed = _start_runner(driver)
+    crashed = start_runner(driver)
     if crashed is not None:
         return crashed, None
     token = _flow_run_driver.set(driver)
@@ -428,13 +367,13 @@ async def _attempt_async(run: _Run, driver: _FlowRunDriver) -> tuple[State, Base
                 value = await run.flow._invoke(run.parameters)
         except TimeoutError as exc:
             if timeout is not None and exc.__cause__ is None and isinstance(exc.__context__, asyncio.CancelledError):
-                return _timed_out(run, driver), None
+                return timed_out(driver, run.flow.timeout_seconds), None
             error = exc
         except Exception as exc:
             error = exc
         await asyncio.to_thread(driver.wait_all)
     except BaseException as exc:
-        return _interrupted(driver, exc), exc
+        return interrupted(driver, exc), exc
     finally:
         _flow_run_driver.reset(token)
     driver.runner.__exit__(None, None, None)
