@@ -15,6 +15,7 @@ flow's console with the run's name, by the engine's own ``log_prints``.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 from taskloom.runners import (
@@ -25,6 +26,7 @@ from taskloom.runners import (
     outcome_without_data,
     run_task_call,
 )
+from taskloom.states import State
 
 __all__ = ["NODE_NOTES", "NOTES_NAMESPACE", "run_call", "run_call_alone"]
 
@@ -76,12 +78,14 @@ def _cancelled_by_ray() -> bool:
         return False
 
 
-def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes, bytes]:
+def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes, Any]:
     """The outcome for the flow's process, and the whole outcome for downstream runs."""
     call = decode_call(data)
     key = _note_node() if note_node else None
     try:
-        outcome = run_task_call(call, *[loads(u) if type(u) is bytes else u for u in upstream])
+        # An upstream outcome is a buffer in the object store (bytes when inlined), or the
+        # state of a run of another runner.
+        outcome = run_task_call(call, *[u if isinstance(u, State) else loads(u) for u in upstream])
     finally:
         if key is not None:
             _forget_node(key)
@@ -93,16 +97,19 @@ def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes
     whole = encode_outcome(call, outcome)
     if len(whole) <= INLINE_BYTES:
         return whole, whole
-    return dumps(outcome_without_data(outcome)), whole
+    # A PickleBuffer, not the bytes: Ray copies it into its object store as it is and hands
+    # it to a downstream run as a view of the store, where it is loaded once. Returned as
+    # bytes, Ray would pickle it once more here and unpickle it into a copy there.
+    return dumps(outcome_without_data(outcome)), pickle.PickleBuffer(whole)
 
 
-def run_call(data: bytes, *upstream: Any, note_node: bool = False) -> tuple[bytes, bytes]:
+def run_call(data: bytes, *upstream: Any, note_node: bool = False) -> tuple[bytes, Any]:
     """Run one pickled call here (see `taskloom.runners.CallEncoder`); ``upstream`` are the
     outcomes Ray resolved; ``note_node`` notes where it runs (a cluster of several nodes)."""
     return _run(data, upstream, note_node)
 
 
-def run_call_alone(data: bytes, *upstream: Any, note_node: bool = False) -> tuple[bytes, bytes]:
+def run_call_alone(data: bytes, *upstream: Any, note_node: bool = False) -> tuple[bytes, Any]:
     """`run_call` for a worker process that Ray ends after the call (``max_calls=1``).
 
     Used for tasks with a ``timeout_seconds``: the engine reports TimedOut at the timeout and
