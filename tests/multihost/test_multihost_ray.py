@@ -94,11 +94,6 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.skip(
-    reason="known gap: a run Ray has handed to a node's worker but that has not "
-    "started yet is not noted on that node, so when the node's link goes down it waits for "
-    "gRPC's keepalive (minutes) instead of ending; seen in 2 of 4 runs of this test"
-)
 def test_a_node_whose_link_goes_down_ends_its_runs_never_hangs(ray_hosts: RayHosts, network: Network) -> None:
     """Ray marks the node dead after its health checks fail, but would fail the runs already
     on it only when the flow's connection to their workers times out (minutes): the runner

@@ -254,6 +254,10 @@ class RayTaskFuture:
         """Whether one of ``lost`` is an upstream run of this one (Ray would wait for it)."""
         return any(handle in lost for handle in self._upstream)
 
+    def upstream_running(self) -> bool:
+        """Whether an upstream run of this one is still in flight (so Ray rightly waits)."""
+        return any(type(handle) is RayTaskFuture and not handle.done() for handle in self._upstream)
+
     def failed(self) -> bool:
         """Whether Ray reported an error instead of an outcome (False until done)."""
         return isinstance(self._data, BaseException)

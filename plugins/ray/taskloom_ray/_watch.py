@@ -25,6 +25,13 @@ out, which over a silent link takes gRPC's keepalive: minutes. So on a cluster o
 nodes each run notes its node in the cluster's key-value store (`_worker._note_node`), the
 watch asks Ray for dead nodes once a second, and the runs in flight noted on a dead node end
 with `NodeLostError` (Crashed, or retried elsewhere).
+
+A run that Ray had handed to the dead node's worker but that had not noted its node yet (the
+worker was still starting, or loading the call) has no note. For those alone, and only once a
+node is dead, the watch asks Ray's own record: the task events the flow's process reports to
+the head name the node each task was handed to (`_handed_to`). A run Ray says was on the dead
+node ends the same way; a run Ray places elsewhere, or cannot place, is left alone, so a run
+on a live node is never ended. Nothing of this runs while every node is alive.
 """
 
 from __future__ import annotations
@@ -54,6 +61,9 @@ PROBE_FAILURES = 3
 #: once; until every raylet has heard of the death, Ray may still lease one to the dead node,
 #: where it would wait for gRPC's keepalive (minutes).
 NODE_DEATH_GRACE = 3.0
+#: Seconds after a node's death during which the runs queued at that moment are followed in
+#: Ray's task events (read once a second while some of them are not placed yet).
+QUEUED_WINDOW = 60.0
 
 
 class HeadLostError(ConnectionError):
@@ -108,11 +118,16 @@ class ClusterWatch:
         self._alive: dict[str, str] = {}  # node id -> where (ip, hostname), as last seen
         self._dead: dict[str, str] = {}  # nodes that died while this watch ran
         self._died_at: dict[str, float] = {}  # when the watch first saw each dead
+        self._queued: dict[str, set[RayTaskFuture]] = {}  # runs in flight when each died
+        self._room_polls = 0  # polls in a row that saw a free CPU while runs stayed unplaced
         self._job = ""
         #: Set once the head is lost; every later run gets it at once.
         self.lost: HeadLostError | None = None
         #: Whether runs should note their node (the cluster has more than one).
         self.note_nodes = False
+        #: Once a node died: a Ray label selector of the nodes that are not dead, for the runs
+        #: submitted from then on (see `RayTaskRunner._remote_for`); None while all are alive.
+        self.avoid: str | None = None
 
     def start(self) -> None:
         if self._ray is not None:
@@ -219,6 +234,8 @@ class ClusterWatch:
             elif node["NodeID"] in self._alive and node["NodeID"] not in self._dead:
                 self._dead[node["NodeID"]] = where
                 self._died_at[node["NodeID"]] = time.monotonic()
+                with self._lock:
+                    self._queued[node["NodeID"]] = set(self._in_flight)
                 reason = str(node.get("DeathReasonMessage") or "").strip().splitlines()
                 logger.warning(
                     "The Ray node at %s is dead%s; its runs in flight end Crashed (or are retried).",
@@ -227,6 +244,8 @@ class ClusterWatch:
                 )
         self._alive = alive
         self.note_nodes = len(alive) > 1
+        if self._dead:
+            self.avoid = f"!in({','.join(sorted(self._dead))})"
         if self._dead and self._in_flight:
             self._end_runs_on_dead_nodes()
 
@@ -234,31 +253,90 @@ class ClusterWatch:
         from ray.experimental import internal_kv
 
         with self._lock:
-            by_task = {future.ref.task_id().hex(): future for future in self._in_flight}
+            in_flight = set(self._in_flight)
+        by_task = {future.ref.task_id().hex(): future for future in in_flight}
         lost: set[RayTaskFuture] = set()
         now = time.monotonic()
         for node_id, where in self._dead.items():
-            if now - self._died_at.get(node_id, 0.0) < NODE_DEATH_GRACE:
+            since = now - self._died_at.get(node_id, 0.0)
+            if since < NODE_DEATH_GRACE:
                 continue
             prefix = f"{NODE_NOTES}{self._job}/{node_id}/"
             keys = internal_kv._internal_kv_list(prefix, namespace=NOTES_NAMESPACE)
             for key in keys:
                 task_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
-                future = by_task.get(task_id)
+                future = by_task.pop(task_id, None)
                 if future is None:
                     continue
-                self.done(future)
                 lost.add(future)
                 internal_kv._internal_kv_del(key, namespace=NOTES_NAMESPACE)
-                future._settle(
-                    NodeLostError(
-                        f"The Ray node at {where} running task run {future._task_run.name!r} was lost "
-                        "before the run finished (the head marked it dead: its host or its "
-                        "link went down)."
-                    )
-                )
+                self._lose(future, where)
+            queued = self._queued.get(node_id)
+            if queued is not None:
+                queued &= in_flight - lost
+                if not queued or since > QUEUED_WINDOW:
+                    del self._queued[node_id]
+        lost |= self._end_unnoted_runs()
         if lost:
             self._end_runs_waiting_for(lost)
+
+    def _end_unnoted_runs(self) -> set[RayTaskFuture]:
+        """The runs queued when a node died that Ray handed to a dead node, or holds back.
+
+        Ray's task events say where each was handed to: one on a dead node ends; one on a live
+        node is left alone. One Ray did not place at all may sit in a queue whose lease request
+        went to the dead node, which Ray retries elsewhere only when that connection times out
+        (minutes): once two reads in a row saw a free CPU in the cluster while it stayed
+        unplaced (and its upstream runs are done), it ends too, Crashed or retried.
+        """
+        queued = {future for runs in self._queued.values() for future in runs}
+        if not queued:
+            self._room_polls = 0
+            return set()
+        by_task = {future.ref.task_id().hex(): future for future in queued}
+        placed = _handed_to(set(by_task), self._job)
+        self._room_polls = self._room_polls + 1 if self._has_room() else 0
+        ended: set[RayTaskFuture] = set()
+        for node_id, runs in self._queued.items():
+            where = self._dead[node_id]
+            for future in list(runs):
+                node = placed.get(future.ref.task_id().hex())
+                if node in self._dead:
+                    self._lose(future, self._dead[node])
+                elif node is not None:
+                    runs.discard(future)  # on a live node: Ray finishes it
+                    continue
+                elif self._room_polls >= 2 and not future.upstream_running():
+                    self.done(future)
+                    future._settle(
+                        NodeLostError(
+                            f"Ray held task run {future._task_run.name!r} in a queue that waited "
+                            f"on the lost Ray node at {where}, and did not place it although "
+                            "live nodes had room (Ray moves such a run only when the dead "
+                            "node's connection times out, minutes later)."
+                        )
+                    )
+                else:
+                    continue
+                runs.discard(future)
+                ended.add(future)
+        return ended
+
+    def _has_room(self) -> bool:
+        try:
+            return float(self._ray.available_resources().get("CPU", 0)) >= 1  # type: ignore[union-attr]
+        except Exception:  # cannot say: leave the runs to Ray
+            return False
+
+    def _lose(self, future: RayTaskFuture, where: str) -> None:
+        self.done(future)
+        future._settle(
+            NodeLostError(
+                f"The Ray node at {where} running task run {future._task_run.name!r} was lost "
+                "before the run finished (the head marked it dead: its host or its "
+                "link went down)."
+            )
+        )
 
     def _end_runs_waiting_for(self, lost: set[RayTaskFuture]) -> None:
         """Runs in flight that take a lost run's result: Ray would wait for it as long."""
@@ -271,3 +349,25 @@ class ClusterWatch:
                 # the engine's answer for a lost upstream run (NotReady), as on a lost worker.
                 future._settle(UpstreamLostError("An upstream run was lost with its Ray node."))
             lost = waiting
+
+
+def _handed_to(task_ids: set[str], job: str) -> dict[str, str]:
+    """The node Ray handed each of these tasks (hex ids) to, by the task events the head keeps.
+
+    Read only when a node is dead and some runs in flight had not noted their node. A task
+    still waiting for a node has none; a Ray that keeps no task events (turned off) places
+    none, and those runs are left to Ray, as before.
+    """
+    try:
+        from ray._private.state import state
+
+        events = state._get_all_task_events()
+    except Exception as exc:  # an older or newer Ray without this record: leave them to Ray
+        logger.debug("Reading Ray's task events: %r", exc)
+        return {}
+    found: dict[str, str] = {}
+    for event in events:
+        task_id = event.task_id.hex()
+        if task_id in task_ids and event.job_id.hex() == job and event.state_updates.HasField("node_id"):
+            found[task_id] = event.state_updates.node_id.hex()
+    return found

@@ -157,9 +157,16 @@ class RayTaskRunner(TaskRunner):
         elif call.retries_used:
             extra = self._block_options.get(call.task_run, extra)
         own = call.task_run.runner_options
-        if not extra and not own:
+        watch = self._watch
+        avoid = watch.avoid if watch is not None else None
+        if not extra and not own and avoid is None:
             return remote
         options = {**extra, **own} if extra else own
+        if avoid is not None and "label_selector" not in options and "scheduling_strategy" not in options:
+            # A node died: Ray may still hold a lease request at it, which the last task of
+            # the same shape would wait on (minutes); a selector that avoids it is a shape
+            # of its own, and keeps the run off the dead node.
+            options = {**options, "label_selector": {"ray.io/node-id": avoid}}
         key = (alone, _freeze(options))
         cached = self._with_options.get(key)
         if cached is None:
