@@ -108,18 +108,39 @@ def _cloud_dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+class _Parts(list):  # type: ignore[type-arg]
+    """What a pickler writes: its frames, and each large value written between them as it is."""
+
+    write = list.append
+
+
+#: The pickler writes a value of at least this many bytes (bytes, str, bytearray) outside its
+#: frames, and every frame this large begins with the FRAME opcode (PEP 3154).
+_FRAME_SIZE_TARGET = 64 * 1024
+
+
+def _names_code(part: Any) -> bool:
+    """Whether ``part`` may name a module: a frame may; a large value written as it is, is data."""
+    if len(part) < _FRAME_SIZE_TARGET or part[:1] == b"\x95" or part[:3] == b"\x80\x05\x95":
+        return any(name in part for name in BY_VALUE)
+    return False
+
+
 def dumps(obj: Any) -> bytes:
     """``obj`` as bytes that `loads` rebuilds in another process, on this host or another.
 
     Code of the flow's script travels by value; everything else by reference, as pickle does.
     """
-    buffer = io.BytesIO()
+    parts = _Parts()
     try:
-        _Pickler(buffer, _PROTOCOL).dump(obj)
+        _Pickler(parts, _PROTOCOL).dump(obj)
     except Exception:
         return _cloud_dumps(obj)
-    data = buffer.getvalue()
-    return _cloud_dumps(obj) if any(name in data for name in BY_VALUE) else data
+    # Module names are looked for in the frames only: scanning a large blob costs as much as
+    # copying it, and module names are never inside one.
+    if any(_names_code(part) for part in parts):
+        return _cloud_dumps(obj)
+    return b"".join(parts)
 
 
 # -- naming what does not pickle --------------------------------------------------------------
