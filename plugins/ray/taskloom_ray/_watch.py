@@ -27,11 +27,15 @@ watch asks Ray for dead nodes once a second, and the runs in flight noted on a d
 with `NodeLostError` (Crashed, or retried elsewhere).
 
 A run that Ray had handed to the dead node's worker but that had not noted its node yet (the
-worker was still starting, or loading the call) has no note. For those alone, and only once a
-node is dead, the watch asks Ray's own record: the task events the flow's process reports to
-the head name the node each task was handed to (`_handed_to`). A run Ray says was on the dead
-node ends the same way; a run Ray places elsewhere, or cannot place, is left alone, so a run
-on a live node is never ended. Nothing of this runs while every node is alive.
+worker was still starting, or loading the call) has no note. For the runs in flight when the
+node died, and only then, the watch asks Ray's own record: the task events the flow's process
+reports to the head name the node each task was handed to (`_handed_to`). A run Ray says was
+on the dead node ends the same way; a run on a live node (by Ray's record or by its note) is
+never ended. A run Ray's record holds as not placed anywhere, read after read while the
+cluster has the resources it needs free, sits in a queue whose lease request went to the dead node (Ray asks
+another node only when that connection times out): it ends too (`_end_unnoted_runs`). Runs
+submitted after the death go to a queue of their own, off the dead nodes (`avoid`). A run
+Ray's record does not know is left to Ray. Nothing of this runs while every node is alive.
 """
 
 from __future__ import annotations
@@ -64,6 +68,10 @@ NODE_DEATH_GRACE = 3.0
 #: Seconds after a node's death during which the runs queued at that moment are followed in
 #: Ray's task events (read once a second while some of them are not placed yet).
 QUEUED_WINDOW = 60.0
+#: Reads in a row (a second apart) that must find a run not placed while the cluster has the
+#: resources it needs free before it counts as held back (the flow's process reports its task events to the
+#: head once a second, so one read may not know yet where a run went).
+HELD_BACK_READS = 3
 
 
 class HeadLostError(ConnectionError):
@@ -119,7 +127,7 @@ class ClusterWatch:
         self._dead: dict[str, str] = {}  # nodes that died while this watch ran
         self._died_at: dict[str, float] = {}  # when the watch first saw each dead
         self._queued: dict[str, set[RayTaskFuture]] = {}  # runs in flight when each died
-        self._room_polls = 0  # polls in a row that saw a free CPU while runs stayed unplaced
+        self._unplaced: dict[RayTaskFuture, int] = {}  # reads in a row: not placed, with room
         self._job = ""
         #: Set once the head is lost; every later run gets it at once.
         self.lost: HeadLostError | None = None
@@ -284,29 +292,43 @@ class ClusterWatch:
         """The runs queued when a node died that Ray handed to a dead node, or holds back.
 
         Ray's task events say where each was handed to: one on a dead node ends; one on a live
-        node is left alone. One Ray did not place at all may sit in a queue whose lease request
-        went to the dead node, which Ray retries elsewhere only when that connection times out
-        (minutes): once two reads in a row saw a free CPU in the cluster while it stayed
-        unplaced (and its upstream runs are done), it ends too, Crashed or retried.
+        node is left alone, as is one that noted a live node. One Ray's events hold as not
+        placed at all may sit in a queue whose lease request went to the dead node, which Ray
+        retries elsewhere only when that connection times out (minutes): once
+        `HELD_BACK_READS` reads in a row found it so while the cluster had the resources it
+        needs free (and its upstream runs are done), it ends too, Crashed or retried.
         """
         queued = {future for runs in self._queued.values() for future in runs}
         if not queued:
-            self._room_polls = 0
+            self._unplaced.clear()
             return set()
         by_task = {future.ref.task_id().hex(): future for future in queued}
         placed = _handed_to(set(by_task), self._job)
-        self._room_polls = self._room_polls + 1 if self._has_room() else 0
+        if placed is None:  # Ray's record cannot be read: leave the runs to Ray
+            return set()
+        free = self._free_resources()
+        noted = self._noted_tasks() if free else None
+        if noted is None:
+            free = {}  # cannot say which runs started: none counts as held back this time
         ended: set[RayTaskFuture] = set()
         for node_id, runs in self._queued.items():
             where = self._dead[node_id]
             for future in list(runs):
-                node = placed.get(future.ref.task_id().hex())
+                task_id = future.ref.task_id().hex()
+                node, needs = placed.get(task_id, (None, {}))
                 if node in self._dead:
                     self._lose(future, self._dead[node])
-                elif node is not None:
+                elif node or task_id in (noted or ()):
                     runs.discard(future)  # on a live node: Ray finishes it
+                    self._unplaced.pop(future, None)
                     continue
-                elif self._room_polls >= 2 and not future.upstream_running():
+                elif node is None or not _fits(needs, free) or future.upstream_running():
+                    self._unplaced.pop(future, None)  # unknown to Ray, or rightly waiting
+                    continue
+                else:
+                    reads = self._unplaced[future] = self._unplaced.get(future, 0) + 1
+                    if reads < HELD_BACK_READS:
+                        continue
                     self.done(future)
                     future._settle(
                         NodeLostError(
@@ -316,17 +338,27 @@ class ClusterWatch:
                             "node's connection times out, minutes later)."
                         )
                     )
-                else:
-                    continue
                 runs.discard(future)
+                self._unplaced.pop(future, None)
                 ended.add(future)
         return ended
 
-    def _has_room(self) -> bool:
+    def _noted_tasks(self) -> set[str] | None:
+        """The Ray task ids of the runs that noted their node (they started somewhere)."""
+        from ray.experimental import internal_kv
+
+        prefix = f"{NODE_NOTES}{self._job}/"
         try:
-            return float(self._ray.available_resources().get("CPU", 0)) >= 1  # type: ignore[union-attr]
+            keys = internal_kv._internal_kv_list(prefix, namespace=NOTES_NAMESPACE)
+        except Exception:  # cannot say: nothing counts as held back this time
+            return None
+        return {(key.decode() if isinstance(key, bytes) else key).rsplit("/", 1)[-1] for key in keys}
+
+    def _free_resources(self) -> dict[str, float]:
+        try:
+            return dict(self._ray.available_resources())  # type: ignore[union-attr]
         except Exception:  # cannot say: leave the runs to Ray
-            return False
+            return {}
 
     def _lose(self, future: RayTaskFuture, where: str) -> None:
         self.done(future)
@@ -351,12 +383,18 @@ class ClusterWatch:
             lost = waiting
 
 
-def _handed_to(task_ids: set[str], job: str) -> dict[str, str]:
-    """The node Ray handed each of these tasks (hex ids) to, by the task events the head keeps.
+def _fits(needs: dict[str, float], free: dict[str, float]) -> bool:
+    """Whether a task that needs ``needs`` fits in the cluster's ``free`` resources."""
+    return bool(free) and all(free.get(name, 0.0) >= amount for name, amount in needs.items())
 
-    Read only when a node is dead and some runs in flight had not noted their node. A task
-    still waiting for a node has none; a Ray that keeps no task events (turned off) places
-    none, and those runs are left to Ray, as before.
+
+def _handed_to(task_ids: set[str], job: str) -> dict[str, tuple[str, dict[str, float]]] | None:
+    """The node Ray handed each of these tasks (hex ids) to, by the task events the head keeps,
+    and the resources the task needs: ``""`` for a task Ray knows but has not placed; a task
+    Ray's events do not know is absent.
+
+    Read only after a node died, for the runs in flight then. None when the events cannot be
+    read (a Ray without them): those runs are left to Ray, as before.
     """
     try:
         from ray._private.state import state
@@ -364,10 +402,14 @@ def _handed_to(task_ids: set[str], job: str) -> dict[str, str]:
         events = state._get_all_task_events()
     except Exception as exc:  # an older or newer Ray without this record: leave them to Ray
         logger.debug("Reading Ray's task events: %r", exc)
-        return {}
-    found: dict[str, str] = {}
+        return None
+    found: dict[str, tuple[str, dict[str, float]]] = {}
     for event in events:
         task_id = event.task_id.hex()
-        if task_id in task_ids and event.job_id.hex() == job and event.state_updates.HasField("node_id"):
-            found[task_id] = event.state_updates.node_id.hex()
+        if task_id in task_ids and event.job_id.hex() == job:
+            update = event.state_updates
+            node = update.node_id.hex() if update.HasField("node_id") else ""
+            before = found.get(task_id, ("", {}))
+            needs = dict(event.task_info.required_resources) or before[1]
+            found[task_id] = (node or before[0], needs)
     return found
