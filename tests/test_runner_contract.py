@@ -185,3 +185,24 @@ def test_a_forked_child_makes_its_own_ids_and_names() -> None:
     os.close(read)
     assert child_id != str(_new_id())
     assert child_name != run_name()
+
+
+def test_a_flow_module_imported_after_an_earlier_flow_run_still_travels_by_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Modules are looked at once per set of flow folders (a scan of sys.modules at every
+    flow run cost tens of milliseconds); one imported later is still looked at."""
+    from taskloom import _flow_modules
+
+    (tmp_path / "early_helpers.py").write_text("X = 1\n")
+    (tmp_path / "late_helpers.py").write_text("Y = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(_flow_modules, "project_folders", {tmp_path.resolve()})
+    import early_helpers  # noqa: F401
+
+    assert "early_helpers" in _flow_modules.ship_flow_modules()
+    assert _flow_modules.ship_flow_modules() == []  # nothing new: nothing looked at again
+    import late_helpers  # noqa: F401
+
+    assert _flow_modules.ship_flow_modules() == ["late_helpers"]
+    assert {b"early_helpers", b"late_helpers"} <= _flow_modules.BY_VALUE

@@ -21,6 +21,11 @@ BY_VALUE: set[bytes] = {b"__main__"}
 project_folders: set[Path] = set()
 
 
+#: Modules already looked at (by name, the module object itself), and the folders they were
+#: looked at for (under "folders").
+_seen: dict[str, Any] = {}
+
+
 def _flow_folders() -> set[Path]:
     folders = set(project_folders)
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -50,9 +55,19 @@ def ship_flow_modules() -> list[str]:
     folders = _flow_folders()
     if not folders:
         return []
+    key = frozenset(folders)
+    if _seen.get("folders") != key:  # other folders: every module is looked at again
+        _seen.clear()
+        _seen["folders"] = key
     marked = []
     for name, module in list(sys.modules.items()):
-        if getattr(module, "__taskloom_by_value__", False) or not _is_flow_module(name, module, folders):
+        # Resolving a module's path costs tens of microseconds, and a process with a cluster
+        # client has hundreds of modules: each is looked at once per set of folders, not at
+        # every flow run.
+        if _seen.get(name) is module or getattr(module, "__taskloom_by_value__", False):
+            continue
+        _seen[name] = module
+        if not _is_flow_module(name, module, folders):
             continue
         try:
             import cloudpickle
