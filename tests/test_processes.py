@@ -127,7 +127,7 @@ from taskloom import flow, task, get_run_logger
 @task
 def shout(word):
     get_run_logger().info("worker says %s", word)
-    print("printed by", word, flush=True)
+    print(f"printed by {word}", flush=True)  # one write: two workers share the flow's stdout
     return word.upper()
 
 @flow(task_runner="processes")
