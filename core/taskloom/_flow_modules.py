@@ -21,9 +21,9 @@ BY_VALUE: set[bytes] = {b"__main__"}
 project_folders: set[Path] = set()
 
 
-#: Modules already looked at (by name, the module object itself), and the folders they were
-#: looked at for (under "folders").
+#: Modules already looked at (name -> the module object), for the folders in `_seen_for`.
 _seen: dict[str, Any] = {}
+_seen_for: frozenset[Path] = frozenset()
 
 
 def _flow_folders() -> set[Path]:
@@ -55,10 +55,10 @@ def ship_flow_modules() -> list[str]:
     folders = _flow_folders()
     if not folders:
         return []
-    key = frozenset(folders)
-    if _seen.get("folders") != key:  # other folders: every module is looked at again
+    global _seen_for
+    if _seen_for != folders:  # other folders: every module is looked at again
         _seen.clear()
-        _seen["folders"] = key
+        _seen_for = frozenset(folders)
     marked = []
     for name, module in list(sys.modules.items()):
         # Resolving a module's path costs tens of microseconds, and a process with a cluster

@@ -157,13 +157,13 @@ class _NestedDriver(_FlowRunDriver):
 
     def _log_flow(self, message: str) -> None:
         flow_run = self.flow_run
-        record = run_record(FLOW_RUN_LOGGER, logging.INFO, message, None, None, flow_run.name, flow_run.id)
+        record = run_record(FLOW_RUN_LOGGER, logging.INFO, message, None, None, flow_run.name, self._flow_run_id)
         self._parent.forward(TaskRunEvent(0, record=record))
 
     def _log_task(self, task_run: TaskRun, level: int, message: str) -> None:
         if level >= self.log_level:
             flow_run = self.flow_run
-            record = run_record(TASK_RUN_LOGGER, level, message, task_run.name, task_run.id, flow_run.name, flow_run.id)
+            record = run_record(TASK_RUN_LOGGER, level, message, task_run.name, task_run.id, flow_run.name, self._flow_run_id)
             self._parent.forward(TaskRunEvent(0, record=record))
 
     def _pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:

@@ -51,6 +51,13 @@ class Flow(Generic[P, R]):
 
         self._init(fn, _options.given(_options.FlowOptions, "Flow", fn, options))
 
+    @classmethod
+    def _from(cls, fn: Callable[P, R], given: _options.FlowOptions) -> Flow[P, R]:
+        """A flow of ``fn`` with options already checked by name (`_options.given`)."""
+        made = object.__new__(cls)
+        made._init(fn, given)
+        return made
+
     def _init(self, fn: Callable[P, R], given: _options.FlowOptions) -> None:
         from . import _options
 
@@ -95,9 +102,7 @@ class Flow(Generic[P, R]):
         """A copy of this flow with some options changed (any option of `flow`)."""
         from . import _options
 
-        copy = object.__new__(type(self))
-        copy._init(self.fn, _options.given(_options.FlowOptions, "Flow.with_options", self.fn, changes, self.options))
-        return copy
+        return type(self)._from(self.fn, _options.given(_options.FlowOptions, "Flow.with_options", self.fn, changes, self.options))
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as the flow run's parameters; a mismatch is one clear error."""
@@ -217,8 +222,6 @@ def flow(__fn: Any = None, **options: Any) -> Any:
     def make(fn: Any) -> Flow[Any, Any]:
         from . import _options
 
-        made: Flow[Any, Any] = object.__new__(Flow)
-        made._init(fn, _options.given(_options.FlowOptions, "@flow", fn, options))
-        return made
+        return Flow._from(fn, _options.given(_options.FlowOptions, "@flow", fn, options))
 
     return make if __fn is None else make(__fn)

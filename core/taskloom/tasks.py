@@ -84,6 +84,13 @@ class Task(Generic[P, R]):
 
         self._init(fn, _options.given(_options.TaskOptions, "Task", fn, options))
 
+    @classmethod
+    def _from(cls, fn: Callable[P, R], given: _options.TaskOptions) -> Task[P, R]:
+        """A task of ``fn`` with options already checked by name (`_options.given`)."""
+        made = object.__new__(cls)
+        made._init(fn, given)
+        return made
+
     def _init(self, fn: Callable[P, R], given: _options.TaskOptions) -> None:
         from . import _options
 
@@ -197,9 +204,7 @@ class Task(Generic[P, R]):
         """A copy of this task with some options changed (any option of `task`)."""
         from . import _options
 
-        copy = object.__new__(type(self))
-        copy._init(self.fn, _options.given(_options.TaskOptions, "with_options", self.fn, changes, self.options))
-        return copy
+        return type(self)._from(self.fn, _options.given(_options.TaskOptions, "with_options", self.fn, changes, self.options))
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as parameters by name, defaults included."""
@@ -368,8 +373,6 @@ def task(__fn: Any = None, **options: Any) -> Any:
     def make(fn: Any) -> Task[Any, Any]:
         from . import _options
 
-        task: Task[Any, Any] = object.__new__(Task)
-        task._init(fn, _options.given(_options.TaskOptions, "@task", fn, options))
-        return task
+        return Task._from(fn, _options.given(_options.TaskOptions, "@task", fn, options))
 
     return make if __fn is None else make(__fn)
