@@ -32,6 +32,7 @@ from taskloom.runners import RemoteResults, TaskRunCall, TaskRunOutcome, loads, 
 from taskloom.states import Completed, Crashed, State
 
 from ._watch import HeadLostError, NodeLostError
+from ._worker import load_outcome
 
 if TYPE_CHECKING:
     from ._watch import ClusterWatch
@@ -99,7 +100,7 @@ def _fetcher(ref: Any, name: str) -> Any:
         import ray
 
         try:
-            return loads(ray.get(ref)).state.data
+            return load_outcome(ray.get(ref)).state.data
         except Exception as exc:
             raise RuntimeError(
                 f"The result of task run {name!r} stayed on the Ray cluster and cannot be "
