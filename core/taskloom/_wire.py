@@ -125,7 +125,9 @@ def _names_code(part: Any) -> bool:
     if type(part) is not bytes:
         return False  # a large bytearray, or a buffer an object handed over (a NumPy array's)
     if len(part) < _FRAME_SIZE_TARGET or part[:1] == b"\x95" or part[:3] == b"\x80\x05\x95":
-        return any(name in part for name in BY_VALUE)
+        for name in BY_VALUE:
+            if name in part:
+                return True
     return False
 
 
@@ -143,8 +145,9 @@ def dump_parts(obj: Any) -> list[Any]:
         return _cloud_dump(obj, parts)
     # Module names are looked for in the frames only: scanning a large blob costs as much as
     # copying it, and module names are never inside one.
-    if any(_names_code(part) for part in parts):
-        return _cloud_dump(obj, parts)
+    for part in parts:
+        if _names_code(part):
+            return _cloud_dump(obj, parts)
     return parts
 
 

@@ -28,7 +28,14 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from taskloom.runners import RemoteResults, TaskRunCall, TaskRunOutcome, loads, run_task_call
+from taskloom.runners import (
+    LEFT_ON_WORKER,
+    RemoteResults,
+    TaskRunCall,
+    TaskRunOutcome,
+    loads,
+    run_task_call,
+)
 from taskloom.states import Completed, Crashed, State
 
 from ._watch import HeadLostError, NodeLostError
@@ -210,7 +217,9 @@ class RayTaskFuture:
             raise TimeoutError(f"Task run {self._task_run.name!r} is still running on Ray.")
         data = self._data
         if not isinstance(data, BaseException):
-            outcome: TaskRunOutcome = self._remote.wrap(loads(data), _fetcher(self.ref, self._task_run.name))
+            outcome: TaskRunOutcome = loads(data)
+            if outcome.state.data is LEFT_ON_WORKER:
+                outcome = self._remote.wrap(outcome, _fetcher(self.ref, self._task_run.name))
             self._outcome = outcome
             self._data = None  # keep one copy of the result, not two
             return outcome
