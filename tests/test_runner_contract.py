@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ast
 import os
+import pickle
 import threading
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,21 @@ from typing import Any
 import pytest
 
 from taskloom import flow, get_flow_run, task
+from taskloom.context import FlowRun, TaskRun
 from taskloom.runners import (
     CallEncoder,
     TaskRunCall,
     TaskRunner,
+    TaskRunOutcome,
     decode_call,
     dumps,
     encode_outcome,
+    encode_outcome_parts,
     loads,
     run_task_call,
     upstream_handles,
 )
+from taskloom.states import Completed
 from taskloom.testing import RunnerConformance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +132,19 @@ def test_script_code_travels_by_value() -> None:
     assert uses_script() == 18
     assert b"__main__" in dumps(namespace["helper"])  # by value: a worker has no such module
     del encoder
+
+
+def test_large_values_are_pieces_of_their_own_and_buffers_travel() -> None:
+    # A value that hands pickle its buffer (a NumPy array does) is written as that buffer.
+    value = {"blob": b"x" * 200_000, "buffer": pickle.PickleBuffer(b"y" * 100_000), "n": 1}
+    assert loads(dumps(value)) == {**value, "buffer": b"y" * 100_000}
+    run_id, flow_run_id = uuid.uuid4(), uuid.uuid4()
+    task_run = TaskRun(run_id, "t-0", "t", "t", flow_run_id, "f")
+    call = TaskRunCall(task_run, FlowRun(flow_run_id, "f", "f"), task(len), {})
+    outcome = TaskRunOutcome(Completed(data=value["blob"]), ())
+    parts = encode_outcome_parts(call, outcome)
+    assert any(part is value["blob"] for part in parts), "not copied into a joined stream"
+    assert b"".join(parts) == encode_outcome(call, outcome)
 
 
 def test_the_flow_run_travels_with_the_call() -> None:

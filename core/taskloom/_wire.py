@@ -22,7 +22,6 @@ process depend on it (it comes with Dask and with the ``processes`` runner's plu
 from __future__ import annotations
 
 import copyreg
-import io
 import logging
 import pickle
 import socket
@@ -42,8 +41,10 @@ from .states import _NO_DATA, Failed, State, StateType
 __all__ = [
     "CallEncoder",
     "decode_call",
+    "dump_parts",
     "dumps",
     "encode_outcome",
+    "encode_outcome_parts",
     "loads",
     "lost_run_outcome",
 ]
@@ -91,7 +92,7 @@ class _Pickler(pickle.Pickler):
     dispatch_table = {**copyreg.dispatch_table, **_TABLE}
 
 
-def _cloud_dumps(obj: Any) -> bytes:
+def _cloud_dump(obj: Any, parts: list[Any]) -> list[Any]:
     from collections import ChainMap
 
     try:
@@ -101,11 +102,11 @@ def _cloud_dumps(obj: Any) -> bytes:
             f"{type(obj).__name__} holds code of a script or a lambda, which only cloudpickle "
             "can send to a worker: pip install cloudpickle"
         ) from None
-    buffer = io.BytesIO()
-    pickler = cloudpickle.Pickler(buffer, protocol=_PROTOCOL)
+    parts.clear()
+    pickler = cloudpickle.Pickler(parts, protocol=_PROTOCOL)
     pickler.dispatch_table = ChainMap(_TABLE, pickler.dispatch_table)
     pickler.dump(obj)
-    return buffer.getvalue()
+    return parts
 
 
 class _Parts(list):  # type: ignore[type-arg]
@@ -121,9 +122,33 @@ _FRAME_SIZE_TARGET = 64 * 1024
 
 def _names_code(part: Any) -> bool:
     """Whether ``part`` may name a module: a frame may; a large value written as it is, is data."""
+    if type(part) is not bytes:
+        return False  # a large bytearray, or a buffer an object handed over (a NumPy array's)
     if len(part) < _FRAME_SIZE_TARGET or part[:1] == b"\x95" or part[:3] == b"\x80\x05\x95":
-        return any(name in part for name in BY_VALUE)
+        for name in BY_VALUE:
+            if name in part:
+                return True
     return False
+
+
+def dump_parts(obj: Any) -> list[Any]:
+    """`dumps` before its pieces are joined: the stream's frames (bytes) and, between them,
+    each value of 64 KiB or more as the pickler met it (bytes, bytearray, an object's buffer).
+
+    Joined, they are `dumps`'s bytes; a runner that can send buffers side by side sends them
+    as they are, without the copy a join makes of every large value.
+    """
+    parts = _Parts()
+    try:
+        _Pickler(parts, _PROTOCOL).dump(obj)
+    except Exception:
+        return _cloud_dump(obj, parts)
+    # Module names are looked for in the frames only: scanning a large blob costs as much as
+    # copying it, and module names are never inside one.
+    for part in parts:
+        if _names_code(part):
+            return _cloud_dump(obj, parts)
+    return parts
 
 
 def dumps(obj: Any) -> bytes:
@@ -131,16 +156,7 @@ def dumps(obj: Any) -> bytes:
 
     Code of the flow's script travels by value; everything else by reference, as pickle does.
     """
-    parts = _Parts()
-    try:
-        _Pickler(parts, _PROTOCOL).dump(obj)
-    except Exception:
-        return _cloud_dumps(obj)
-    # Module names are looked for in the frames only: scanning a large blob costs as much as
-    # copying it, and module names are never inside one.
-    if any(_names_code(part) for part in parts):
-        return _cloud_dumps(obj)
-    return b"".join(parts)
+    return b"".join(dump_parts(obj))
 
 
 # -- naming what does not pickle --------------------------------------------------------------
@@ -343,8 +359,13 @@ def encode_outcome(call: TaskRunCall, outcome: TaskRunOutcome) -> bytes:
     A result that cannot be pickled ends the run Failed, in one sentence naming the task and
     the value's type; the worker carries on.
     """
+    return b"".join(encode_outcome_parts(call, outcome))
+
+
+def encode_outcome_parts(call: TaskRunCall, outcome: TaskRunOutcome) -> list[Any]:
+    """`encode_outcome` in pieces, as `dump_parts` gives them; never raises."""
     try:
-        return dumps(outcome)
+        return dump_parts(outcome)
     except Exception as exc:
         data = outcome.state.data
         culprit = _culprit(data) if data is not _NO_DATA else None
@@ -358,7 +379,7 @@ def encode_outcome(call: TaskRunCall, outcome: TaskRunOutcome) -> bytes:
         # The events up to the run's last state, which held the value, then the Failed one.
         last = max((i for i, e in enumerate(outcome.events) if e.new is not None), default=len(outcome.events))
         lost = lost_run_outcome(call, failed)
-        return dumps(TaskRunOutcome(failed, (*outcome.events[:last], *lost.events)))
+        return dump_parts(TaskRunOutcome(failed, (*outcome.events[:last], *lost.events)))
 
 
 def lost_run_outcome(call: TaskRunCall, state: State, line: str | None = None) -> TaskRunOutcome:

@@ -5,8 +5,8 @@ ships the call to where it runs, calls `run_task_call` there, and hands back a h
 like `concurrent.futures.Future` (a `NativeFuture`) whose result is the run's
 `TaskRunOutcome`. What a task run means (states, retries, logs, hooks, caching) is the
 engine's, the same on every runner. A runner that leaves the process sends calls and
-outcomes with the wire helpers here (`CallEncoder`, `decode_call`, `encode_outcome`,
-`dumps`, `loads`), which every built-in runner shares.
+outcomes with the wire helpers here (`CallEncoder`, `decode_call`, `encode_outcome` or
+`encode_outcome_parts`, `dumps`, `loads`), which every built-in runner shares.
 
 This module is all a runner plugin imports from the core, besides `taskloom.states` and
 `taskloom.context` for the values it reads. Runner classes from plugins are importable from
@@ -34,6 +34,7 @@ from ._wire import (
     decode_call,
     dumps,
     encode_outcome,
+    encode_outcome_parts,
     loads,
     lost_run_outcome,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "decode_call",
     "dumps",
     "encode_outcome",
+    "encode_outcome_parts",
     "loads",
     "lost_run_outcome",
     "outcome_without_data",

@@ -73,6 +73,27 @@ def test_a_returned_future_brings_its_result_to_the_caller(head_runner: Any) -> 
     assert state.result() == b"x" * (2 * MIB)
 
 
+@task
+def mixed() -> dict[str, Any]:
+    return {"bytes": b"b" * MIB, "text": "é" * MIB, "array": bytearray(b"a" * MIB), "many": ["x" * 100] * 20_000}
+
+
+@task
+def same(value: dict[str, Any]) -> dict[str, Any]:
+    return value
+
+
+def test_a_large_result_of_several_values_travels_whole(head_runner: Any) -> None:
+    @flow(task_runner=head_runner)
+    def passes_on() -> tuple[Any, Any]:
+        first = mixed.submit()
+        return first.result(), same.submit(first).result()
+
+    made, passed = passes_on()
+    assert made == passed == mixed.fn()
+    assert type(passed["array"]) is bytearray
+
+
 def test_small_results_come_back_with_their_state(head_runner: Any) -> None:
     seen: dict[str, Any] = {}
 

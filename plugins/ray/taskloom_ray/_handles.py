@@ -28,10 +28,18 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from taskloom.runners import RemoteResults, TaskRunCall, TaskRunOutcome, loads, run_task_call
+from taskloom.runners import (
+    LEFT_ON_WORKER,
+    RemoteResults,
+    TaskRunCall,
+    TaskRunOutcome,
+    loads,
+    run_task_call,
+)
 from taskloom.states import Completed, Crashed, State
 
 from ._watch import HeadLostError, NodeLostError
+from ._worker import load_outcome
 
 if TYPE_CHECKING:
     from ._watch import ClusterWatch
@@ -99,7 +107,7 @@ def _fetcher(ref: Any, name: str) -> Any:
         import ray
 
         try:
-            return loads(ray.get(ref)).state.data
+            return load_outcome(ray.get(ref)).state.data
         except Exception as exc:
             raise RuntimeError(
                 f"The result of task run {name!r} stayed on the Ray cluster and cannot be "
@@ -209,7 +217,9 @@ class RayTaskFuture:
             raise TimeoutError(f"Task run {self._task_run.name!r} is still running on Ray.")
         data = self._data
         if not isinstance(data, BaseException):
-            outcome: TaskRunOutcome = self._remote.wrap(loads(data), _fetcher(self.ref, self._task_run.name))
+            outcome: TaskRunOutcome = loads(data)
+            if outcome.state.data is LEFT_ON_WORKER:
+                outcome = self._remote.wrap(outcome, _fetcher(self.ref, self._task_run.name))
             self._outcome = outcome
             self._data = None  # keep one copy of the result, not two
             return outcome

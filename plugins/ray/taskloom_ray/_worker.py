@@ -21,14 +21,14 @@ from typing import Any
 from taskloom.runners import (
     decode_call,
     dumps,
-    encode_outcome,
+    encode_outcome_parts,
     loads,
     outcome_without_data,
     run_task_call,
 )
 from taskloom.states import State
 
-__all__ = ["NODE_NOTES", "NOTES_NAMESPACE", "run_call", "run_call_alone"]
+__all__ = ["NODE_NOTES", "NOTES_NAMESPACE", "load_outcome", "run_call", "run_call_alone"]
 
 
 #: Up to this size an outcome goes to the flow's process whole: Ray itself hands objects of
@@ -83,9 +83,9 @@ def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes
     call = decode_call(data)
     key = _note_node() if note_node else None
     try:
-        # An upstream outcome is a buffer in the object store (bytes when inlined), or the
-        # state of a run of another runner.
-        outcome = run_task_call(call, *[u if isinstance(u, State) else loads(u) for u in upstream])
+        # An upstream outcome is bytes (inlined), pieces in the object store (`_for_store`),
+        # or the state of a run of another runner.
+        outcome = run_task_call(call, *[u if isinstance(u, State) else load_outcome(u) for u in upstream])
     finally:
         if key is not None:
             _forget_node(key)
@@ -94,13 +94,97 @@ def _run(data: bytes, upstream: tuple[Any, ...], note_node: bool) -> tuple[bytes
         # the task's own (Crashed): Ray reports the cancellation instead, and the flow's
         # process marks the run Cancelled, as after any interrupt of the flow run.
         raise KeyboardInterrupt
-    whole = encode_outcome(call, outcome)
-    if len(whole) <= INLINE_BYTES:
+    parts = encode_outcome_parts(call, outcome)
+    if sum(map(_size, parts)) <= INLINE_BYTES:
+        whole = b"".join(parts)
         return whole, whole
-    # A PickleBuffer, not the bytes: Ray copies it into its object store as it is and hands
-    # it to a downstream run as a view of the store, where it is loaded once. Returned as
-    # bytes, Ray would pickle it once more here and unpickle it into a copy there.
-    return dumps(outcome_without_data(outcome)), pickle.PickleBuffer(whole)
+    return dumps(outcome_without_data(outcome)), _for_store(parts)
+
+
+def _size(part: Any) -> int:
+    return len(part) if type(part) is bytes else memoryview(part).nbytes
+
+
+def _for_store(parts: list[Any]) -> tuple[Any, ...]:
+    """The pickled outcome's pieces as Ray should store them: each large value as a
+    PickleBuffer over the result's own memory, the small pieces between them joined.
+
+    Ray copies a PickleBuffer into its object store as it is, and hands it to a downstream
+    run as a view of the store, where `load_outcome` reads it once. Joined into one bytes
+    first, every large value would be copied once more on the worker; returned as bytes,
+    Ray would pickle it again here and unpickle it into a copy there.
+    """
+    pieces: list[Any] = []
+    small: list[Any] = []
+    for part in (*parts, None):
+        if part is not None and _size(part) < INLINE_BYTES:
+            small.append(part)
+            continue
+        if small:
+            joined = b"".join(small)
+            pieces.append(pickle.PickleBuffer(joined) if len(joined) >= INLINE_BYTES else joined)
+            small = []
+        if part is not None:
+            pieces.append(pickle.PickleBuffer(part))
+    return tuple(pieces)
+
+
+class _Pieces:
+    """The pieces `_for_store` made, read in order as one stream by pickle's Unpickler.
+
+    The Unpickler reads each large value with ``readinto``, straight from the object store
+    into the value it builds: one copy, as loading the joined bytes would make.
+    """
+
+    __slots__ = ("_at", "_index", "_pieces")
+
+    def __init__(self, pieces: tuple[Any, ...]) -> None:
+        self._pieces = [memoryview(p).cast("B") for p in pieces]
+        self._index = 0
+        self._at = 0
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        filled, wanted = 0, len(out)
+        pieces = self._pieces
+        while filled < wanted and self._index < len(pieces):
+            piece = pieces[self._index]
+            take = min(wanted - filled, len(piece) - self._at)
+            out[filled : filled + take] = piece[self._at : self._at + take]
+            filled += take
+            self._at += take
+            if self._at == len(piece):
+                self._index, self._at = self._index + 1, 0
+        return filled
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = sum(map(len, self._pieces[self._index :])) - self._at
+        if self._index < len(self._pieces) and self._at + size <= len(self._pieces[self._index]):
+            piece = self._pieces[self._index]
+            chunk = bytes(piece[self._at : self._at + size])
+            self._at += size
+            if self._at == len(piece):
+                self._index, self._at = self._index + 1, 0
+            return chunk
+        out = bytearray(size)
+        return bytes(out[: self.readinto(out)])
+
+    def readline(self) -> bytes:
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            byte = self.read(1)
+            if not byte:
+                break
+            line += byte
+        return bytes(line)
+
+
+def load_outcome(data: Any) -> Any:
+    """The outcome Ray handed over: pickled bytes (or a view of them), or `_for_store` pieces."""
+    if type(data) is tuple:
+        return pickle.Unpickler(_Pieces(data)).load()
+    return loads(data)
 
 
 def run_call(data: bytes, *upstream: Any, note_node: bool = False) -> tuple[bytes, Any]:
