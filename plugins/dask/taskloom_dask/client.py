@@ -38,7 +38,7 @@ def get_dask_client(timeout: float | str | None = None) -> Iterator[Any]:
             ) from None
         yield client
         return
-    from distributed.worker import thread_state
+    from dask.context import thread_state
 
     if not hasattr(thread_state, "key"):
         # A task with timeout_seconds runs on the engine's helper thread (so that its run
