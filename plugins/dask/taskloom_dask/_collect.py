@@ -3,7 +3,9 @@
 Dask tells the client when a task is done; its handle is queued here, and the collector
 fetches the outcomes of everything queued meanwhile with one ``gather``. While more runs are
 in flight it waits `LINGER_SECONDS` first, so a fan-out of thousands of runs costs a few dozen
-round trips, not one per run; a lone run is fetched at once.
+round trips, not one per run; a lone run is fetched at once. A run whose result is large has
+already sent its state without the data (see `_worker`): it settles from that, with no round
+trip, and its result stays on its worker.
 """
 
 from __future__ import annotations
@@ -13,19 +15,17 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from taskloom.runners import lost_run_outcome, outcome_without_data
+from taskloom.runners import TaskRunOutcome, lost_run_outcome, outcome_without_data
 from taskloom.states import Failed
 
 from ._handles import GONE, RunHandle, is_scheduler_lost, scheduler_lost
+from ._worker import INLINE_BYTES, KeptOutcome
 
 if TYPE_CHECKING:
     from ._session import Session
 
 _STOP = object()
 MAX_BATCH = 2000
-#: Up to this size (Dask's measure of the outcome) an outcome comes back whole; above it the
-#: result stays on its worker. A second Dask task per run costs more than fetching this much.
-INLINE_BYTES = 1 << 20
 LINGER_SECONDS = 0.02
 
 
@@ -86,6 +86,7 @@ class Collector:
         finished = [h for h in batch if h.dask_future.status == "finished"]
         others = [h for h in batch if h.dask_future.status != "finished"]
         small, large = self._by_size(finished)
+        large = [h for h in large if not self._settle_light(h)]
         for part, gather in ((small, self._gather_whole), (large, self._gather_states)):
             if part:
                 try:
@@ -96,16 +97,32 @@ class Collector:
             self._settle_one(handle)
 
     def _by_size(self, finished: list[RunHandle]) -> tuple[list[RunHandle], list[RunHandle]]:
-        """The runs whose outcome comes back whole, and those whose result stays on its worker."""
-        if not finished:
-            return [], []
+        """The runs whose outcome comes back whole, and those whose result stays on its worker.
+
+        The worker measured each outcome and said which with its type (Dask sends the type
+        with the task's completion); the scheduler is asked for the sizes of the others.
+        """
+        small = [h for h in finished if h.dask_future.type is TaskRunOutcome]
+        large = [h for h in finished if h.dask_future.type is KeptOutcome]
+        unknown = [h for h in finished if h.dask_future.type not in (TaskRunOutcome, KeptOutcome)]
+        if not unknown:
+            return small, large
         try:
-            sizes = self._session.client.nbytes([h.dask_future.key for h in finished], summary=False)
+            sizes = self._session.client.nbytes([h.dask_future.key for h in unknown], summary=False)
         except Exception:
-            return finished, []
-        small = [h for h in finished if sizes.get(h.dask_future.key, 0) <= INLINE_BYTES]
-        large = [h for h in finished if sizes.get(h.dask_future.key, 0) > INLINE_BYTES]
+            return small + unknown, large
+        small += [h for h in unknown if sizes.get(h.dask_future.key, 0) <= INLINE_BYTES]
+        large += [h for h in unknown if sizes.get(h.dask_future.key, 0) > INLINE_BYTES]
         return small, large
+
+    def _settle_light(self, handle: RunHandle) -> bool:
+        """Settle a run from the light state its worker published; False if it did not."""
+        outcome = self._session.take_light(handle.dask_future.key)
+        if outcome is None:
+            return False
+        remote = self._session.remote_results.wrap(outcome, _fetcher(handle))
+        self._session.finish(handle, outcome=remote)
+        return True
 
     def _gather_whole(self, handles: list[RunHandle]) -> None:
         outcomes = self._session.client.gather([h.dask_future for h in handles])
@@ -113,7 +130,10 @@ class Collector:
             self._session.finish(handle, outcome=outcome)
 
     def _gather_states(self, handles: list[RunHandle]) -> None:
-        """Bring only the states: a small Dask task next to each result strips its data."""
+        """Bring only the states: a small Dask task next to each result strips its data.
+
+        For the large results whose light state did not come (not published, or lost).
+        """
         client = self._session.client
         states = client.map(
             outcome_without_data,
