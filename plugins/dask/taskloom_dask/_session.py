@@ -230,18 +230,22 @@ class Session:
 
     def close(self, cancel: bool) -> None:
         """Stop sending and collecting, cancel what still runs if asked, close the client."""
-        if not cancel:
-            self.remote_results.fetch_referenced()
         unsent = self._sender.stop()
-        with self._lock:
-            pending = list(self._pending)
         if cancel:
-            futures = [h.dask_future for h in pending if h.dask_future is not None]
+            with self._lock:
+                futures = [h.dask_future for h in self._pending if h.dask_future is not None]
             try:
                 self.client.cancel(futures)
             except Exception:  # closing anyway
                 pass
-        self._collector.stop()
+            self._collector.stop()
+        else:
+            # Stopped first: until its last batch is done, the collector holds that batch's
+            # handles, and with them results nothing else refers to, which would be fetched.
+            self._collector.stop()
+            self.remote_results.fetch_referenced()
+        with self._lock:
+            pending = list(self._pending)
         interrupted = CancelledError("The flow run ended before this Dask task finished.")
         for handle in [*unsent, *pending]:  # the core marks them Cancelled
             self.finish(handle, exception=interrupted)
