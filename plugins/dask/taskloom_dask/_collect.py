@@ -2,10 +2,11 @@
 
 Dask tells the client when a task is done; its handle is queued here, and the collector
 fetches the outcomes of everything queued meanwhile with one ``gather``. While more runs are
-in flight it waits `LINGER_SECONDS` first, so a fan-out of thousands of runs costs a few dozen
-round trips, not one per run; a lone run is fetched at once. A run whose result is large has
-already sent its state without the data (see `_worker`): it settles from that, with no round
-trip, and its result stays on its worker.
+in flight it waits up to `LINGER_SECONDS` first (until every run in flight has come, at most),
+so a fan-out of thousands of runs costs one round trip per batch, not one per run; a lone run
+is fetched at once. A run whose result is large has already sent its state without the data
+(see `_worker`): it settles from that at once, with no round trip, and its result stays on its
+worker.
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ class Collector:
                 return
             batch = [item]
             stop = self._drain(batch)
-            if not stop and self._session.in_flight() > len(batch):
-                time.sleep(LINGER_SECONDS)  # more runs are on their way: take them in one go
-                stop = self._drain(batch)
+            # Those need no round trip, so they wait for none.
+            batch = [h for h in batch if not self._settled_kept(h)]
+            if batch and not stop:
+                stop = self._linger(batch)
             try:
-                self._settle_batch(batch)
+                if batch:
+                    self._settle_batch(batch)
             except Exception as exc:  # never leave a run unsettled
                 for handle in batch:
                     self._session.finish(handle, exception=exc)
@@ -69,6 +72,30 @@ class Collector:
             del batch, item
             if stop:
                 return
+
+    def _linger(self, batch: list[Any]) -> bool:
+        """While more runs are on their way, take them in the same round trip.
+
+        Up to `LINGER_SECONDS`, and no longer than it takes for every run in flight to be in
+        ``batch``: the last runs of a flow do not wait for runs that will not come. Returns
+        whether the stop mark came.
+        """
+        deadline = time.monotonic() + LINGER_SECONDS
+        while len(batch) < MAX_BATCH and self._session.in_flight() > len(batch):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                more = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return False
+            if more is _STOP:
+                return True
+            if not self._settled_kept(more):
+                batch.append(more)
+            if self._drain(batch):
+                return True
+        return False
 
     def _drain(self, batch: list[Any]) -> bool:
         """Move what is queued into ``batch``; return whether the stop mark came."""
@@ -114,6 +141,14 @@ class Collector:
         small += [h for h in unknown if sizes.get(h.dask_future.key, 0) <= INLINE_BYTES]
         large += [h for h in unknown if sizes.get(h.dask_future.key, 0) > INLINE_BYTES]
         return small, large
+
+    def _settled_kept(self, handle: RunHandle) -> bool:
+        """Settle at once a run whose result stays on its worker and whose state came."""
+        try:
+            future = handle.dask_future
+            return future.status == "finished" and future.type is KeptOutcome and self._settle_light(handle)
+        except Exception:  # settled with its batch then, or alone
+            return False
 
     def _settle_light(self, handle: RunHandle) -> bool:
         """Settle a run from the light state its worker published; False if it did not."""
