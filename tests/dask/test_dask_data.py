@@ -87,9 +87,9 @@ def _large_results_settled(runner: DaskTaskRunner, local_cluster: Any, drop_stat
         ]
         return sizes
 
-    with distributed.Client(local_cluster.scheduler_address, set_as_default=False) as observer:
-        with distributed.get_task_stream(client=observer) as stream:
-            assert two_blobs() == [2 * MIB] * 2
+    observer = distributed.Client(local_cluster.scheduler_address, set_as_default=False)
+    with observer, distributed.get_task_stream(client=observer) as stream:
+        assert two_blobs() == [2 * MIB] * 2
     assert seen["left on the workers"] == [True, True]
     return {str(row["key"]) for row in stream.data}
 

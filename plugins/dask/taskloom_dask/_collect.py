@@ -58,7 +58,7 @@ class Collector:
                 return
             batch = [item]
             stop = self._drain(batch)
-            # Those need no round trip, so they wait for none.
+            # A run whose state came ahead needs no round trip: it waits for no other run.
             batch = [h for h in batch if not self._settled_kept(h)]
             if batch and not stop:
                 stop = self._linger(batch)
@@ -146,7 +146,8 @@ class Collector:
         """Settle at once a run whose result stays on its worker and whose state came."""
         try:
             future = handle.dask_future
-            return future.status == "finished" and future.type is KeptOutcome and self._settle_light(handle)
+            kept = future.status == "finished" and future.type is KeptOutcome
+            return kept and self._settle_light(handle)
         except Exception:  # settled with its batch then, or alone
             return False
 

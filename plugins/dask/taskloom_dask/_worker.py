@@ -36,8 +36,8 @@ from taskloom.runners import (
 TOPIC = "taskloom-events"
 #: How long a run's events may wait on the worker before they are published.
 FLUSH_SECONDS = 0.2
-#: Up to this size (Dask's measure of the outcome) an outcome comes back whole; above it the
-#: result stays on its worker. Fetching this much costs less than a message of its own.
+#: Up to this size (Dask's measure of the outcome) an outcome comes back whole, result and all,
+#: in the collector's batched gather; above it the result stays on its worker.
 INLINE_BYTES = 1 << 20
 
 
