@@ -65,6 +65,50 @@ def test_a_large_result_stays_on_its_worker_until_asked_for(runner: DaskTaskRunn
     assert kept.result() is kept.result(), "fetched once, then kept"
 
 
+def _large_results_settled(runner: DaskTaskRunner, local_cluster: Any, drop_states: bool) -> set[str]:
+    """Run two blobs through a flow; return the Dask keys the cluster computed meanwhile."""
+    seen: dict[str, Any] = {}
+
+    @flow(task_runner=runner)
+    def two_blobs() -> list[int]:
+        if drop_states:  # as if the worker's message with the state were lost on the way
+            from taskloom_dask import get_dask_client
+            from taskloom_dask._worker import TOPIC
+
+            with get_dask_client() as client:
+                client.unsubscribe_topic(TOPIC)
+        blobs = blob.map([2, 2])
+        sizes = [s.result() for s in size.map(blobs)]
+        for b in blobs:
+            b.wait()
+        seen["left on the workers"] = [
+            b.state.is_completed() and isinstance(b.state.data, RemoteResult) and not b.state.data.fetched
+            for b in blobs
+        ]
+        return sizes
+
+    observer = distributed.Client(local_cluster.scheduler_address, set_as_default=False)
+    with observer, distributed.get_task_stream(client=observer) as stream:
+        assert two_blobs() == [2 * MIB] * 2
+    assert seen["left on the workers"] == [True, True]
+    return {str(row["key"]) for row in stream.data}
+
+
+def test_a_large_result_settles_from_the_state_its_worker_sent(
+    runner: DaskTaskRunner, local_cluster: Any
+) -> None:
+    keys = _large_results_settled(runner, local_cluster, drop_states=False)
+    assert len(keys) == 4
+    assert not [k for k in keys if k.endswith("-state")], "no second Dask task per large result"
+
+
+def test_a_large_result_whose_state_did_not_come_still_stays_on_its_worker(
+    runner: DaskTaskRunner, local_cluster: Any
+) -> None:
+    keys = _large_results_settled(runner, local_cluster, drop_states=True)
+    assert len([k for k in keys if k.endswith("-state")]) == 2, "the data stripped on the worker"
+
+
 def test_a_returned_future_brings_its_result_to_the_caller(runner: Any) -> None:
     @flow(task_runner=runner)
     def returns_a_blob() -> Any:

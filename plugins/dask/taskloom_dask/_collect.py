@@ -2,8 +2,11 @@
 
 Dask tells the client when a task is done; its handle is queued here, and the collector
 fetches the outcomes of everything queued meanwhile with one ``gather``. While more runs are
-in flight it waits `LINGER_SECONDS` first, so a fan-out of thousands of runs costs a few dozen
-round trips, not one per run; a lone run is fetched at once.
+in flight it waits up to `LINGER_SECONDS` first (until every run in flight has come, at most),
+so a fan-out of thousands of runs costs one round trip per batch, not one per run; a lone run
+is fetched at once. A run whose result is large has already sent its state without the data
+(see `_worker`): it settles from that at once, with no round trip, and its result stays on its
+worker.
 """
 
 from __future__ import annotations
@@ -13,19 +16,17 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from taskloom.runners import lost_run_outcome, outcome_without_data
+from taskloom.runners import TaskRunOutcome, lost_run_outcome, outcome_without_data
 from taskloom.states import Failed
 
 from ._handles import GONE, RunHandle, is_scheduler_lost, scheduler_lost
+from ._worker import INLINE_BYTES, KeptOutcome
 
 if TYPE_CHECKING:
     from ._session import Session
 
 _STOP = object()
 MAX_BATCH = 2000
-#: Up to this size (Dask's measure of the outcome) an outcome comes back whole; above it the
-#: result stays on its worker. A second Dask task per run costs more than fetching this much.
-INLINE_BYTES = 1 << 20
 LINGER_SECONDS = 0.02
 
 
@@ -57,11 +58,13 @@ class Collector:
                 return
             batch = [item]
             stop = self._drain(batch)
-            if not stop and self._session.in_flight() > len(batch):
-                time.sleep(LINGER_SECONDS)  # more runs are on their way: take them in one go
-                stop = self._drain(batch)
+            # A run whose state came ahead needs no round trip: it waits for no other run.
+            batch = [h for h in batch if not self._settled_kept(h)]
+            if batch and not stop:
+                stop = self._linger(batch)
             try:
-                self._settle_batch(batch)
+                if batch:
+                    self._settle_batch(batch)
             except Exception as exc:  # never leave a run unsettled
                 for handle in batch:
                     self._session.finish(handle, exception=exc)
@@ -69,6 +72,30 @@ class Collector:
             del batch, item
             if stop:
                 return
+
+    def _linger(self, batch: list[Any]) -> bool:
+        """While more runs are on their way, take them in the same round trip.
+
+        Up to `LINGER_SECONDS`, and no longer than it takes for every run in flight to be in
+        ``batch``: the last runs of a flow do not wait for runs that will not come. Returns
+        whether the stop mark came.
+        """
+        deadline = time.monotonic() + LINGER_SECONDS
+        while len(batch) < MAX_BATCH and self._session.in_flight() > len(batch):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                more = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return False
+            if more is _STOP:
+                return True
+            if not self._settled_kept(more):
+                batch.append(more)
+            if self._drain(batch):
+                return True
+        return False
 
     def _drain(self, batch: list[Any]) -> bool:
         """Move what is queued into ``batch``; return whether the stop mark came."""
@@ -86,6 +113,7 @@ class Collector:
         finished = [h for h in batch if h.dask_future.status == "finished"]
         others = [h for h in batch if h.dask_future.status != "finished"]
         small, large = self._by_size(finished)
+        large = [h for h in large if not self._settle_light(h)]
         for part, gather in ((small, self._gather_whole), (large, self._gather_states)):
             if part:
                 try:
@@ -96,16 +124,41 @@ class Collector:
             self._settle_one(handle)
 
     def _by_size(self, finished: list[RunHandle]) -> tuple[list[RunHandle], list[RunHandle]]:
-        """The runs whose outcome comes back whole, and those whose result stays on its worker."""
-        if not finished:
-            return [], []
+        """The runs whose outcome comes back whole, and those whose result stays on its worker.
+
+        The worker measured each outcome and said which with its type (Dask sends the type
+        with the task's completion); the scheduler is asked for the sizes of the others.
+        """
+        small = [h for h in finished if h.dask_future.type is TaskRunOutcome]
+        large = [h for h in finished if h.dask_future.type is KeptOutcome]
+        unknown = [h for h in finished if h.dask_future.type not in (TaskRunOutcome, KeptOutcome)]
+        if not unknown:
+            return small, large
         try:
-            sizes = self._session.client.nbytes([h.dask_future.key for h in finished], summary=False)
+            sizes = self._session.client.nbytes([h.dask_future.key for h in unknown], summary=False)
         except Exception:
-            return finished, []
-        small = [h for h in finished if sizes.get(h.dask_future.key, 0) <= INLINE_BYTES]
-        large = [h for h in finished if sizes.get(h.dask_future.key, 0) > INLINE_BYTES]
+            return small + unknown, large
+        small += [h for h in unknown if sizes.get(h.dask_future.key, 0) <= INLINE_BYTES]
+        large += [h for h in unknown if sizes.get(h.dask_future.key, 0) > INLINE_BYTES]
         return small, large
+
+    def _settled_kept(self, handle: RunHandle) -> bool:
+        """Settle at once a run whose result stays on its worker and whose state came."""
+        try:
+            future = handle.dask_future
+            kept = future.status == "finished" and future.type is KeptOutcome
+            return kept and self._settle_light(handle)
+        except Exception:  # settled with its batch then, or alone
+            return False
+
+    def _settle_light(self, handle: RunHandle) -> bool:
+        """Settle a run from the light state its worker published; False if it did not."""
+        outcome = self._session.take_light(handle.dask_future.key)
+        if outcome is None:
+            return False
+        remote = self._session.remote_results.wrap(outcome, _fetcher(handle))
+        self._session.finish(handle, outcome=remote)
+        return True
 
     def _gather_whole(self, handles: list[RunHandle]) -> None:
         outcomes = self._session.client.gather([h.dask_future for h in handles])
@@ -113,7 +166,10 @@ class Collector:
             self._session.finish(handle, outcome=outcome)
 
     def _gather_states(self, handles: list[RunHandle]) -> None:
-        """Bring only the states: a small Dask task next to each result strips its data."""
+        """Bring only the states: a small Dask task next to each result strips its data.
+
+        For the large results whose light state did not come (not published, or lost).
+        """
         client = self._session.client
         states = client.map(
             outcome_without_data,

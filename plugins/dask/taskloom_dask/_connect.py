@@ -158,7 +158,8 @@ def connect(address: str, client_kwargs: dict[str, Any]) -> Any:
             f"({type(exc).__name__}: {exc}); check that it runs and is reachable from here, "
             "or leave address unset to start a temporary local cluster."
         ) from exc
-    _log_dashboard(_dashboard_link(client), local=False)
+    if logger.isEnabledFor(logging.INFO):  # the link is checked only to be shown
+        _log_dashboard(_dashboard_link(client), local=False)
     return client
 
 

@@ -97,17 +97,21 @@ class Sender:
             return
         width = len(group[0].inputs)
         columns = [[_dask_input(h.inputs[j]) for h in group] for j in range(width)]
+        keys = [session.key(h) for h in group]
+        session.expect(keys)
         try:
             futures = session.client.map(
                 run_on_worker,
                 [h.blob for h in group],
                 [session.token] * len(group),
                 *columns,
-                key=[session.key(h) for h in group],
+                key=keys,
                 pure=False,
                 **group[0].options,
             )
         except Exception as exc:  # the client is gone, or Dask refused the options
+            for key in keys:
+                session.forget(key)
             for handle in group:
                 handle.sendable = False
                 session.finish(handle, exception=exc)

@@ -51,6 +51,8 @@ class Session:
         self._lock = threading.Lock()
         self._pending: set[RunHandle] = set()
         self._emitters: dict[str, Callable[[TaskRunEvent], None]] = {}
+        #: Dask keys sent and not settled -> the light final state their worker published.
+        self._light: dict[str, bytes | None] = {}
         self._unwatched: list[RunHandle] = []
         self._collector = Collector(self)
         self._sender = Sender(self)
@@ -86,6 +88,8 @@ class Session:
                 if call.emit is not None:
                     self._emitters[str(call.task_run.id)] = call.emit
         handle.blob, handle.inputs, handle.options = blob, inputs, options
+        if handle.dask_future is not None:  # sent again: its first key is done with
+            self.forget(handle.dask_future.key)
         handle.dask_future = None
         return handle
 
@@ -155,10 +159,39 @@ class Session:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    def expect(self, keys: list[str]) -> None:
+        """Watch for the light final states of these Dask keys (before they are sent)."""
+        with self._lock:
+            for key in keys:
+                self._light[key] = None
+
+    def take_light(self, key: str) -> TaskRunOutcome | None:
+        """The final state without its data that the run's worker published, if it did."""
+        with self._lock:
+            payload = self._light.pop(key, None)
+        if payload is None:
+            return None
+        try:
+            return pickle.loads(payload)  # type: ignore[no-any-return]
+        except Exception:
+            return None
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._light.pop(key, None)
+
     def _on_events(self, event: tuple[float, Any]) -> None:
-        """Live events from workers (on the client's event loop): route them to their runs."""
+        """Events from workers (on the client's event loop): a large result's light final
+        state is kept for the collector, live events are routed to their runs."""
         msg = event[1]
         if not isinstance(msg, dict) or msg.get("to") != self.token:
+            return
+        if "final" in msg:
+            with self._lock:
+                # Only for a key still waited for: a result computed again after its run
+                # settled (its worker died) must not leave its state here.
+                if msg.get("key") in self._light:
+                    self._light[msg["key"]] = msg["final"]
             return
         try:
             batch = pickle.loads(msg["events"])  # from this flow's own workers
@@ -181,6 +214,8 @@ class Session:
             self._pending.discard(handle)
             if call is not None:
                 self._emitters.pop(str(call.task_run.id), None)
+        if handle.dask_future is not None:
+            self.forget(handle.dask_future.key)
         handle.call = None
         handle.blob = None
         handle.inputs = []  # let go of the inputs' Dask futures (their data on the workers)
@@ -195,18 +230,22 @@ class Session:
 
     def close(self, cancel: bool) -> None:
         """Stop sending and collecting, cancel what still runs if asked, close the client."""
-        if not cancel:
-            self.remote_results.fetch_referenced()
         unsent = self._sender.stop()
-        with self._lock:
-            pending = list(self._pending)
         if cancel:
-            futures = [h.dask_future for h in pending if h.dask_future is not None]
+            with self._lock:
+                futures = [h.dask_future for h in self._pending if h.dask_future is not None]
             try:
                 self.client.cancel(futures)
             except Exception:  # closing anyway
                 pass
-        self._collector.stop()
+            self._collector.stop()
+        else:
+            # Stopped first: until its last batch is done, the collector holds that batch's
+            # handles, and with them results nothing else refers to, which would be fetched.
+            self._collector.stop()
+            self.remote_results.fetch_referenced()
+        with self._lock:
+            pending = list(self._pending)
         interrupted = CancelledError("The flow run ended before this Dask task finished.")
         for handle in [*unsent, *pending]:  # the core marks them Cancelled
             self.finish(handle, exception=interrupted)

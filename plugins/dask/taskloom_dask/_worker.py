@@ -6,6 +6,12 @@ that the flow's console shows a long task's log lines as they happen. They go ou
 message per worker every `FLUSH_SECONDS`, and a run that ends before the next flush sends
 nothing on the side: short tasks cost no extra message, and the driver drops the repeats by
 sequence number either way.
+
+A run whose result is large (over `INLINE_BYTES`, by Dask's own measure) returns a
+`KeptOutcome`, and publishes its final state without the result on the same topic just before
+its Dask task returns: Dask tells the flow's process the result's type with the task's
+completion, and the flow's process settles the run from the published state, while the result
+stays in the worker's memory.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from taskloom.runners import (
     decode_call,
     encode_outcome,
     loads,
+    outcome_without_data,
     run_task_call,
 )
 
@@ -29,6 +36,9 @@ from taskloom.runners import (
 TOPIC = "taskloom-events"
 #: How long a run's events may wait on the worker before they are published.
 FLUSH_SECONDS = 0.2
+#: Up to this size (Dask's measure of the outcome) an outcome comes back whole, result and all,
+#: in the collector's batched gather; above it the result stays on its worker.
+INLINE_BYTES = 1 << 20
 
 
 class _Outbox:
@@ -87,6 +97,12 @@ class _Outbox:
 _outbox = _Outbox()
 
 
+class KeptOutcome(TaskRunOutcome):
+    """An outcome too large to come back whole: it stays on its worker, its state comes back."""
+
+    __slots__ = ()
+
+
 def _register_sizeof() -> None:
     """Tell Dask an outcome's size is its result's: walking its events costs more than the task.
 
@@ -121,7 +137,27 @@ def run_on_worker(blob: bytes, token: str, *upstream: Any) -> TaskRunOutcome:
         outcome = run_task_call(call, *upstream, emit=emit, keep_events=True)
     finally:
         _outbox.discard(run_id)
-    return _sendable(call, outcome)
+    return _kept_if_large(worker, token, _sendable(call, outcome))
+
+
+def _kept_if_large(worker: Any, token: str, outcome: TaskRunOutcome) -> TaskRunOutcome:
+    """A large outcome as a `KeptOutcome`, its state without the data published ahead of it.
+
+    The message leaves on the worker's stream to the scheduler before the task's completion
+    does, and the scheduler forwards both to the client in that order, so the flow's process
+    has the state by the time it learns that the task finished. Without it (the state did not
+    pickle, or the message was lost), the flow's process strips the data with a Dask task.
+    """
+    from dask.sizeof import sizeof
+
+    if sizeof(outcome) <= INLINE_BYTES:
+        return outcome
+    try:
+        payload = pickle.dumps(outcome_without_data(outcome), protocol=pickle.HIGHEST_PROTOCOL)
+        worker.log_event(TOPIC, {"to": token, "key": worker.get_current_task(), "final": payload})
+    except Exception:
+        pass
+    return KeptOutcome(*outcome)
 
 
 _PLAIN = frozenset({int, float, bool, str, bytes, type(None)})
