@@ -546,3 +546,30 @@ def test_a_forked_process_reports_its_own_pid_as_the_worker() -> None:
     finally:
         manager.unregister(watch)
     assert pid == worker.split("/")[1] == str(child)
+
+
+@pytest.mark.parametrize("runner", ["sequential", "threads"])
+def test_done_callbacks_have_run_when_wait_returns_and_when_the_flow_ends(runner: str) -> None:
+    # A slow callback: were waiters woken first, `wait()` and the flow's end would overtake it.
+    seen: list[str] = []
+
+    def slow(future: Any) -> None:
+        time.sleep(0.2)
+        seen.append(f"callback {future.state.name}")
+
+    @task
+    def pause(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @flow(task_runner=runner)
+    def waits() -> list[str]:
+        future = pause.submit(0.1)
+        future.add_done_callback(slow)
+        future.wait()
+        after_wait = list(seen)
+        pause.submit(0.1).add_done_callback(slow)  # not waited for: the flow's end waits
+        return after_wait
+
+    assert waits() == ["callback Completed"]
+    assert seen == ["callback Completed", "callback Completed"]

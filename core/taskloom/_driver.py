@@ -337,7 +337,6 @@ class _FlowRunDriver:
         state = future.state
         ready: list[tuple[TaskRunCall, TaskRunFuture[Any]]] = []
         with self._lock:
-            self._pending.discard(future)
             self._count(future.task_run.name, state)
             if self._limits is not None:
                 tags = self._limits.limited(future.task_run.tags)
@@ -345,6 +344,11 @@ class _FlowRunDriver:
                     ready = self._limits.release(tags)
         for call, waiting in ready:
             self._hand_over(call, waiting)
+
+    def _forget(self, future: TaskRunFuture[Any]) -> None:
+        """The run is settled and its done-callbacks have run: the flow run stops waiting."""
+        with self._lock:
+            self._pending.discard(future)
 
     def record_subflow(self, name: str, state: State) -> None:
         """A child flow run counts in this flow run's final state like a task run."""

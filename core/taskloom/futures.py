@@ -71,7 +71,11 @@ class TaskFuture(Protocol[R]):
     def done(self) -> bool: ...
 
     def add_done_callback(self, fn: Callable[[TaskFuture[R]], object]) -> None:
-        """Call ``fn(future)`` once the run is final (at once if it already is)."""
+        """Call ``fn(future)`` once the run is final (at once if it already is).
+
+        Callbacks run before `wait` and `result` return for that run, and before its flow
+        run stops waiting for it.
+        """
         ...
 
 
@@ -202,13 +206,17 @@ class TaskRunFuture(Generic[T]):
         self._call = None
         with _settle_lock:
             self._final = state
-            event = self._event
         self._driver._on_final(self)
-        if event is not None:
-            event.set()
+        # Done-callbacks run before waiters wake and before the flow run stops waiting for
+        # this run: once `wait()` returns, or the flow run ends, its callbacks have run.
         for fn in self._callbacks:
             _call_back(fn, self)
         self._callbacks.clear()
+        self._driver._forget(self)
+        with _settle_lock:
+            event = self._event
+        if event is not None:
+            event.set()
 
     # -- the TaskFuture protocol ----------------------------------------------------------
 
