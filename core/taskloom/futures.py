@@ -73,8 +73,8 @@ class TaskFuture(Protocol[R]):
     def add_done_callback(self, fn: Callable[[TaskFuture[R]], object]) -> None:
         """Call ``fn(future)`` once the run is final (at once if it already is).
 
-        Callbacks run before `wait` and `result` return for that run, and before its flow
-        run stops waiting for it.
+        As with `concurrent.futures`, `wait` and `result` may return before the callbacks
+        have run; the flow run ends only after they have.
         """
         ...
 
@@ -206,17 +206,15 @@ class TaskRunFuture(Generic[T]):
         self._call = None
         with _settle_lock:
             self._final = state
+            event = self._event
         self._driver._on_final(self)
-        # Done-callbacks run before waiters wake and before the flow run stops waiting for
-        # this run: once `wait()` returns, or the flow run ends, its callbacks have run.
+        if event is not None:
+            event.set()
         for fn in self._callbacks:
             _call_back(fn, self)
         self._callbacks.clear()
+        # Only now: the flow run ends after its runs' done-callbacks, not during one.
         self._driver._forget(self)
-        with _settle_lock:
-            event = self._event
-        if event is not None:
-            event.set()
 
     # -- the TaskFuture protocol ----------------------------------------------------------
 

@@ -15,6 +15,7 @@ flow's console with the run's name, by the engine's own ``log_prints``.
 
 from __future__ import annotations
 
+import io
 import pickle
 from typing import Any
 
@@ -129,19 +130,22 @@ def _for_store(parts: list[Any]) -> tuple[Any, ...]:
     return tuple(pieces)
 
 
-class _Pieces:
-    """The pieces `_for_store` made, read in order as one stream by pickle's Unpickler.
+class _Pieces(io.RawIOBase):
+    """The pieces `_for_store` made, as one raw stream; `io.BufferedReader` gives pickle's
+    Unpickler the rest of a file over it.
 
-    The Unpickler reads each large value with ``readinto``, straight from the object store
-    into the value it builds: one copy, as loading the joined bytes would make.
+    A large value is read with ``readinto`` straight from the object store into the value
+    being built (the buffered reader passes reads larger than its buffer through): one
+    copy, as loading the joined bytes would make.
     """
-
-    __slots__ = ("_at", "_index", "_pieces")
 
     def __init__(self, pieces: tuple[Any, ...]) -> None:
         self._pieces = [memoryview(p).cast("B") for p in pieces]
         self._index = 0
         self._at = 0
+
+    def readable(self) -> bool:
+        return True
 
     def readinto(self, buffer: Any) -> int:
         out = memoryview(buffer).cast("B")
@@ -157,33 +161,11 @@ class _Pieces:
                 self._index, self._at = self._index + 1, 0
         return filled
 
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            size = sum(map(len, self._pieces[self._index :])) - self._at
-        if self._index < len(self._pieces) and self._at + size <= len(self._pieces[self._index]):
-            piece = self._pieces[self._index]
-            chunk = bytes(piece[self._at : self._at + size])
-            self._at += size
-            if self._at == len(piece):
-                self._index, self._at = self._index + 1, 0
-            return chunk
-        out = bytearray(size)
-        return bytes(out[: self.readinto(out)])
-
-    def readline(self) -> bytes:
-        line = bytearray()
-        while not line.endswith(b"\n"):
-            byte = self.read(1)
-            if not byte:
-                break
-            line += byte
-        return bytes(line)
-
 
 def load_outcome(data: Any) -> Any:
     """The outcome Ray handed over: pickled bytes (or a view of them), or `_for_store` pieces."""
     if type(data) is tuple:
-        return pickle.Unpickler(_Pieces(data)).load()
+        return pickle.Unpickler(io.BufferedReader(_Pieces(data))).load()
     return loads(data)
 
 
