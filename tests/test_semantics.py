@@ -454,6 +454,30 @@ def test_waiting_with_timeouts() -> None:
     assert result["first"] == [0.0]
 
 
+def test_many_waiters_on_one_run_all_wake_and_a_negative_timeout_does_not_wait() -> None:
+    gate = threading.Event()
+
+    @task
+    def held() -> str:
+        gate.wait(30)
+        return "out"
+
+    @flow(task_runner="threads")
+    def waiters() -> tuple[bool, list[Any]]:
+        future = held.submit()
+        early = future.wait(timeout=-1)  # as threading.Event: no wait, no error
+        results: list[Any] = []
+        threads = [threading.Thread(target=lambda: results.append(future.result())) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        gate.set()
+        for thread in threads:
+            thread.join(30)
+        return early, results
+
+    assert waiters() == (False, ["out"] * 5)
+
+
 def test_cache_keys_are_the_same_in_every_process() -> None:
     code = "from taskloom.caching import stable_hash; print(stable_hash({'a', 'b', 'c', 'd'}, {'x': frozenset({1, 2})}))"
     keys = {

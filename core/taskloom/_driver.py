@@ -65,6 +65,7 @@ class _FlowRunDriver:
         self._flow_run_id = str(flow_run.id)  # made once: each line of the run carries it
         self._lock = threading.RLock()
         self._forgotten = threading.Condition(self._lock)  # notified as a run leaves _pending
+        self._waiting_all = 0  # threads in wait_all, waiting on _forgotten
         self._counters: Counter[str] = Counter()
         self._pending: set[TaskRunFuture[Any]] = set()
         self._completed = 0  # kept apart: hashing an Enum member costs a Python call
@@ -348,9 +349,10 @@ class _FlowRunDriver:
 
     def _forget(self, future: TaskRunFuture[Any]) -> None:
         """The run is settled and its done-callbacks have run: the flow run stops waiting."""
-        with self._forgotten:
+        with self._lock:
             self._pending.discard(future)
-            self._forgotten.notify_all()
+            if self._waiting_all:
+                self._forgotten.notify_all()
 
     def record_subflow(self, name: str, state: State) -> None:
         """A child flow run counts in this flow run's final state like a task run."""
@@ -393,8 +395,12 @@ class _FlowRunDriver:
             for future in pending:
                 future.wait()  # inside a task run, this may run a queued run here
                 with self._forgotten:  # and its done-callbacks, which run after waiters wake
-                    while future in self._pending:
-                        self._forgotten.wait()
+                    self._waiting_all += 1
+                    try:
+                        while future in self._pending:
+                            self._forgotten.wait()
+                    finally:
+                        self._waiting_all -= 1
 
     def cancel_pending(self) -> None:
         """After an interrupt: runs not handed over, or not started, end Cancelled."""

@@ -103,7 +103,7 @@ class TaskRunFuture(Generic[T]):
         self.native: Any = None
         self._state: State | None = None  # Pending, made only when someone looks
         self._final: State | None = None
-        self._event: threading.Event | None = None
+        self._event: threading.Lock | None = None  # held until final, made for a waiter
         self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
         self._driver = driver
         self._lock = threading.Lock()
@@ -209,7 +209,7 @@ class TaskRunFuture(Generic[T]):
             event = self._event
         self._driver._on_final(self)
         if event is not None:
-            event.set()
+            event.release()
         for fn in self._callbacks:
             _call_back(fn, self)
         self._callbacks.clear()
@@ -241,10 +241,16 @@ class TaskRunFuture(Generic[T]):
         with _settle_lock:
             if self._final is not None:
                 return True
-            if self._event is None:
-                self._event = threading.Event()
             event = self._event
-        return event.wait(timeout)
+            if event is None:
+                # A lock held until the run is final: cheaper than a threading.Event, and
+                # each waiter that gets it lets the next one through.
+                event = self._event = threading.Lock()
+                event.acquire()
+        if not event.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            return False
+        event.release()
+        return True
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> T:
         if not self.wait(timeout):

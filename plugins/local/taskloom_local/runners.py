@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import queue
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from taskloom.runners import (
@@ -21,8 +23,9 @@ __all__ = ["ConcurrentTaskRunner", "SequentialTaskRunner", "ThreadPoolTaskRunner
 
 
 def _is_native(native: Any) -> bool:
-    # Handles of this process: thread-pool futures and already-finished inline runs.
-    return isinstance(native, (Future, CompletedNative))
+    # Handles of this process: pool runs, already-finished inline runs, and thread-pool
+    # futures of a runner built on this module.
+    return isinstance(native, (_PoolRun, CompletedNative, Future))
 
 
 class SequentialTaskRunner(TaskRunner):
@@ -36,20 +39,31 @@ class SequentialTaskRunner(TaskRunner):
         return CompletedNative(run_task_call(call, *upstream_handles(call, _is_native)))
 
 
-class _PoolRun(Future[Any]):
+class _PoolRun:
     """A thread-pool run that whoever comes first executes: a pool thread, or a task run
-    that waits for it (`run_here`), so nested submits cannot deadlock a bounded pool."""
+    that waits for it (`run_here`), so nested submits cannot deadlock a bounded pool.
+
+    It is the `NativeFuture` the core follows, with `concurrent.futures.Future`'s rules
+    (waiters wake before callbacks; ``cancel`` only before it starts) on one lock that is
+    held until the run ends, instead of a condition variable per run.
+    """
+
+    __slots__ = ("_callbacks", "_claim", "_done", "_error", "_latch", "_lock", "_outcome", "_work")
 
     def __init__(self, call: TaskRunCall, handles: list[Any], context: contextvars.Context) -> None:
-        super().__init__()
         self._claim = threading.Lock()
+        self._lock = threading.Lock()  # the hand-over of callbacks
+        self._latch = threading.Lock()
+        self._latch.acquire()  # released when the run ends: waiters block on it
         self._work: tuple[TaskRunCall, list[Any], contextvars.Context] | None = (call, handles, context)
+        self._done = False
+        self._outcome: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Any], object]] = []
+
+    # -- running it ---------------------------------------------------------------------
 
     def run_here(self) -> None:
-        if self._claim.acquire(blocking=False):
-            self._run()
-
-    def _from_pool(self) -> None:
         if self._claim.acquire(blocking=False):
             self._run()
 
@@ -59,12 +73,55 @@ class _PoolRun(Future[Any]):
         # Let go of the work: the call refers back to its TaskRunFuture, which refers to
         # this future, and a cycle would leave the whole run to the garbage collector.
         self._work = None
-        if not self.set_running_or_notify_cancel():
-            return
         try:
-            self.set_result(context.run(run_task_call, call, *handles))
+            self._outcome = context.run(run_task_call, call, *handles)
         except BaseException as exc:
-            self.set_exception(exc)
+            self._error = exc
+        self._finish()
+
+    def cancel(self) -> bool:
+        """Cancel the run if no thread has started it; True if it will not run."""
+        if not self._claim.acquire(blocking=False):
+            return self._error is not None and isinstance(self._error, CancelledError)
+        self._work = None
+        self._error = CancelledError()
+        self._finish()
+        return True
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, []
+        self._latch.release()
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:
+                logging.getLogger(__name__).exception("A done-callback of a pool run raised.")
+
+    # -- the NativeFuture protocol -------------------------------------------------------
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return self._done and isinstance(self._error, CancelledError)
+
+    def result(self, timeout: float | None = None) -> Any:
+        if not self._done:
+            if not self._latch.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+                raise TimeoutError()
+            self._latch.release()  # let the next waiter through
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(fn)
+                return
+        fn(self)
 
 
 class _Threads:
@@ -94,13 +151,14 @@ class _Threads:
                 self._threads.append(thread)
 
     def _work(self) -> None:
+        get, idle = self._queue.get, self._idle.release
         while True:
-            run = self._queue.get()
+            run = get()
             if run is None:
                 return
-            run._from_pool()
+            run.run_here()
             del run
-            self._idle.release()
+            idle()
 
     def shutdown(self, wait: bool, cancel: bool) -> None:
         if cancel:
@@ -157,7 +215,7 @@ class ConcurrentTaskRunner(TaskRunner):
     def duplicate(self) -> ConcurrentTaskRunner:
         return type(self)(max_workers=self.max_workers)
 
-    def submit(self, call: TaskRunCall) -> Future[Any]:
+    def submit(self, call: TaskRunCall) -> _PoolRun:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
         run = _PoolRun(call, upstream_handles(call, _is_native), contextvars.copy_context())
