@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("dask", "distributed", "ray", "loguru", "taskloom_local", "taskloom_loguru", "taskloom_dask", "taskloom_ray")
 
@@ -46,3 +47,26 @@ def test_missing_runner_class_names_the_extra() -> None:
         capture_output=True, text=True,
     )
     assert "No installed plugin provides taskloom.runners.NoSuchTaskRunner." in proc.stderr
+
+
+def test_the_package_lists_each_public_name_where_it_loads_from() -> None:
+    """`__all__` is literal for type checkers, the lazy names are imported under
+    TYPE_CHECKING for them too, and `_LAZY` says where each loads from: the three agree."""
+    import ast
+
+    import taskloom
+
+    tree = ast.parse(Path(taskloom.__file__).read_text())
+    typed = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        for stmt in node.body
+        if isinstance(stmt, ast.ImportFrom)
+        for alias in stmt.names
+    }
+    lazy = set(taskloom._LAZY)
+    assert typed == lazy
+    assert lazy <= set(taskloom.__all__)
+    code = "import taskloom\nfor name in taskloom.__all__:\n    getattr(taskloom, name)"
+    subprocess.run([sys.executable, "-c", code], check=True)  # a fresh process: each loads
