@@ -1,16 +1,16 @@
 """Recording runs: hooks note what happens, one writer thread per history file writes it.
 
 The hooks run on the flow's hot path, several per task run, so each does one small thing: a
-created run is noted in two dicts, a Running state in another, and a final state turns the
-run into its finished row, a flat tuple appended to a deque. The writer thread wakes four
-times a second, takes the rows and writes them as one marshal-encoded row per flow run, in
-one transaction: no Python loop over task runs there, since under the GIL any such loop is paid
-by the flow too. A top-level flow run's end waits for one try at writing its rows, so
-`taskloom runs` sees a run as soon as the flow returns; the file stays open a moment longer,
-for the next flow run. Nothing here may fail or hold up a flow: a file another program holds
-locked is tried again by the writer until it is free (and for ``timeout`` seconds at exit,
-then what is left is counted in one warning); a history file that cannot be used is reported
-once and the runs are not recorded.
+created run is noted in three dicts keyed by its id's int, a Running state in another, and a
+final state turns the run into its finished row, a flat tuple appended to a deque. The writer
+thread wakes four times a second, takes the rows and writes them as one marshal-encoded row
+per flow run, in one transaction: no Python loop over task runs there, since under the GIL any
+such loop is paid by the flow too. A top-level flow run's end waits for one try at writing its
+rows, so `taskloom runs` sees a run as soon as the flow returns; the file stays open a moment
+longer, for the next flow run. Nothing here may fail or hold up a flow: a file another program
+holds locked is tried again by the writer until it is free (and for ``timeout`` seconds at
+exit, then what is left is counted in one warning); a history file that cannot be used is
+reported once and the runs are not recorded.
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ _ATTEMPT_SECONDS = 0.1
 _SHOW_AFTER = 1.0
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
+_FINAL = frozenset(kind.value for kind in StateType if State(kind, kind.name).is_final())
 _RUNNING = StateType.RUNNING
-_FLOW_AND_STATE = operator.itemgetter(0, 9)  # of a row: its flow run id and state type
+# Of a row: its flow run id, its state type, both.
+_FLOW_ID = operator.itemgetter(0)
+_STATE_TYPE = operator.itemgetter(9)
+_FLOW_AND_STATE = operator.itemgetter(0, 9)
 _HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
 
 
@@ -76,7 +80,8 @@ def parameters_text(parameters: Any) -> str | None:
     if not parameters:
         return None
     if len(parameters) == 1:  # the common case, without the loop
-        [(name, value)] = parameters.items()
+        [name] = parameters
+        value = parameters[name]
         kind = type(value)
         if kind in _ATOMIC or (kind is str and len(value) <= 120):
             return f"{name}={value!r}"
@@ -115,15 +120,18 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        # Task runs created and not yet ended: when, and their parameters as given. Two
-        # dicts, not one of tuples: a tuple per run would be one more object per task for
-        # the garbage collector to count and walk (see `state_changed`).
-        self.created: dict[TaskRun, float] = {}
-        self.parameters: dict[TaskRun, Any] = {}
+        # Task runs created and not yet ended, keyed by their id's 128-bit int, which hashes
+        # in C (a TaskRun hashes its UUID through Python code): the run, when it was
+        # created, its parameters as given. Dict entries, not one tuple or list per run,
+        # which would be one more object per task for the garbage collector to count and
+        # walk (see `state_changed`).
+        self.task_runs: dict[int, TaskRun] = {}
+        self.created: dict[int, float] = {}
+        self.parameters: dict[int, Any] = {}
         # Their latest Running state (what an unfinished run shows), and for a run that was
         # retried, the states before its current attempt.
-        self.started: dict[TaskRun, State] = {}
-        self.earlier: dict[TaskRun, list[State]] = {}
+        self.started: dict[int, State] = {}
+        self.earlier: dict[int, list[State]] = {}
         # Finished rows (tuples in `TASK_RUN_FIELDS` order): appended by the hooks, taken by
         # the writer with popleft, so neither side needs a lock (both are atomic in a deque).
         self.rows: deque[tuple[Any, ...]] = deque()
@@ -152,8 +160,10 @@ class Recorder:
         self.queue.append((_FLOW_START, flow_run, flow_run_id, runner_name, time.time(), os.getpid()))
 
     def task_created(self, task_run: TaskRun, parameters: Any) -> None:
-        self.created[task_run] = time.time()
-        self.parameters[task_run] = parameters
+        key = task_run.id.int
+        self.task_runs[key] = task_run
+        self.parameters[key] = parameters
+        self.created[key] = time.time()  # last: the writer reads a run only once it is here
 
     def state_changed(self, task_run: TaskRun, old: State, new: State, text: str) -> None:
         """A state other than Running (those go to `started` directly, from the hook).
@@ -164,21 +174,25 @@ class Recorder:
         next collection closer, and a full one walks everything the flow holds.
         """
         value = new.type._value_
-        if not new.is_terminal():  # AwaitingRetry, a custom state
-            before = self.earlier.setdefault(task_run, [])
+        # A final type is terminal; only another state needs the core's word (NotReady is).
+        # By value: the core's own test hashes the Enum member through Python code.
+        if value not in _FINAL and not new.is_terminal():  # AwaitingRetry, a custom state
+            before = self.earlier.setdefault(task_run.id.int, [])
             if old.type is _RUNNING:
                 before.append(old)
             before.append(new)
             return
-        created = self.created.pop(task_run, None)
+        key = task_run.id.int
+        created = self.created.pop(key, None)
         if created is None:  # created before history started
             return
-        parameters = self.parameters.pop(task_run, None)
-        self.started.pop(task_run, None)
-        earlier: list[State] | None = self.earlier.pop(task_run, None) if self.earlier else None
+        parameters = self.parameters.pop(key, None)
+        self.task_runs.pop(key, None)
+        self.started.pop(key, None)
+        earlier: list[State] | None = self.earlier.pop(key, None) if self.earlier else None
         if earlier is None and old.type is _RUNNING:
             self.rows.append((
-                text, task_run.id.int, task_run.name, task_run.task_name,
+                text, key, task_run.name, task_run.task_name,
                 ",".join(sorted(task_run.tags)) if task_run.tags else None,
                 parameters_text(parameters), created, old.timestamp, new.timestamp,
                 value, new.name, new.message, new.traceback, old.worker, 1, None,
@@ -279,11 +293,10 @@ class Recorder:
         rows = [taken() for _ in range(len(self.rows))]
         if self._shown:
             self._shown.difference_update([row[1] for row in rows])
-        for (text, state_type), count in Counter(map(_FLOW_AND_STATE, rows)).items():
+        for text, count, failed in _counted(rows):
             counts = self._counts.setdefault(text, [0, 0])
             counts[0] += count
-            if state_type in _FAILED:
-                counts[1] += count
+            counts[1] += failed
         flow_ends = []
         for text, state in ended:
             created, failed = self._counts.pop(text, [0, 0])
@@ -304,13 +317,15 @@ class Recorder:
     def _going(self, before: float) -> list[tuple[Any, ...]]:
         """Rows of runs that started over a second ago and were not written since."""
         found = []
-        for task_run, state in self.started.copy().items():
-            created = self.created.get(task_run)
-            if created is None or task_run.id.int in self._shown or state.timestamp > before:
+        for key, state in self.started.copy().items():
+            created, task_run = self.created.get(key), self.task_runs.get(key)
+            if created is None or task_run is None or key in self._shown:
                 continue
-            self._shown.add(task_run.id.int)
-            states = [*self.earlier.get(task_run, ()), state]
-            parameters = self.parameters.get(task_run)
+            if state.timestamp > before:
+                continue
+            self._shown.add(key)
+            states = [*self.earlier.get(key, ()), state]
+            parameters = self.parameters.get(key)
             text = str(task_run.flow_run_id)
             found.append(_row(text, task_run, parameters, created, states, ended=False))
         return found
@@ -318,16 +333,19 @@ class Recorder:
     def _unfinished(self, text: str) -> list[tuple[Any, ...]]:
         """Rows of the runs a flow run left without a final state; nothing more will come."""
         found = []
-        for task_run, created in self.created.copy().items():
+        for key, task_run in self.task_runs.copy().items():
             if str(task_run.flow_run_id) != text:
                 continue
-            self.created.pop(task_run, None)
-            parameters = self.parameters.pop(task_run, None)
-            states = [*self.earlier.pop(task_run, ())]
-            started = self.started.pop(task_run, None)
+            created = self.created.pop(key, None)
+            if created is None:  # ended meanwhile
+                continue
+            self.task_runs.pop(key, None)
+            parameters = self.parameters.pop(key, None)
+            states = [*self.earlier.pop(key, ())]
+            started = self.started.pop(key, None)
             if started is not None:
                 states.append(started)
-            self._shown.discard(task_run.id.int)
+            self._shown.discard(key)
             found.append(_row(text, task_run, parameters, created, states, ended=False))
         return found
 
@@ -437,6 +455,24 @@ def _row(
         state_type, state_name, message, traceback, worker, attempts,
         tuple((s.type._value_, s.name, s.timestamp, s.message, s.worker) for s in states),
     )
+
+
+def _counted(rows: list[tuple[Any, ...]]) -> list[tuple[str, int, int]]:
+    """(flow run id, task runs, failed ones) of the rows, counted in C: a batch is usually
+    one flow run's, and a (flow run, state) tuple per row to count cost three times more."""
+    if not rows:
+        return []
+    flow_ids = set(map(_FLOW_ID, rows))
+    if len(flow_ids) == 1:
+        types = list(map(_STATE_TYPE, rows))
+        return [(flow_ids.pop(), len(types), sum(map(types.count, _FAILED)))]
+    found: dict[str, list[int]] = {}
+    for (text, state_type), count in Counter(map(_FLOW_AND_STATE, rows)).items():
+        counts = found.setdefault(text, [0, 0])
+        counts[0] += count
+        if state_type in _FAILED:
+            counts[1] += count
+    return [(text, count, failed) for text, (count, failed) in found.items()]
 
 
 def _batches(rows: list[tuple[Any, ...]]) -> list[tuple[str, float, bytes]]:

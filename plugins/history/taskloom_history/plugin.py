@@ -120,7 +120,7 @@ def taskloom_task_run_state_changed(task_run: Any, old: Any, new: Any) -> None:
     found = _writing.get(id(task_run.flow_run_id))
     if found is not None:
         if new.type is _RUNNING:
-            found[0].started[task_run] = new  # what the run shows until it ends
+            found[0].started[task_run.id.int] = new  # what the run shows until it ends
         else:
             found[0].state_changed(task_run, old, new, found[1])
 
