@@ -60,7 +60,7 @@ class TaskRun:
         return self is other or (isinstance(other, TaskRun) and other.id == self.id)
 
     def __hash__(self) -> int:
-        return hash(self.id)
+        return hash(self.id.int)  # what hash(self.id) gives, without a call into Python
 
 
 @attrs.frozen

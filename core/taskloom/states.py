@@ -42,10 +42,11 @@ class StateType(enum.Enum):
 
     @property
     def is_final(self) -> bool:
-        return self in _FINAL
+        return self._value_ in _FINAL
 
 
-_FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+# By value: an Enum member hashes in Python, its value (a str) in C, and every run asks.
+_FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
 class UpstreamTaskError(Exception):
@@ -122,7 +123,7 @@ class State:
 
     def is_final(self) -> bool:
         """Whether the state is of a final type: completed, failed, crashed or cancelled."""
-        return self.type in _FINAL
+        return self.type._value_ in _FINAL
 
     def is_terminal(self) -> bool:
         """Whether a task run stays in this state: a final one, or ``NotReady``.
@@ -131,7 +132,7 @@ class State:
         runs: one of its inputs did not complete. Observers use this to know a run's last
         state; `is_final` keeps Prefect's meaning.
         """
-        return self.type in _FINAL or self.name == "NotReady"
+        return self.type._value_ in _FINAL or self.name == "NotReady"
 
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's return value; for a run that did not complete, raise why (or return it).
