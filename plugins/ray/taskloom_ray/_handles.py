@@ -5,9 +5,9 @@ It has the `concurrent.futures.Future` shape the core follows (``result``, ``don
 without a large result, which is all the flow's process receives, and ``ref``, the whole
 outcome, which a downstream submit passes to Ray, so Ray resolves it on the worker that needs
 it. A large result stays in the cluster's object store until `State.result()` asks for it
-(a `taskloom.runners.RemoteResult`), and is freed when nothing refers to it. It follows the ref with Ray's completion
-callback rather than ``ObjectRef.future()``: no condition variable per run, and the pickled
-outcome is loaded once, when first asked for.
+(a `taskloom.runners.RemoteResult`), and is freed when nothing refers to it. The runner's
+`Collector` settles it with the pickled outcome (no condition variable per run), which is
+loaded once, when first asked for.
 
 When Ray reports an error instead of an outcome, the engine did not finish on the worker
 (`run_task_call` never raises for a task's own errors). Two cases are told apart:
@@ -42,11 +42,12 @@ from ._watch import HeadLostError, NodeLostError
 from ._worker import load_outcome
 
 if TYPE_CHECKING:
+    from ._collect import Collector
     from ._watch import ClusterWatch
 
 __all__ = ["RayTaskFuture", "RayWorkerError"]
 
-# Guards the hand-over between Ray's callback thread and a thread that starts waiting.
+# Guards the hand-over between the thread that settles a run and a thread that starts waiting.
 _lock = threading.Lock()
 _PENDING = object()
 
@@ -142,6 +143,7 @@ class RayTaskFuture:
         upstream: tuple[Any, ...] = (),
         remote: RemoteResults | None = None,
         watch: ClusterWatch | None = None,
+        collector: Collector | None = None,
     ) -> None:
         self.state_ref = state_ref
         self.ref = ref
@@ -164,7 +166,8 @@ class RayTaskFuture:
             return  # `lost`: settled at once
         if watch is not None:
             watch.track(self)
-        state_ref._on_completed(self._completed)
+        if collector is not None:
+            collector.add(state_ref, self)
 
     @classmethod
     def lost(cls, call: TaskRunCall, error: HeadLostError, remote: RemoteResults | None = None) -> RayTaskFuture:
@@ -176,7 +179,7 @@ class RayTaskFuture:
     def __repr__(self) -> str:
         return f"RayTaskFuture({self._task_run.name!r}, done={self.done()})"
 
-    # -- fed by Ray -------------------------------------------------------------------------
+    # -- fed by the runner's collector ------------------------------------------------------
 
     def _completed(self, data: Any) -> None:
         if self._watch is not None:

@@ -23,6 +23,7 @@ from taskloom.runners import (
     upstream_handles,
 )
 
+from ._collect import Collector
 from ._connect import RaySession, open_session, split_address
 from ._handles import RayTaskFuture
 from ._watch import ClusterWatch
@@ -86,6 +87,7 @@ class RayTaskRunner(TaskRunner):
         self._with_options: dict[Any, Any] = {}
         self._encoder = CallEncoder("Ray workers", log_prints=capture_prints)
         self._remote_results = RemoteResults()
+        self._collector: Collector | None = None  # settles the runs (see _collect)
         # remote_options in force when a run was first submitted, for its crash retries
         # (the engine re-submits them from a timer thread, outside the `with` block).
         self._block_options: weakref.WeakKeyDictionary[TaskRun, Mapping[str, Any]] = (
@@ -125,7 +127,8 @@ class RayTaskRunner(TaskRunner):
             session.close()
             raise
         self._session = session
-        self._watch = _watch_cluster(session)
+        collector = self._collector = Collector(ray)
+        self._watch = _watch_cluster(session, collector)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -133,6 +136,9 @@ class RayTaskRunner(TaskRunner):
             # Results something still refers to come here before a private Ray goes away.
             self._remote_results.fetch_referenced()
         self._remote_results = RemoteResults()
+        collector, self._collector = self._collector, None
+        if collector is not None:
+            collector.stop()
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.stop()  # first: closing a private Ray is not losing it
@@ -211,7 +217,7 @@ class RayTaskRunner(TaskRunner):
             if watch is not None and watch.lost is not None:
                 return RayTaskFuture.lost(call, watch.lost, self._remote_results)
             raise _submit_error(call, exc) from None
-        return RayTaskFuture(state_ref, ref, call, upstream, self._remote_results, watch)
+        return RayTaskFuture(state_ref, ref, call, upstream, self._remote_results, watch, self._collector)
 
     def map(self, calls: Sequence[TaskRunCall]) -> list[NativeFuture]:
         """Submit every call without waiting: each ``.remote()`` returns at once."""
@@ -219,7 +225,7 @@ class RayTaskRunner(TaskRunner):
         return [submit(call) for call in calls]
 
 
-def _watch_cluster(session: RaySession) -> ClusterWatch | None:
+def _watch_cluster(session: RaySession, collector: Collector | None) -> ClusterWatch | None:
     """A started watch on the session's head and nodes; None where the address has no host:port."""
     try:
         scheme, host, port = split_address(session.address)
@@ -229,7 +235,13 @@ def _watch_cluster(session: RaySession) -> ClusterWatch | None:
         return None
     # A Ray Client connection cannot read the node table or the key-value store.
     ray = session.ray if scheme != "ray" else None
-    watch = ClusterWatch(session.address, host, port, session.disconnect, ray)
+
+    def disconnect() -> None:
+        if collector is not None:
+            collector.stop()  # first: it must not be inside a Ray call when Ray shuts down
+        session.disconnect()
+
+    watch = ClusterWatch(session.address, host, port, disconnect, ray)
     watch.start()
     return watch
 
