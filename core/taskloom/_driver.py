@@ -23,14 +23,14 @@ from ._child_runs import ChildRuns
 from ._ctx import _task_run_recorder
 from ._events import FLOW_RUN_LOGGER, TASK_RUN_LOGGER, TaskRunEvent, TaskRunOutcome, run_record
 from ._limits import Limits
-from ._names import new_id
+from ._names import from_template, new_id
 from ._walk import _ATOMIC
 from ._wire import loads, lost_run_outcome
 from .context import FlowRun, TaskRun
 from .engine import run_task_call
 from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative
-from .states import Cancelled, Failed, State, StateType
+from .states import Failed, State, StateType
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -91,18 +91,6 @@ class _FlowRunDriver:
 
     # -- creating task runs ------------------------------------------------------------------
 
-    def _run_name(self, task: Task[..., Any], parameters: dict[str, Any], n: int) -> str:
-        template = task.task_run_name
-        if template is None:
-            return f"{task.task_key}-{n}"
-        try:
-            return str(template() if callable(template) else template.format(**parameters))
-        except Exception as exc:
-            raise ValueError(
-                f"Task {task.name!r}: task_run_name {template!r} could not be made: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-
     def _prepare(
         self,
         task: Task[..., Any],
@@ -126,9 +114,13 @@ class _FlowRunDriver:
             n = self._counters[counter]
             self._counters[counter] = n + 1
         context_tags = _tags.get()
-        name = self._run_name(task, parameters, n)
-        if parent is not None and task.task_run_name is None:
-            name = f"{parent.task_run.name}/{name}"
+        template = task.task_run_name
+        if template is not None:
+            name = from_template(template, parameters, f"Task {task.name!r}", "task_run_name")
+        elif parent is not None:
+            name = f"{parent.task_run.name}/{task.task_key}-{n}"
+        else:
+            name = f"{task.task_key}-{n}"
         task_run = future.task_run = TaskRun(
             new_id(),
             name,
@@ -332,6 +324,8 @@ class _FlowRunDriver:
     _on_crash = _run_endings.on_crash
     _state_hooks = _run_endings.state_hooks
     _end_interrupted = _run_endings.end_interrupted
+    cancel_pending = _run_endings.cancel_pending
+    end_unfinished = _run_endings.end_unfinished
 
     def _on_final(self, future: TaskRunFuture[Any]) -> None:
         if self._children:
@@ -401,34 +395,6 @@ class _FlowRunDriver:
                             self._forgotten.wait()
                     finally:
                         self._waiting_all -= 1
-
-    def cancel_pending(self) -> None:
-        """After an interrupt: runs not handed over, or not started, end Cancelled."""
-        self.cancelled = True
-        with self._lock:
-            waiting = list(self._limits.waiting) if self._limits else []
-            if self._limits:
-                self._limits.waiting.clear()
-            pending = list(self._pending)
-        message = "Task run was cancelled before it ran: the flow run was interrupted."
-        for _, future in waiting:
-            future._attach(CompletedNative(TaskRunOutcome(Cancelled(message))))
-        if not self._cancels:
-            return
-        for future in pending:
-            if future.native is not None and not future.done():
-                try:
-                    future.native.cancel()
-                except Exception:
-                    pass
-
-    def end_unfinished(self) -> None:
-        """After an interrupt and the runner's exit: every run still open ends now, so
-        history and hooks never keep a run of a finished flow run Pending or Running."""
-        with self._lock:
-            pending = list(self._pending)
-        for future in pending:
-            self._end_interrupted(future)
 
     def counts(self) -> tuple[dict[StateType, int], tuple[str, State] | None]:
         counts = dict(self._final_counts)

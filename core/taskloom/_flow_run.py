@@ -18,7 +18,7 @@ from ._ctx import _flow_run_driver
 from ._driver import _FlowRunDriver
 from ._final_state import final_state, not_ready
 from ._interrupts import interrupted, sigterm_interrupts, start_runner, timed_out
-from ._names import run_name
+from ._names import from_template, run_name
 from ._placement import ResultPlacement, resolved_options, resolved_path
 from .config import Settings, load_settings
 from .context import FlowRun, get_task_run
@@ -114,13 +114,7 @@ class _Run:
         template = self.flow.flow_run_name
         if template is None:
             return run_name()
-        try:
-            return str(template() if callable(template) else template.format(**self.parameters))
-        except Exception as exc:
-            raise ValueError(
-                f"Flow {self.flow.name!r}: flow_run_name {template!r} could not be made: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        return from_template(template, self.parameters, f"Flow {self.flow.name!r}", "flow_run_name")
 
     def start(self) -> None:
         flow, flow_run = self.flow, self.flow_run

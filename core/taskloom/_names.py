@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import random
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 _ADJECTIVES = ["able", "agile", "amber", "ancient", "aquatic", "arctic", "ardent", "astute", "azure", "bold", "brave", "bright", "brisk", "calm", "candid", "careful", "cheerful", "clever", "cobalt", "cosmic", "crimson", "curious", "daring", "dazzling", "eager", "earnest", "electric", "elegant", "emerald", "fearless", "fervent", "festive", "fiery", "fluffy", "friendly", "gentle", "gigantic", "glossy", "golden", "graceful", "groovy", "handsome", "happy", "hardy", "hasty", "hidden", "honest", "humble", "icy", "idealistic", "imaginary", "impartial", "indigo", "jolly", "jovial", "keen", "kind", "lively", "lucky", "majestic", "mellow", "merry", "mighty", "modest", "nimble", "noble", "olive", "opal", "optimistic", "outrageous", "patient", "peculiar", "phenomenal", "placid", "polite", "precious", "proud", "quick", "quiet", "radiant", "rapid", "resilient", "robust", "ruby", "rustic", "sandy", "scarlet", "serene", "shiny", "silver", "sleek", "smart", "snappy", "spirited", "splendid", "spry", "steady", "stellar", "sturdy", "sunny", "swift", "tactful", "tangerine", "tidy", "tireless", "tranquil", "true", "unique", "upbeat", "valiant", "vagabond", "velvet", "vermilion", "vigilant", "vivid", "warm", "wise", "witty", "zealous", "zesty"]
 
@@ -32,3 +34,16 @@ os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 def new_id() -> uuid.UUID:
     # A version-4 UUID from a generator seeded once from the OS: half the cost of uuid4().
     return uuid.UUID(int=_ids.getrandbits(128), version=4)
+
+
+def from_template(
+    template: str | Callable[[], str], parameters: dict[str, Any], owner: str, option: str
+) -> str:
+    """A run name from a ``task_run_name`` or ``flow_run_name`` option: a template filled with
+    the run's parameters, or a function called; one sentence naming ``owner`` if it fails."""
+    try:
+        return str(template() if callable(template) else template.format(**parameters))
+    except Exception as exc:
+        raise ValueError(
+            f"{owner}: {option} {template!r} could not be made: {type(exc).__name__}: {exc}"
+        ) from None

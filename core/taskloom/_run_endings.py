@@ -1,8 +1,9 @@
 """How a task run ends when it does not end on its worker: the runner lost it (a crash, or a
 timeout the runner enforced), it is retried after that, or the flow run was interrupted.
-These are methods of `_FlowRunDriver` (``driver._on_crash`` ...; ``self`` is the driver,
-typed ``Any`` so that this module, below the driver's, does not name it), kept here to keep
-the driver's module short; the run's state itself changes only through its future.
+These are methods of `_FlowRunDriver` (``driver._on_crash``, ``driver.cancel_pending`` ...;
+``self`` is the driver, typed ``Any`` so that this module, below the driver's, does not name
+it), kept here to keep the driver's module short; the run's state itself changes only through
+its future.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._events import TaskRunOutcome
 from .engine import retry_delay
-from .runners import TaskRunTimedOut
+from .runners import CompletedNative, TaskRunTimedOut
 from .states import AwaitingRetry, Cancelled, Crashed, State, StateType, TimedOut
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from .futures import TaskRunFuture
     from .tasks import Task
 
-__all__ = ["end_interrupted", "on_crash", "state_hooks"]
+__all__ = ["cancel_pending", "end_interrupted", "end_unfinished", "on_crash", "state_hooks"]
 
 
 def on_crash(self: Any, future: TaskRunFuture[Any], exc: BaseException) -> State | None:
@@ -110,3 +112,33 @@ def end_interrupted(self: Any, future: TaskRunFuture[Any], lost: bool = False) -
     if started and call is not None:
         self._state_hooks(future, call.task, call.task.on_crashed, state)
     future._settle(state)
+
+
+def cancel_pending(self: Any) -> None:
+    """After an interrupt: runs not handed over, or not started, end Cancelled."""
+    self.cancelled = True
+    with self._lock:
+        waiting = list(self._limits.waiting) if self._limits else []
+        if self._limits:
+            self._limits.waiting.clear()
+        pending = list(self._pending)
+    message = "Task run was cancelled before it ran: the flow run was interrupted."
+    for _, future in waiting:
+        future._attach(CompletedNative(TaskRunOutcome(Cancelled(message))))
+    if not self._cancels:
+        return
+    for future in pending:
+        if future.native is not None and not future.done():
+            try:
+                future.native.cancel()
+            except Exception:
+                pass
+
+
+def end_unfinished(self: Any) -> None:
+    """After an interrupt and the runner's exit: every run still open ends now, so
+    history and hooks never keep a run of a finished flow run Pending or Running."""
+    with self._lock:
+        pending = list(self._pending)
+    for future in pending:
+        self._end_interrupted(future)
