@@ -89,8 +89,8 @@ class TaskRunFuture(Generic[T]):
         "_closed",
         "_context",
         "_driver",
-        "_event",
         "_final",
+        "_latch",
         "_lock",
         "_seq",
         "_state",
@@ -103,7 +103,7 @@ class TaskRunFuture(Generic[T]):
         self.native: Any = None
         self._state: State | None = None  # Pending, made only when someone looks
         self._final: State | None = None
-        self._event: threading.Lock | None = None  # held until final, made for a waiter
+        self._latch: threading.Lock | None = None  # held until final, made for a waiter
         self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
         self._driver = driver
         self._lock = threading.Lock()
@@ -206,10 +206,10 @@ class TaskRunFuture(Generic[T]):
         self._call = None
         with _settle_lock:
             self._final = state
-            event = self._event
+            latch = self._latch
         self._driver._on_final(self)
-        if event is not None:
-            event.release()
+        if latch is not None:
+            latch.release()
         for fn in self._callbacks:
             _call_back(fn, self)
         self._callbacks.clear()
@@ -241,15 +241,15 @@ class TaskRunFuture(Generic[T]):
         with _settle_lock:
             if self._final is not None:
                 return True
-            event = self._event
-            if event is None:
+            latch = self._latch
+            if latch is None:
                 # A lock held until the run is final: cheaper than a threading.Event, and
                 # each waiter that gets it lets the next one through.
-                event = self._event = threading.Lock()
-                event.acquire()
-        if not event.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+                latch = self._latch = threading.Lock()
+                latch.acquire()
+        if not latch.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
             return False
-        event.release()
+        latch.release()
         return True
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> T:

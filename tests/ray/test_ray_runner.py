@@ -211,6 +211,35 @@ def test_killed_worker_gives_crashed_and_downstream_not_ready(head_runner: Any) 
     assert state.is_failed()
 
 
+def test_runs_end_crashed_when_the_runners_collector_breaks(
+    head_runner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread that settles runs from Ray fails: its runs, and later ones, end Crashed."""
+    import ray
+
+    def broken_wait(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("ray.wait broke")
+
+    seen: dict[str, Any] = {}
+
+    @flow(task_runner=head_runner)
+    def broken() -> None:
+        monkeypatch.setattr(ray, "wait", broken_wait)
+        try:
+            seen["first"] = first = t.identity.submit(1)
+            first.wait(60)
+            seen["later"] = later = t.identity.submit(2)
+            later.wait(60)
+        finally:
+            monkeypatch.undo()
+
+    broken(return_state=True)
+    for name in ("first", "later"):
+        state = seen[name].state
+        assert state.is_crashed(), f"{name}: expected Crashed, got {state!r}"
+        assert "ray.wait broke" in state.message
+
+
 def test_unpicklable_argument_fails_with_one_sentence(head_runner: Any) -> None:
     seen: dict[str, Any] = {}
 

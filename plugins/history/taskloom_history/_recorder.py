@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,10 @@ _ATTEMPT_SECONDS = 0.1
 _SHOW_AFTER = 1.0
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
-_FINAL = frozenset(kind.value for kind in StateType if State(kind, kind.name).is_final())
 _RUNNING = StateType.RUNNING
-# Of a row: its flow run id, its state type, both.
+# Of a row: its flow run id, its state type.
 _FLOW_ID = operator.itemgetter(0)
 _STATE_TYPE = operator.itemgetter(9)
-_FLOW_AND_STATE = operator.itemgetter(0, 9)
 _HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
 
 
@@ -174,9 +173,7 @@ class Recorder:
         next collection closer, and a full one walks everything the flow holds.
         """
         value = new.type._value_
-        # A final type is terminal; only another state needs the core's word (NotReady is).
-        # By value: the core's own test hashes the Enum member through Python code.
-        if value not in _FINAL and not new.is_terminal():  # AwaitingRetry, a custom state
+        if not new.is_terminal():  # AwaitingRetry, a custom state
             before = self.earlier.setdefault(task_run.id.int, [])
             if old.type is _RUNNING:
                 before.append(old)
@@ -458,21 +455,11 @@ def _row(
 
 
 def _counted(rows: list[tuple[Any, ...]]) -> list[tuple[str, int, int]]:
-    """(flow run id, task runs, failed ones) of the rows, counted in C: a batch is usually
-    one flow run's, and a (flow run, state) tuple per row to count cost three times more."""
-    if not rows:
-        return []
-    flow_ids = set(map(_FLOW_ID, rows))
-    if len(flow_ids) == 1:
-        types = list(map(_STATE_TYPE, rows))
-        return [(flow_ids.pop(), len(types), sum(map(types.count, _FAILED)))]
-    found: dict[str, list[int]] = {}
-    for (text, state_type), count in Counter(map(_FLOW_AND_STATE, rows)).items():
-        counts = found.setdefault(text, [0, 0])
-        counts[0] += count
-        if state_type in _FAILED:
-            counts[1] += count
-    return [(text, count, failed) for text, (count, failed) in found.items()]
+    """(flow run id, task runs, failed ones) of the rows, counted in C: no Python step and no
+    (flow run, state) tuple per row."""
+    totals = Counter(map(_FLOW_ID, rows))
+    failed = Counter(map(_FLOW_ID, compress(rows, map(_FAILED.__contains__, map(_STATE_TYPE, rows)))))
+    return [(text, count, failed[text]) for text, count in totals.items()]
 
 
 def _batches(rows: list[tuple[Any, ...]]) -> list[tuple[str, float, bytes]]:

@@ -23,8 +23,8 @@ __all__ = ["ConcurrentTaskRunner", "SequentialTaskRunner", "ThreadPoolTaskRunner
 
 
 def _is_native(native: Any) -> bool:
-    # Handles of this process: pool runs, already-finished inline runs, and thread-pool
-    # futures of a runner built on this module.
+    # Handles of this process: pool runs, already-finished inline runs, and the process
+    # runner's futures (a parent flow's runs), whose result is the run's outcome too.
     return isinstance(native, (_PoolRun, CompletedNative, Future))
 
 
@@ -103,9 +103,6 @@ class _PoolRun:
 
     def done(self) -> bool:
         return self._done
-
-    def cancelled(self) -> bool:
-        return self._done and isinstance(self._error, CancelledError)
 
     def result(self, timeout: float | None = None) -> Any:
         if not self._done:

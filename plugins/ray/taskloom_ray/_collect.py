@@ -51,15 +51,20 @@ class Collector:
         self._cv = threading.Condition(threading.Lock())
         self._added = 0  # runs added since the thread last looked
         self._stopped = False
+        self._broken: Exception | None = None  # why the thread stopped, if not by `stop`
         self._thread = threading.Thread(target=self._run, name="taskloom-ray-collect", daemon=True)
         self._thread.start()
 
     def add(self, state_ref: Any, future: RayTaskFuture) -> None:
         with self._cv:
-            self._pending[state_ref] = future
-            self._added += 1
-            if len(self._pending) == 1:
-                self._cv.notify()
+            broken = self._broken
+            if broken is None:
+                self._pending[state_ref] = future
+                self._added += 1
+                if len(self._pending) == 1:
+                    self._cv.notify()
+        if broken is not None:
+            _settle(future, broken)
 
     def stop(self) -> None:
         """Stop settling (the runner leaves its Ray, or the head is lost); waits for the thread
@@ -74,9 +79,17 @@ class Collector:
     def _run(self) -> None:
         try:
             self._loop()
-        except Exception as exc:  # Ray was shut down under it: nothing left to settle
-            if not self._stopped:
-                logger.debug("The Ray collector stopped: %r", exc)
+        except Exception as exc:
+            with self._cv:
+                if self._stopped:  # Ray was shut down under it: nothing left to settle
+                    return
+                # Anything else: no run it follows may wait forever. They, and runs added
+                # later, get Ray's error, which the core ends Crashed.
+                self._broken, pending = exc, self._pending
+                self._pending = {}
+            logger.warning("The Ray collector stopped (%r); its runs end Crashed.", exc)
+            for future in pending.values():
+                _settle(future, exc)
 
     def _loop(self) -> None:
         ray = self._ray
@@ -112,12 +125,15 @@ class Collector:
                     return
                 futures = [self._pending.pop(ref, None) for ref in ready]
             for future, value in zip(futures, values, strict=True):
-                if future is None:
-                    continue
-                try:
-                    future._completed(value)
-                except Exception:  # one run's settling must not stop the others'
-                    logger.exception("Settling Ray task run %r failed.", future._task_run.name)
+                if future is not None:
+                    _settle(future, value)
+
+
+def _settle(future: RayTaskFuture, value: Any) -> None:
+    try:
+        future._completed(value)
+    except Exception:  # one run's settling must not stop the others'
+        logger.exception("Settling Ray task run %r failed.", future._task_run.name)
 
 
 def _get(ray: Any, refs: list[Any]) -> list[Any]:
