@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from typing import Any
@@ -121,31 +123,67 @@ class _PoolRun:
         fn(self)
 
 
-class _Threads:
-    """Worker threads fed from one queue; a new thread starts only when none is idle.
+#: Threads started as soon as a run finds none idle: `ThreadPoolExecutor`'s default size.
+_EAGER = min(32, (os.cpu_count() or 1) + 4)
+#: How often the watch looks at a backlog once the eager threads are all busy.
+_TICK = 0.001
+#: A backlog that no thread has touched for this long gets threads, busy process or not.
+_STUCK = 0.1
 
-    ThreadPoolExecutor's policy, without its second future and work item per run: each run
-    is already a `_PoolRun`, which is the future the flow waits on.
+
+class _Threads:
+    """Worker threads fed from one queue, ``ThreadPoolExecutor``'s policy up to its default
+    size, and beyond it threads only for runs that would otherwise starve.
+
+    Up to `_EAGER` threads, a run that finds no idle thread starts one, as in
+    `ThreadPoolExecutor`. Beyond that, starting a thread per waiting run costs more than
+    it gives whenever the runs hold the GIL: a burst of short runs would start dozens of
+    threads that only take turns. So a watch thread looks at the backlog every `_TICK` and
+    starts threads for the waiting runs (at most doubling the pool at a time) only when no
+    thread took a run since its last look and the process was mostly idle meanwhile: the
+    threads are blocked (sleeping, on I/O), and more threads are what helps. A backlog that
+    nothing takes for `_STUCK` gets threads whatever the CPU does, so a run is never left
+    waiting on busy threads.
     """
 
     def __init__(self, max_workers: int) -> None:
         self._queue: queue.SimpleQueue[_PoolRun | None] = queue.SimpleQueue()
         self._max = max_workers
+        self._eager = min(max_workers, _EAGER)
         self._threads: list[threading.Thread] = []
         self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
+        self._taken = 0  # runs taken by threads; the watch only asks whether it moved
+        self._backlog = threading.Event()  # set when a run waits and no eager thread is free
+        self._watch: threading.Thread | None = None
+        self._closed = False
 
     def submit(self, run: _PoolRun) -> None:
         self._queue.put(run)
         if self._idle.acquire(blocking=False):
             return
-        with self._lock:
-            if len(self._threads) < self._max:
-                thread = threading.Thread(
-                    target=self._work, name=f"taskloom-task-{len(self._threads)}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
+        if len(self._threads) < self._eager:
+            with self._lock:
+                if len(self._threads) < self._eager:
+                    self._start()
+                    return
+        if len(self._threads) < self._max and not self._backlog.is_set():
+            self._backlog.set()
+            if self._watch is None:
+                with self._lock:
+                    if self._watch is None and not self._closed:
+                        self._watch = threading.Thread(
+                            target=self._watch_backlog, name="taskloom-task-watch", daemon=True
+                        )
+                        self._watch.start()
+
+    def _start(self) -> None:
+        """Start one worker thread; the caller holds the lock."""
+        thread = threading.Thread(
+            target=self._work, name=f"taskloom-task-{len(self._threads)}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
 
     def _work(self) -> None:
         get, idle = self._queue.get, self._idle.release
@@ -153,9 +191,39 @@ class _Threads:
             run = get()
             if run is None:
                 return
+            self._taken += 1
             run.run_here()
             del run
             idle()
+
+    def _watch_backlog(self) -> None:
+        waited = 0.0
+        while True:
+            self._backlog.wait()
+            if self._closed:
+                return
+            taken, cpu = self._taken, time.process_time()
+            time.sleep(_TICK)
+            waiting = self._queue.qsize()
+            if not waiting:
+                waited = 0.0
+                self._backlog.clear()
+                if not self._queue.qsize():  # a run put before the clear is seen here
+                    continue
+            if self._taken != taken:
+                waited = 0.0
+                continue
+            waited += _TICK
+            if time.process_time() - cpu > _TICK / 2 and waited < _STUCK:
+                continue  # the threads hold the CPU: more of them would only take turns
+            with self._lock:
+                if self._closed:
+                    return  # shutdown has counted its threads: start no more
+                # At most doubling the pool per look: one look at a descheduled process
+                # does not start a thread for every run of a burst.
+                for _ in range(min(waiting, self._max - len(self._threads), len(self._threads))):
+                    self._start()
+            waited = 0.0
 
     def shutdown(self, wait: bool, cancel: bool) -> None:
         if cancel:
@@ -167,7 +235,9 @@ class _Threads:
                 if run is not None:
                     run.cancel()
         with self._lock:
+            self._closed = True
             threads = list(self._threads)
+        self._backlog.set()  # the watch, if any, sees _closed and ends
         for _ in threads:
             self._queue.put(None)
         if wait:
@@ -178,8 +248,9 @@ class _Threads:
 class ConcurrentTaskRunner(TaskRunner):
     """Runs task runs on a pool of threads in the flow's process.
 
-    ``max_workers=None`` (the default, as in Prefect) starts a thread whenever a run is
-    waiting and no thread is idle; give a number to bound the pool. Each run sees the
+    ``max_workers=None`` (the default, as in Prefect) sets no bound: runs that wait on
+    blocked threads get threads of their own, while a burst of short runs shares a few (see
+    `_Threads`); give a number to bound the pool. Each run sees the
     submitting thread's context, so a task can submit tasks of the same flow; a task that
     waits for a run that has not started runs it itself, so a bounded pool does not deadlock.
     """

@@ -1,0 +1,65 @@
+"""The thread runner's pool: as many threads as blocked runs need, never more than asked.
+
+Beyond `ThreadPoolExecutor`'s default size the pool starts threads only for runs that would
+otherwise wait on blocked threads (taskloom_local.runners._Threads). These tests hold runs
+at a barrier that opens only when enough of them run at once; the barrier's timeout is a
+guard against a hang, not a measure.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from taskloom import flow, task
+from taskloom_local import ConcurrentTaskRunner
+from taskloom_local.runners import _EAGER
+
+GUARD = 60  # seconds a barrier waits before it breaks: only a broken pool gets there
+
+
+def test_blocked_runs_beyond_the_default_pool_size_all_run_at_once() -> None:
+    parties = 3 * _EAGER + 1
+    barrier = threading.Barrier(parties, timeout=GUARD)
+
+    @task
+    def meet(i: int) -> int:
+        barrier.wait()  # returns only once every run is waiting here, each on its own thread
+        return i
+
+    @flow(task_runner="threads")
+    def gather() -> list[int]:
+        return [f.result() for f in meet.map(range(parties))]
+
+    assert gather() == list(range(parties))
+
+
+def test_max_workers_bounds_the_runs_at_once_when_the_pool_grows() -> None:
+    bound = _EAGER + 2
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    first = threading.Barrier(bound, timeout=GUARD)
+    rest = threading.Barrier(4, timeout=GUARD)
+
+    @task
+    def hold(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            # The first `bound` runs (the queue is first in, first out) wait for each other,
+            # so the pool must grow past its eager threads; had it grown past `bound`, the
+            # last 4 would start beside them.
+            (first if i < bound else rest).wait()
+        finally:
+            with lock:
+                running[0] -= 1
+        return i
+
+    @flow(task_runner=ConcurrentTaskRunner(max_workers=bound))
+    def bounded() -> list[Any]:
+        return [f.result() for f in hold.map(range(bound + 4))]
+
+    assert bounded() == list(range(bound + 4))
+    assert most[0] == bound
