@@ -197,24 +197,28 @@ class _Threads:
             idle()
 
     def _watch_backlog(self) -> None:
-        waited = 0.0
+        untouched_since: float | None = None  # when a look last found the backlog untouched
         while True:
             self._backlog.wait()
             if self._closed:
                 return
-            taken, cpu = self._taken, time.process_time()
+            taken, wall, cpu = self._taken, time.monotonic(), time.process_time()
             time.sleep(_TICK)
             waiting = self._queue.qsize()
             if not waiting:
-                waited = 0.0
                 self._backlog.clear()
-                if not self._queue.qsize():  # a run put before the clear is seen here
+                waiting = self._queue.qsize()  # a run put before the clear is seen here
+                if not waiting:
+                    untouched_since = None
                     continue
             if self._taken != taken:
-                waited = 0.0
+                untouched_since = None
                 continue
-            waited += _TICK
-            if time.process_time() - cpu > _TICK / 2 and waited < _STUCK:
+            now = time.monotonic()
+            if untouched_since is None:
+                untouched_since = wall
+            busy = time.process_time() - cpu > (now - wall) / 2
+            if busy and now - untouched_since < _STUCK:
                 continue  # the threads hold the CPU: more of them would only take turns
             with self._lock:
                 if self._closed:
@@ -223,7 +227,7 @@ class _Threads:
                 # does not start a thread for every run of a burst.
                 for _ in range(min(waiting, self._max - len(self._threads), len(self._threads))):
                     self._start()
-            waited = 0.0
+            untouched_since = None
 
     def shutdown(self, wait: bool, cancel: bool) -> None:
         if cancel:
