@@ -55,21 +55,21 @@ def start_runner(driver: _FlowRunDriver) -> State | None:
     return None
 
 
-def interrupted(driver: _FlowRunDriver, exc: BaseException) -> State:
+def _stop(driver: _FlowRunDriver, *exc_info: Any) -> None:
     driver.cancel_pending()
     try:
-        driver.runner.__exit__(type(exc), exc, exc.__traceback__)
+        driver.runner.__exit__(*exc_info)
     finally:
         driver.end_unfinished()
+
+
+def interrupted(driver: _FlowRunDriver, exc: BaseException) -> State:
+    _stop(driver, type(exc), exc, exc.__traceback__)
     return Cancelled(f"Flow run was cancelled: {type(exc).__name__}{f' ({exc})' if str(exc) else ''}.")
 
 
 def timed_out(driver: _FlowRunDriver, seconds: float) -> State:
-    driver.cancel_pending()
-    try:
-        driver.runner.__exit__(TimeoutError, None, None)
-    finally:
-        driver.end_unfinished()
+    _stop(driver, TimeoutError, None, None)
     message = f"Flow run exceeded timeout of {seconds:g} second(s)"
     driver.logger.error(message)
     return TimedOut(message, exception=TimeoutError(message))

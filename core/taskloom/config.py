@@ -13,6 +13,7 @@ section never reaches another plugin.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -208,18 +209,10 @@ def _plugins() -> _PluginRegistry:
 
 
 def _schema() -> dict[str, Setting]:
-    plugins = _plugins()
     schema = {s.key: s for s in CORE_SETTINGS}
-    pm = plugins.get_plugin_manager()
-    for batch in pm.hook.taskloom_add_settings():
-        for setting in batch or ():
-            schema[setting.key] = setting
+    for batch in _plugins().get_plugin_manager().hook.taskloom_add_settings():
+        schema.update((setting.key, setting) for setting in batch or ())
     return schema
-
-
-def _registered_names(table: str) -> set[str]:
-    plugins = _plugins()
-    return set(plugins.registered(SECTIONS[table]))
 
 
 def load_settings(
@@ -235,12 +228,10 @@ def load_settings(
     sources = dict.fromkeys(schema, "default")
     sections: dict[str, dict[str, dict[str, tuple[Any, str]]]] = {table: {} for table in SECTIONS}
     limits: dict[str, int] = {}
-    known_names: dict[str, set[str]] = {}
 
+    @functools.cache
     def names_of(table: str) -> set[str]:
-        if table not in known_names:
-            known_names[table] = _registered_names(table)
-        return known_names[table]
+        return set(_plugins().registered(SECTIONS[table]))
 
     found = find_config_file(start)
     if found is not None:

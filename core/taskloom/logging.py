@@ -148,10 +148,7 @@ def setup_logging(settings: Any) -> int:
         if _installed is not None and _installed[0] == key:
             return level
         handlers = _build_sinks(sink_names, settings, level_name)
-        if _installed is not None:
-            for handler in _installed[1]:
-                root.removeHandler(handler)
-                handler.close()
+        _remove_installed(root)
         for handler in handlers:
             root.addHandler(handler)
         root.propagate = False
@@ -258,12 +255,15 @@ def flush_logging() -> None:
 
 def reset_logging() -> None:
     """Remove the sinks `setup_logging` attached (tests, notebooks)."""
-    global _installed
     with _setup_lock:
         _failed_sinks.clear()
-        if _installed is not None:
-            root = logging.getLogger(ROOT)
-            for handler in _installed[1]:
-                root.removeHandler(handler)
-                handler.close()
-            _installed = None
+        _remove_installed(logging.getLogger(ROOT))
+
+
+def _remove_installed(root: logging.Logger) -> None:
+    global _installed
+    if _installed is not None:
+        for handler in _installed[1]:
+            root.removeHandler(handler)
+            handler.close()
+        _installed = None

@@ -258,10 +258,6 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
         ) from None
 
 
-class _MissingRunnerClass(ImportError):
-    pass
-
-
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
@@ -273,6 +269,6 @@ def __getattr__(name: str) -> Any:
         hint = plugins.install_hint(name)
         if hint:
             message += f" Install it with: {hint}"
-        raise _MissingRunnerClass(message)
+        raise ImportError(message)
     raise AttributeError(f"module 'taskloom.runners' has no attribute {name!r}")
 
