@@ -112,8 +112,6 @@ def _check_type(value: Any, setting: Setting, where: str) -> Any:
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if value is None and setting.default is None:
-        return None
     if not ok:
         raise ConfigError(
             f"Setting {setting.key!r} in {where} must be of type {kind.__name__}, "

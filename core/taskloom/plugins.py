@@ -277,11 +277,6 @@ def wraps_execution() -> bool:
     return _state.wraps_execution
 
 
-def _distribution_of(plugin_name: str) -> str | None:
-    info = _state.infos.get(plugin_name)
-    return info.distribution if info else plugin_name
-
-
 def _build_registry() -> dict[str, dict[str, Registration]]:
     pm = get_plugin_manager()
     registry: dict[str, dict[str, Registration]] = {}
@@ -293,8 +288,8 @@ def _build_registry() -> dict[str, dict[str, Registration]]:
             except Exception as exc:
                 log.warning("Plugin %r failed in %s: %s", impl.plugin_name, hook_name, exc)
                 continue
-            dist = _distribution_of(impl.plugin_name)
             info = _state.infos.get(impl.plugin_name)
+            dist = info.distribution if info is not None else impl.plugin_name
             if info is not None:
                 info.provides.setdefault(kind, []).extend(provided)
             for name, factory in provided.items():
@@ -322,10 +317,8 @@ def registered(kind: str) -> dict[str, Registration]:
 def lookup(kind: str, name: str) -> Registration:
     """The registration of ``name``; an unknown one raises `PluginError` naming what exists."""
     names = registered(kind)
-    try:
+    if name in names:
         return names[name]
-    except KeyError:
-        pass
     label = kind.replace("_", " ")
     known = ", ".join(repr(n) for n in sorted(names)) or "none"
     message = f"Unknown {label} {name!r}. Installed {label}s: {known}."
