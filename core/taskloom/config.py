@@ -236,23 +236,23 @@ def load_settings(
         path, table = found
         where = str(path)
         for key, value in _flatten(table):
+            head, _, name = key.partition(".")
             if key in schema:
                 values[key] = _check_type(value, schema[key], where)
                 sources[key] = where
-            elif key.split(".", 1)[0] in SECTIONS:
-                group, _, name = key.partition(".")
+            elif head in SECTIONS:
                 if not name or not isinstance(value, dict):
                     raise ConfigError(
                         f"[{key}] in {where} must be a table of options of one "
-                        f"{SECTION_LABELS[group]}, such as [{group}.NAME]."
+                        f"{SECTION_LABELS[head]}, such as [{head}.NAME]."
                     )
-                if name not in names_of(group):
+                if name not in names_of(head):
                     warnings.warn(
-                        f"{where} sets options for {SECTION_LABELS[group]} {name!r}, which is not installed.",
+                        f"{where} sets options for {SECTION_LABELS[head]} {name!r}, which is not installed.",
                         stacklevel=2,
                     )
                 for option, v in value.items():
-                    sections[group].setdefault(name, {})[option] = (v, where)
+                    sections[head].setdefault(name, {})[option] = (v, where)
             elif key == _LIMITS:
                 if not isinstance(value, dict):
                     raise ConfigError(f"[concurrency_limits] in {where} must be a table.")
@@ -264,21 +264,17 @@ def load_settings(
                         )
                     limits[tag] = n
                     sources[f"{_LIMITS}.{tag}"] = where
+            elif head in _plugins().known_sections():
+                warnings.warn(
+                    f"{where} sets {key!r} for {_absent_owner(head)}; the setting is ignored.",
+                    stacklevel=2,
+                )
+            elif _plugins().install_hint(head) is not None:
+                warnings.warn(
+                    f"{where} sets {key!r} for plugin {head!r}, which is not installed.",
+                    stacklevel=2,
+                )
             else:
-                head = key.split(".", 1)[0]
-                registry = _plugins()
-                if head in registry.known_sections():
-                    warnings.warn(
-                        f"{where} sets {key!r} for {_absent_owner(head)}; the setting is ignored.",
-                        stacklevel=2,
-                    )
-                    continue
-                if registry.install_hint(head) is not None:
-                    warnings.warn(
-                        f"{where} sets {key!r} for plugin {head!r}, which is not installed.",
-                        stacklevel=2,
-                    )
-                    continue
                 known = ", ".join(sorted(schema))
                 raise ConfigError(
                     f"Unknown setting {key!r} in {where}. Known settings: {known}, "
@@ -294,7 +290,7 @@ def load_settings(
             setting = env_names[var]
             values[setting.key] = coerce(raw, setting.type, f"Environment variable {var}")
             sources[setting.key] = f"env {var}"
-        elif (env_group := _section_of(var)) is not None:
+        elif (env_group := _section_of(var, SECTIONS)) is not None:
             rest = var[len(f"TASKLOOM_{env_group.upper()}_") :]
             match = max(
                 (n for n in names_of(env_group) if rest.startswith(_env_part(n) + "_")),
@@ -312,12 +308,9 @@ def load_settings(
             tag = var[len("TASKLOOM_CONCURRENCY_LIMITS_") :].lower()
             limits[tag] = coerce(raw, int, f"Environment variable {var}")
             sources[f"{_LIMITS}.{tag}"] = f"env {var}"
+        elif (section := _section_of(var, _plugins().known_sections())) is not None:
+            warnings.warn(f"{var} is a setting of {_absent_owner(section)}; it is ignored.", stacklevel=2)
         else:
-            plugin_sections = _plugins().known_sections()
-            section = next((k for k in plugin_sections if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
-            if section is not None:
-                warnings.warn(f"{var} is a setting of {_absent_owner(section)}; it is ignored.", stacklevel=2)
-                continue
             warnings.warn(f"{var} is not a taskloom setting; it is ignored.", stacklevel=2)
 
     for key, value in cli.items():
@@ -336,8 +329,8 @@ def _env_part(name: str) -> str:
     return name.upper().replace("-", "_")
 
 
-def _section_of(var: str) -> str | None:
-    return next((t for t in SECTIONS if var.startswith(f"TASKLOOM_{t.upper()}_")), None)
+def _section_of(var: str, tables: Iterable[str]) -> str | None:
+    return next((t for t in tables if var.startswith(f"TASKLOOM_{t.upper()}_")), None)
 
 
 def set_cli_values(values: Mapping[str, Any]) -> Callable[[], None]:
