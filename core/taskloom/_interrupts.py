@@ -25,12 +25,9 @@ def _interrupt_on_signal(signum: int, frame: Any) -> None:
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """While a flow runs in the main thread, SIGTERM interrupts it as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     try:
         previous = signal.signal(signal.SIGTERM, _interrupt_on_signal)
-    except ValueError:
+    except ValueError:  # not the main thread: only it can set a signal handler
         yield
         return
     try:

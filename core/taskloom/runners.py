@@ -240,9 +240,7 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
     """
     if spec is not None and not isinstance(spec, (str, type)):
         if not callable(getattr(spec, "submit", None)):
-            raise TypeError(
-                f"task_runner must be a runner name or a TaskRunner, got {spec!r}."
-            )
+            raise TypeError(f"task_runner must be a runner name or a TaskRunner, got {spec!r}.")
         return spec.duplicate()  # type: ignore[no-any-return]
     if isinstance(spec, type):
         return spec()  # type: ignore[no-any-return]
