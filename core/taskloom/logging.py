@@ -12,6 +12,7 @@ the same format::
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -74,25 +75,12 @@ class _TaskRunLogger:
                 exc_text = "".join(traceback.format_exception(*exc_info))
         self._recorder.log(level, str(msg), *args, exc_text=exc_text)
 
-    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.DEBUG, msg, *args, **kwargs)
-
-    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.INFO, msg, *args, **kwargs)
-
-    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.WARNING, msg, *args, **kwargs)
-
-    warn = warning
-
-    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.ERROR, msg, *args, **kwargs)
-
-    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
-        self.log(logging.ERROR, msg, *args, exc_info=exc_info, **kwargs)
-
-    def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.CRITICAL, msg, *args, **kwargs)
+    debug = functools.partialmethod(log, logging.DEBUG)
+    info = functools.partialmethod(log, logging.INFO)
+    warning = warn = functools.partialmethod(log, logging.WARNING)
+    error = functools.partialmethod(log, logging.ERROR)
+    exception = functools.partialmethod(log, logging.ERROR, exc_info=True)
+    critical = functools.partialmethod(log, logging.CRITICAL)
 
 
 def get_run_logger() -> logging.LoggerAdapter[logging.Logger] | _TaskRunLogger:
