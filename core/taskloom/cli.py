@@ -183,12 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=_cmd_plugins)
 
-    sub.add_parser("config", help="show every effective setting and where it came from").set_defaults(
-        func=_cmd_config
-    )
-    sub.add_parser("version", help="show the versions of taskloom and its plugins").set_defaults(
-        func=_cmd_version
-    )
+    config = sub.add_parser("config", help="show every effective setting and where it came from")
+    config.set_defaults(func=_cmd_config)
+    version = sub.add_parser("version", help="show the versions of taskloom and its plugins")
+    version.set_defaults(func=_cmd_version)
     _scaffold.add_command(sub)
     plugins.get_plugin_manager().hook.taskloom_add_commands(subparsers=sub)
     return parser

@@ -12,6 +12,7 @@ the same format::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -223,13 +224,11 @@ def _report_sink_error(name: str, exc: Exception) -> None:
         if name in _failed_sinks:
             return
         _failed_sinks.add(name)
-    try:
+    with contextlib.suppress(Exception):
         sys.stderr.write(
             f"taskloom: log sink {name!r} raised {type(exc).__name__}: {exc}; the record is "
             "dropped for that sink and the run goes on (said once per sink and process).\n"
         )
-    except Exception:
-        pass
 
 
 def flush_logging() -> None:
