@@ -54,13 +54,9 @@ _LAZY = {
     "get_run_logger": "logging",
     **dict.fromkeys(("INPUTS", "TASK_SOURCE", "NONE", "task_input_hash"), "caching"),
     "hookimpl": "plugins",
-    **dict.fromkeys(
-        (
-            "AwaitingRetry", "Cached", "Cancelled", "Completed", "Crashed", "Failed",
-            "Pending", "Retrying", "Running", "State", "StateType", "TimedOut",
-        ),
-        "states",
-    ),
+    **dict.fromkeys(("AwaitingRetry", "Cached", "Cancelled", "Completed", "Crashed"), "states"),
+    **dict.fromkeys(("Failed", "Pending", "Retrying", "Running", "State"), "states"),
+    **dict.fromkeys(("StateType", "TimedOut"), "states"),
 }
 
 

@@ -73,14 +73,11 @@ def map_parameters(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str
             shared.setdefault(key[0], {})[key[1]] = value
         else:
             shared[key] = value
-    for name, param in task._signature.parameters.items():
-        if name not in shared and name not in iterables:
-            if param.default is not param.empty:
-                shared[name] = param.default
-            elif param.kind is param.VAR_POSITIONAL:
-                shared[name] = ()
-            elif param.kind is param.VAR_KEYWORD:
-                shared[name] = {}
+    defaults = task._signature.bind_partial()
+    defaults.apply_defaults()  # each default, () for *args and {} for **kwargs
+    for name, default in defaults.arguments.items():
+        if name not in iterables:
+            shared.setdefault(name, default)
     keyword_map = any(isinstance(key, tuple) for key in iterables)
     runs = []
     for i in range(len(next(iter(iterables.values())))):

@@ -74,8 +74,7 @@ class TaskRunCall:
     retries_used: int = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {name: getattr(self, name) for name in _PICKLED}
-        return state
+        return {name: getattr(self, name) for name in _PICKLED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():

@@ -33,14 +33,7 @@ def final_state(driver: _FlowRunDriver, value: Any, error: BaseException | None)
     if value is None:
         return _aggregate(*driver.counts())
     names: dict[int, str] = {}
-
-    def to_state(future: Any) -> State:
-        future.wait()
-        state: State = future.state
-        names[id(state)] = future.task_run.name
-        return state
-
-    resolved = _resolve_futures(value, to_state)
+    resolved = _final_states(value, names)
     if isinstance(resolved, State) and resolved.run_id is None and resolved.is_final():
         return attrs.evolve(resolved)  # made by hand: the flow's own state (a copy, marked later)
     if isinstance(resolved, State):
@@ -56,6 +49,19 @@ def final_state(driver: _FlowRunDriver, value: Any, error: BaseException | None)
     )
     failure: tuple[str | None, State] | None = None if first is None else (names.get(id(first)), first)
     return _aggregate(dict(returned), failure, data=resolved)
+
+
+def _final_states(value: Any, names: dict[int, str]) -> Any:
+    """``value`` with its futures waited for and made their final states; ``names`` gets
+    each state's run name, by the state's id."""
+
+    def to_state(future: Any) -> State:
+        future.wait()
+        state: State = future.state
+        names[id(state)] = future.task_run.name
+        return state
+
+    return _resolve_futures(value, to_state)
 
 
 def _aggregate(
@@ -91,14 +97,7 @@ def not_ready(wait_for: Any) -> State | None:
     if wait_for is None:
         return None
     names: dict[int, str] = {}
-
-    def to_state(future: Any) -> State:
-        future.wait()
-        names[id(future.state)] = future.task_run.name
-        return future.state  # type: ignore[no-any-return]
-
-    resolved = _resolve_futures(list(wait_for), to_state)
-    for item in resolved:
+    for item in _final_states(list(wait_for), names):
         if isinstance(item, State) and not item.is_completed():
             upstream = f"task run {names[id(item)]!r}" if id(item) in names else "an upstream run"
             return Pending(f"Upstream {upstream} did not reach a 'COMPLETED' state.", name="NotReady")

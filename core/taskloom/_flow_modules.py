@@ -79,5 +79,3 @@ def ship_flow_modules() -> list[str]:
         BY_VALUE.add(name.encode())
         marked.append(name)
     return marked
-
-

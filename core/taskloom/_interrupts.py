@@ -25,12 +25,9 @@ def _interrupt_on_signal(signum: int, frame: Any) -> None:
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """While a flow runs in the main thread, SIGTERM interrupts it as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     try:
         previous = signal.signal(signal.SIGTERM, _interrupt_on_signal)
-    except ValueError:
+    except ValueError:  # not the main thread: only it can set a signal handler
         yield
         return
     try:
@@ -55,21 +52,21 @@ def start_runner(driver: _FlowRunDriver) -> State | None:
     return None
 
 
-def interrupted(driver: _FlowRunDriver, exc: BaseException) -> State:
+def _stop(driver: _FlowRunDriver, *exc_info: Any) -> None:
     driver.cancel_pending()
     try:
-        driver.runner.__exit__(type(exc), exc, exc.__traceback__)
+        driver.runner.__exit__(*exc_info)
     finally:
         driver.end_unfinished()
+
+
+def interrupted(driver: _FlowRunDriver, exc: BaseException) -> State:
+    _stop(driver, type(exc), exc, exc.__traceback__)
     return Cancelled(f"Flow run was cancelled: {type(exc).__name__}{f' ({exc})' if str(exc) else ''}.")
 
 
 def timed_out(driver: _FlowRunDriver, seconds: float) -> State:
-    driver.cancel_pending()
-    try:
-        driver.runner.__exit__(TimeoutError, None, None)
-    finally:
-        driver.end_unfinished()
+    _stop(driver, TimeoutError, None, None)
     message = f"Flow run exceeded timeout of {seconds:g} second(s)"
     driver.logger.error(message)
     return TimedOut(message, exception=TimeoutError(message))

@@ -74,11 +74,7 @@ class ResultPlacement:
             return
         self.checked.add(key)
         try:
-            storage = (
-                results.resolve_storage(spec, self.path_given, self.options_given)
-                if isinstance(spec, str)
-                else spec
-            )
+            storage = results.resolve_storage(spec, self.path_given, self.options_given)
         except Exception:  # an unknown storage: the run itself fails with that sentence
             return
         if not getattr(storage, "host_local", False):

@@ -8,6 +8,7 @@ its future.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import CancelledError
@@ -129,10 +130,8 @@ def cancel_pending(self: Any) -> None:
         return
     for future in pending:
         if future.native is not None and not future.done():
-            try:
+            with contextlib.suppress(Exception):
                 future.native.cancel()
-            except Exception:
-                pass
 
 
 def end_unfinished(self: Any) -> None:

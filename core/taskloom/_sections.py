@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import SECTION_LABELS, ConfigError, Settings, coerce
 
-__all__ = ["accepts", "build", "option_types", "section_label", "section_options"]
+__all__ = ["accepts", "build", "option_types", "plain_type", "section_label", "section_options"]
 
 
 def section_label(table: str) -> str:
@@ -69,15 +69,18 @@ def option_types(factory: Callable[..., Any]) -> tuple[dict[str, type | None], b
         if param.kind is param.VAR_KEYWORD:
             open_ended = True
             continue
-        hint = hints.get(name)
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if hint in (int, float, bool, str, dict, list):
-            types[name] = hint
-        elif len(args) == 1 and args[0] in (int, float, bool, str):
-            types[name] = args[0]
-        else:
-            types[name] = None
+        types[name] = plain_type(hints.get(name))
     return types, open_ended
+
+
+def plain_type(hint: Any) -> type | None:
+    """The type `coerce` converts text to for ``hint``: a plain one, or ``X`` of ``X | None``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if hint in (int, float, bool, str, dict, list):
+        return hint  # type: ignore[no-any-return]
+    if len(args) == 1 and args[0] in (int, float, bool, str):
+        return args[0]  # type: ignore[no-any-return]
+    return None
 
 
 def build(table: str, name: str, factory: Callable[..., Any], options: dict[str, Any], sources: str) -> Any:

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, _scaffold, plugins
-from .config import ConfigError, coerce, load_settings, set_cli_values
+import attrs
+
+from . import __version__, _scaffold, _sections, plugins
+from .config import SECTIONS, ConfigError, coerce, load_settings, set_cli_values
 from .flows import Flow
 
 __all__ = ["main"]
@@ -71,12 +73,8 @@ def _flow_parameters(flow: Flow[..., Any], raw: dict[str, str]) -> dict[str, Any
             known = ", ".join(signature.parameters) or "none"
             raise UsageError(f"Flow {flow.name!r} has no parameter {key!r}. Its parameters: {known}.")
         hint = hints.get(key)
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        kind = hint if hint in (int, float, bool, str, list, dict) else (
-            args[0] if len(args) == 1 and args[0] in (int, float, bool, str) else None
-        )
-        if typing.get_origin(hint) in (list, dict):
-            kind = typing.get_origin(hint)
+        origin = typing.get_origin(hint)
+        kind = origin if origin in (list, dict) else _sections.plain_type(hint)
         try:
             parameters[key] = coerce(value, kind, f"Parameter {key!r} of flow {flow.name!r}")
         except ConfigError as exc:
@@ -112,28 +110,10 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     infos = plugins.plugins()
     failed = plugins.failures()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "plugins": [
-                        {
-                            "name": i.name,
-                            "module": i.module,
-                            "distribution": i.distribution,
-                            "version": i.version,
-                            "provides": i.provides,
-                            "hooks": i.hooks,
-                        }
-                        for i in infos
-                    ],
-                    "failed": [
-                        {"name": f.name, "value": f.value, "distribution": f.distribution, "reason": f.reason}
-                        for f in failed
-                    ],
-                },
-                indent=2,
-            )
-        )
+        # PluginInfo and PluginFailure hold exactly the JSON's fields, in its order.
+        listing = {"plugins": [attrs.asdict(i) for i in infos]}
+        listing["failed"] = [attrs.asdict(f) for f in failed]
+        print(json.dumps(listing, indent=2))
         return 0
     if not infos:
         print("No plugins installed: pip install taskloom brings the local runners and loguru sinks.")
@@ -165,9 +145,6 @@ def _typed_options(settings: Any) -> dict[str, Any]:
     it (``3``), as it is when it comes from taskloom.toml. One that does not convert is shown
     as it was given (the flow run names the mistake).
     """
-    from . import _sections
-    from .config import SECTIONS
-
     typed: dict[str, Any] = {}
     for table, kind in SECTIONS.items():
         installed = plugins.registered(kind)
@@ -206,12 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=_cmd_plugins)
 
-    sub.add_parser("config", help="show every effective setting and where it came from").set_defaults(
-        func=_cmd_config
-    )
-    sub.add_parser("version", help="show the versions of taskloom and its plugins").set_defaults(
-        func=_cmd_version
-    )
+    config = sub.add_parser("config", help="show every effective setting and where it came from")
+    config.set_defaults(func=_cmd_config)
+    version = sub.add_parser("version", help="show the versions of taskloom and its plugins")
+    version.set_defaults(func=_cmd_version)
     _scaffold.add_command(sub)
     plugins.get_plugin_manager().hook.taskloom_add_commands(subparsers=sub)
     return parser

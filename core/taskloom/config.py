@@ -13,6 +13,7 @@ section never reaches another plugin.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -111,8 +112,6 @@ def _check_type(value: Any, setting: Setting, where: str) -> Any:
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if value is None and setting.default is None:
-        return None
     if not ok:
         raise ConfigError(
             f"Setting {setting.key!r} in {where} must be of type {kind.__name__}, "
@@ -208,18 +207,10 @@ def _plugins() -> _PluginRegistry:
 
 
 def _schema() -> dict[str, Setting]:
-    plugins = _plugins()
     schema = {s.key: s for s in CORE_SETTINGS}
-    pm = plugins.get_plugin_manager()
-    for batch in pm.hook.taskloom_add_settings():
-        for setting in batch or ():
-            schema[setting.key] = setting
+    for batch in _plugins().get_plugin_manager().hook.taskloom_add_settings():
+        schema.update((setting.key, setting) for setting in batch or ())
     return schema
-
-
-def _registered_names(table: str) -> set[str]:
-    plugins = _plugins()
-    return set(plugins.registered(SECTIONS[table]))
 
 
 def load_settings(
@@ -235,35 +226,33 @@ def load_settings(
     sources = dict.fromkeys(schema, "default")
     sections: dict[str, dict[str, dict[str, tuple[Any, str]]]] = {table: {} for table in SECTIONS}
     limits: dict[str, int] = {}
-    known_names: dict[str, set[str]] = {}
 
+    @functools.cache
     def names_of(table: str) -> set[str]:
-        if table not in known_names:
-            known_names[table] = _registered_names(table)
-        return known_names[table]
+        return set(_plugins().registered(SECTIONS[table]))
 
     found = find_config_file(start)
     if found is not None:
         path, table = found
         where = str(path)
         for key, value in _flatten(table):
+            head, _, name = key.partition(".")
             if key in schema:
                 values[key] = _check_type(value, schema[key], where)
                 sources[key] = where
-            elif key.split(".", 1)[0] in SECTIONS:
-                group, _, name = key.partition(".")
+            elif head in SECTIONS:
                 if not name or not isinstance(value, dict):
                     raise ConfigError(
                         f"[{key}] in {where} must be a table of options of one "
-                        f"{SECTION_LABELS[group]}, such as [{group}.NAME]."
+                        f"{SECTION_LABELS[head]}, such as [{head}.NAME]."
                     )
-                if name not in names_of(group):
+                if name not in names_of(head):
                     warnings.warn(
-                        f"{where} sets options for {SECTION_LABELS[group]} {name!r}, which is not installed.",
+                        f"{where} sets options for {SECTION_LABELS[head]} {name!r}, which is not installed.",
                         stacklevel=2,
                     )
                 for option, v in value.items():
-                    sections[group].setdefault(name, {})[option] = (v, where)
+                    sections[head].setdefault(name, {})[option] = (v, where)
             elif key == _LIMITS:
                 if not isinstance(value, dict):
                     raise ConfigError(f"[concurrency_limits] in {where} must be a table.")
@@ -275,21 +264,17 @@ def load_settings(
                         )
                     limits[tag] = n
                     sources[f"{_LIMITS}.{tag}"] = where
+            elif head in _plugins().known_sections():
+                warnings.warn(
+                    f"{where} sets {key!r} for {_absent_owner(head)}; the setting is ignored.",
+                    stacklevel=2,
+                )
+            elif _plugins().install_hint(head) is not None:
+                warnings.warn(
+                    f"{where} sets {key!r} for plugin {head!r}, which is not installed.",
+                    stacklevel=2,
+                )
             else:
-                head = key.split(".", 1)[0]
-                registry = _plugins()
-                if head in registry.known_sections():
-                    warnings.warn(
-                        f"{where} sets {key!r} for {_absent_owner(head)}; the setting is ignored.",
-                        stacklevel=2,
-                    )
-                    continue
-                if registry.install_hint(head) is not None:
-                    warnings.warn(
-                        f"{where} sets {key!r} for plugin {head!r}, which is not installed.",
-                        stacklevel=2,
-                    )
-                    continue
                 known = ", ".join(sorted(schema))
                 raise ConfigError(
                     f"Unknown setting {key!r} in {where}. Known settings: {known}, "
@@ -305,7 +290,7 @@ def load_settings(
             setting = env_names[var]
             values[setting.key] = coerce(raw, setting.type, f"Environment variable {var}")
             sources[setting.key] = f"env {var}"
-        elif (env_group := _section_of(var)) is not None:
+        elif (env_group := _section_of(var, SECTIONS)) is not None:
             rest = var[len(f"TASKLOOM_{env_group.upper()}_") :]
             match = max(
                 (n for n in names_of(env_group) if rest.startswith(_env_part(n) + "_")),
@@ -323,12 +308,9 @@ def load_settings(
             tag = var[len("TASKLOOM_CONCURRENCY_LIMITS_") :].lower()
             limits[tag] = coerce(raw, int, f"Environment variable {var}")
             sources[f"{_LIMITS}.{tag}"] = f"env {var}"
+        elif (section := _section_of(var, _plugins().known_sections())) is not None:
+            warnings.warn(f"{var} is a setting of {_absent_owner(section)}; it is ignored.", stacklevel=2)
         else:
-            plugin_sections = _plugins().known_sections()
-            section = next((k for k in plugin_sections if var.startswith(f"TASKLOOM_{k.upper()}_")), None)
-            if section is not None:
-                warnings.warn(f"{var} is a setting of {_absent_owner(section)}; it is ignored.", stacklevel=2)
-                continue
             warnings.warn(f"{var} is not a taskloom setting; it is ignored.", stacklevel=2)
 
     for key, value in cli.items():
@@ -347,8 +329,8 @@ def _env_part(name: str) -> str:
     return name.upper().replace("-", "_")
 
 
-def _section_of(var: str) -> str | None:
-    return next((t for t in SECTIONS if var.startswith(f"TASKLOOM_{t.upper()}_")), None)
+def _section_of(var: str, tables: Iterable[str]) -> str | None:
+    return next((t for t in tables if var.startswith(f"TASKLOOM_{t.upper()}_")), None)
 
 
 def set_cli_values(values: Mapping[str, Any]) -> Callable[[], None]:

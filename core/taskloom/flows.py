@@ -7,6 +7,7 @@ flow's final state follows Prefect's rule. The run itself lives in ``taskloom._f
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
@@ -22,10 +23,6 @@ __all__ = ["Flow", "ParameterTypeError", "flow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _default_flow_name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__name__", "flow").replace("_", "-")
 
 
 class ParameterTypeError(TypeError):
@@ -65,7 +62,7 @@ class Flow(Generic[P, R]):
             raise TypeError(f"@flow expects a function, but got {fn!r} ({type(fn).__name__}).")
         self.fn = fn
         self.options = given  # as given: with_options() evolves it
-        self.name = given.name or _default_flow_name(fn)
+        self.name = given.name or getattr(fn, "__name__", "flow").replace("_", "-")
         owner = f"Flow {self.name!r}"
         self.description = given.description if given.description is not None else inspect.getdoc(fn)
         self.task_runner = given.task_runner
@@ -88,7 +85,6 @@ class Flow(Generic[P, R]):
         self.on_cancellation = _options.check_hooks(owner, "on_cancellation", given.on_cancellation)
         self.version = _options.check_version(owner, given.version)
         self.validate_parameters = bool(_options.check_flag(owner, "validate_parameters", given.validate_parameters))
-        self._kinds: dict[str, type] | None = None  # annotated simple types, found on first call
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
@@ -155,10 +151,7 @@ class Flow(Generic[P, R]):
         without pydantic). Other values are left as they are."""
         from .config import ConfigError, coerce
 
-        kinds = self._kinds
-        if kinds is None:
-            kinds = self._kinds = _simple_kinds(self.fn)
-        for name, kind in kinds.items():
+        for name, kind in self._kinds.items():
             value = parameters.get(name)
             if isinstance(value, str) and kind is not str:
                 try:
@@ -174,24 +167,24 @@ class Flow(Generic[P, R]):
         bound.arguments.update(parameters)
         return self.fn(*bound.args, **bound.kwargs)
 
+    @functools.cached_property
+    def _kinds(self) -> dict[str, type]:
+        """Parameters annotated int, float, bool or str (or Optional of one), by name."""
+        import typing
 
-def _simple_kinds(fn: Callable[..., Any]) -> dict[str, type]:
-    """Parameters annotated int, float, bool or str (or Optional of one), by name."""
-    import typing
-
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # an annotation that does not resolve: nothing to coerce
-        return {}
-    kinds: dict[str, type] = {}
-    for name, hint in hints.items():
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if hint in (int, float, bool, str):
-            kinds[name] = hint
-        elif len(args) == 1 and args[0] in (int, float, bool, str) and type(None) in typing.get_args(hint):
-            kinds[name] = args[0]
-    kinds.pop("return", None)
-    return kinds
+        try:
+            hints = typing.get_type_hints(self.fn)
+        except Exception:  # an annotation that does not resolve: nothing to coerce
+            return {}
+        kinds: dict[str, type] = {}
+        for name, hint in hints.items():
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            if hint in (int, float, bool, str):
+                kinds[name] = hint
+            elif len(args) == 1 and args[0] in (int, float, bool, str) and type(None) in typing.get_args(hint):
+                kinds[name] = args[0]
+        kinds.pop("return", None)
+        return kinds
 
 
 @overload

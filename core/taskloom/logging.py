@@ -12,6 +12,8 @@ the same format::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import sys
 import threading
@@ -74,25 +76,12 @@ class _TaskRunLogger:
                 exc_text = "".join(traceback.format_exception(*exc_info))
         self._recorder.log(level, str(msg), *args, exc_text=exc_text)
 
-    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.DEBUG, msg, *args, **kwargs)
-
-    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.INFO, msg, *args, **kwargs)
-
-    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.WARNING, msg, *args, **kwargs)
-
-    warn = warning
-
-    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.ERROR, msg, *args, **kwargs)
-
-    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
-        self.log(logging.ERROR, msg, *args, exc_info=exc_info, **kwargs)
-
-    def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.CRITICAL, msg, *args, **kwargs)
+    debug = functools.partialmethod(log, logging.DEBUG)
+    info = functools.partialmethod(log, logging.INFO)
+    warning = warn = functools.partialmethod(log, logging.WARNING)
+    error = functools.partialmethod(log, logging.ERROR)
+    exception = functools.partialmethod(log, logging.ERROR, exc_info=True)
+    critical = functools.partialmethod(log, logging.CRITICAL)
 
 
 def get_run_logger() -> logging.LoggerAdapter[logging.Logger] | _TaskRunLogger:
@@ -148,10 +137,7 @@ def setup_logging(settings: Any) -> int:
         if _installed is not None and _installed[0] == key:
             return level
         handlers = _build_sinks(sink_names, settings, level_name)
-        if _installed is not None:
-            for handler in _installed[1]:
-                root.removeHandler(handler)
-                handler.close()
+        _remove_installed(root)
         for handler in handlers:
             root.addHandler(handler)
         root.propagate = False
@@ -238,13 +224,11 @@ def _report_sink_error(name: str, exc: Exception) -> None:
         if name in _failed_sinks:
             return
         _failed_sinks.add(name)
-    try:
+    with contextlib.suppress(Exception):
         sys.stderr.write(
             f"taskloom: log sink {name!r} raised {type(exc).__name__}: {exc}; the record is "
             "dropped for that sink and the run goes on (said once per sink and process).\n"
         )
-    except Exception:
-        pass
 
 
 def flush_logging() -> None:
@@ -258,12 +242,15 @@ def flush_logging() -> None:
 
 def reset_logging() -> None:
     """Remove the sinks `setup_logging` attached (tests, notebooks)."""
-    global _installed
     with _setup_lock:
         _failed_sinks.clear()
-        if _installed is not None:
-            root = logging.getLogger(ROOT)
-            for handler in _installed[1]:
-                root.removeHandler(handler)
-                handler.close()
-            _installed = None
+        _remove_installed(logging.getLogger(ROOT))
+
+
+def _remove_installed(root: logging.Logger) -> None:
+    global _installed
+    if _installed is not None:
+        for handler in _installed[1]:
+            root.removeHandler(handler)
+            handler.close()
+        _installed = None

@@ -170,33 +170,26 @@ def _start() -> pluggy.PluginManager:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else None
         version = ep.dist.version if ep.dist is not None else None
-        if ep.name in disabled or (dist and dist in disabled):
+        if ep.name in disabled or (dist and dist in disabled) or pm.has_plugin(ep.name):
             continue
-        if pm.has_plugin(ep.name):
-            continue
+        reason = None
         try:
             module = ep.load()
+            api = getattr(module, "TASKLOOM_PLUGIN_API", API_VERSION)
+            if not isinstance(api, int) or isinstance(api, bool) or api != API_VERSION:
+                reason = (
+                    f"built for plugin API {api}, this taskloom has API {API_VERSION}"
+                    if isinstance(api, int)
+                    else f"its TASKLOOM_PLUGIN_API is {api!r}, which is not a whole number "
+                    f"(this taskloom has API {API_VERSION})"
+                )
+            else:
+                pm.register(module, name=ep.name)  # raises for a hook that does not match its spec
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:
             _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
-            log.debug("Plugin %r (%s) failed to load and is skipped: %s", ep.name, ep.value, reason)
-            continue
-        api = getattr(module, "TASKLOOM_PLUGIN_API", API_VERSION)
-        if not isinstance(api, int) or isinstance(api, bool) or api != API_VERSION:
-            reason = (
-                f"built for plugin API {api}, this taskloom has API {API_VERSION}"
-                if isinstance(api, int)
-                else f"its TASKLOOM_PLUGIN_API is {api!r}, which is not a whole number (this taskloom has API {API_VERSION})"
-            )
-            _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
-            log.debug("Plugin %r (%s) is refused: %s.", ep.name, dist, reason)
-            continue
-        try:
-            pm.register(module, name=ep.name)
-        except Exception as exc:  # a hook that does not match its specification
-            reason = f"{type(exc).__name__}: {exc}"
-            _state.failures.append(PluginFailure(ep.name, ep.value, dist, reason))
-            log.debug("Plugin %r (%s) is refused: %s", ep.name, ep.value, reason)
+            log.debug("Plugin %r (%s) is skipped: %s", ep.name, ep.value, reason)
             continue
         hooks = sorted(c.name.removeprefix("taskloom_") for c in pm.get_hookcallers(module) or ())
         _state.infos[ep.name] = PluginInfo(ep.name, ep.value, dist, version, hooks=hooks)
@@ -205,7 +198,7 @@ def _start() -> pluggy.PluginManager:
         pm.trace.root.setwriter(lambda msg: trace_log.info(msg.rstrip()))
         pm.enable_tracing()
         _state.tracing = True
-    _state.wraps_execution = len(pm.hook.taskloom_task_run_execute.get_hookimpls()) > 1
+    _registrations_changed(pm)
     return pm
 
 
@@ -218,8 +211,7 @@ def register(plugin: object, name: str | None = None) -> None:
     pm = get_plugin_manager()
     with _lock:
         pm.register(plugin, name=name)
-        _state.registry = None
-        _state.wraps_execution = len(pm.hook.taskloom_task_run_execute.get_hookimpls()) > 1
+        _registrations_changed(pm)
 
 
 def unregister(plugin: object) -> None:
@@ -227,8 +219,12 @@ def unregister(plugin: object) -> None:
     pm = get_plugin_manager()
     with _lock:
         pm.unregister(plugin)
-        _state.registry = None
-        _state.wraps_execution = len(pm.hook.taskloom_task_run_execute.get_hookimpls()) > 1
+        _registrations_changed(pm)
+
+
+def _registrations_changed(pm: pluggy.PluginManager) -> None:
+    _state.registry = None
+    _state.wraps_execution = len(pm.hook.taskloom_task_run_execute.get_hookimpls()) > 1
 
 
 def observed(hook_name: str) -> Any:
@@ -281,11 +277,6 @@ def wraps_execution() -> bool:
     return _state.wraps_execution
 
 
-def _distribution_of(plugin_name: str) -> str | None:
-    info = _state.infos.get(plugin_name)
-    return info.distribution if info else plugin_name
-
-
 def _build_registry() -> dict[str, dict[str, Registration]]:
     pm = get_plugin_manager()
     registry: dict[str, dict[str, Registration]] = {}
@@ -297,8 +288,8 @@ def _build_registry() -> dict[str, dict[str, Registration]]:
             except Exception as exc:
                 log.warning("Plugin %r failed in %s: %s", impl.plugin_name, hook_name, exc)
                 continue
-            dist = _distribution_of(impl.plugin_name)
             info = _state.infos.get(impl.plugin_name)
+            dist = info.distribution if info is not None else impl.plugin_name
             if info is not None:
                 info.provides.setdefault(kind, []).extend(provided)
             for name, factory in provided.items():
@@ -326,10 +317,8 @@ def registered(kind: str) -> dict[str, Registration]:
 def lookup(kind: str, name: str) -> Registration:
     """The registration of ``name``; an unknown one raises `PluginError` naming what exists."""
     names = registered(kind)
-    try:
+    if name in names:
         return names[name]
-    except KeyError:
-        pass
     label = kind.replace("_", " ")
     known = ", ".join(repr(n) for n in sorted(names)) or "none"
     message = f"Unknown {label} {name!r}. Installed {label}s: {known}."

@@ -186,35 +186,26 @@ class PersistedResult:
     with it, so a downstream run on another worker needs no shared storage to get it.
     """
 
-    __slots__ = ("_loaded", "_record", "_value", "key", "serializer", "storage")
+    __slots__ = ("_loaded", "_value", "key", "serializer", "storage")
 
     def __init__(
-        self,
-        storage: ResultStorage,
-        key: str,
-        serializer: Any,
-        value: Any = None,
-        loaded: bool = False,
-        record: tuple[dict[str, Any], bytes] | None = None,
+        self, storage: ResultStorage, key: str, serializer: Any, value: Any = None, loaded: bool = False
     ) -> None:
         self.storage = storage
         self.key = key
         self.serializer = serializer
         self._value = value
         self._loaded = loaded
-        # A record already read (by a cache look-up): loading then needs no second read.
-        self._record = record
 
     def __repr__(self) -> str:
         return f"PersistedResult(key={self.key!r}, storage={self.storage!r})"
 
     def __reduce__(self) -> Any:
-        return (PersistedResult, (self.storage, self.key, self.serializer, self._value, self._loaded, self._record))
+        return (PersistedResult, (self.storage, self.key, self.serializer, self._value, self._loaded))
 
     def __taskloom_load__(self) -> Any:
         if not self._loaded:
-            header, payload = self._record or read_record(self.storage, self.key)
-            self._record = None
+            header, payload = read_record(self.storage, self.key)
             serializer = self.serializer
             if serializer is None or isinstance(serializer, str):
                 serializer = get_serializer(serializer or header["serializer"])

@@ -240,9 +240,7 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
     """
     if spec is not None and not isinstance(spec, (str, type)):
         if not callable(getattr(spec, "submit", None)):
-            raise TypeError(
-                f"task_runner must be a runner name or a TaskRunner, got {spec!r}."
-            )
+            raise TypeError(f"task_runner must be a runner name or a TaskRunner, got {spec!r}.")
         return spec.duplicate()  # type: ignore[no-any-return]
     if isinstance(spec, type):
         return spec()  # type: ignore[no-any-return]
@@ -258,10 +256,6 @@ def resolve_task_runner(spec: Any, settings: Settings) -> TaskRunner:
         ) from None
 
 
-class _MissingRunnerClass(ImportError):
-    pass
-
-
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
@@ -273,6 +267,6 @@ def __getattr__(name: str) -> Any:
         hint = plugins.install_hint(name)
         if hint:
             message += f" Install it with: {hint}"
-        raise _MissingRunnerClass(message)
+        raise ImportError(message)
     raise AttributeError(f"module 'taskloom.runners' has no attribute {name!r}")
 
