@@ -151,7 +151,10 @@ class _Threads:
         self._max = max_workers
         self._eager = min(max_workers, _EAGER)
         self._threads: list[threading.Thread] = []
-        self._idle = threading.Semaphore(0)
+        # A token per thread done with a run, taken by a submit that then needs no new
+        # thread: ThreadPoolExecutor's idle semaphore, as a list whose append and pop are
+        # each one step under the GIL (a Semaphore is a Condition's worth of Python per run).
+        self._idle: list[None] = []
         self._lock = threading.Lock()
         self._taken = 0  # runs taken by threads; the watch only asks whether it moved
         self._backlog = threading.Event()  # set when a run waits and no eager thread is free
@@ -160,8 +163,12 @@ class _Threads:
 
     def submit(self, run: _PoolRun) -> None:
         self._queue.put(run)
-        if self._idle.acquire(blocking=False):
-            return
+        if self._idle:
+            try:
+                self._idle.pop()
+                return
+            except IndexError:
+                pass  # another submit took the last token
         if len(self._threads) < self._eager:
             with self._lock:
                 if len(self._threads) < self._eager:
@@ -186,7 +193,7 @@ class _Threads:
         self._threads.append(thread)
 
     def _work(self) -> None:
-        get, idle = self._queue.get, self._idle.release
+        get, idle = self._queue.get, self._idle.append
         while True:
             run = get()
             if run is None:
@@ -194,7 +201,7 @@ class _Threads:
             self._taken += 1
             run.run_here()
             del run
-            idle()
+            idle(None)
 
     def _watch_backlog(self) -> None:
         untouched_since: float | None = None  # when a look last found the backlog untouched
