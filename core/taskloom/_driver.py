@@ -9,10 +9,11 @@ for the flow's own final state.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _run_endings, plugins
@@ -66,7 +67,8 @@ class _FlowRunDriver:
         self._lock = threading.RLock()
         self._forgotten = threading.Condition(self._lock)  # notified as a run leaves _pending
         self._waiting_all = 0  # threads in wait_all, waiting on _forgotten
-        self._counters: Counter[str] = Counter()
+        #: The next number of each task's runs; ``next`` on a count needs no lock.
+        self._counters: dict[str, Iterator[int]] = {}
         self._pending: set[TaskRunFuture[Any]] = set()
         self._completed = 0  # kept apart: hashing an Enum member costs a Python call
         self._final_counts: Counter[StateType] = Counter()
@@ -110,9 +112,10 @@ class _FlowRunDriver:
             # Submitted inside a task run: named and numbered after it, the same whether
             # it was created here or by the task run's worker (see taskloom._nested).
             counter = f"{parent.task_run.name}/{task.task_key}"
-        with self._lock:
-            n = self._counters[counter]
-            self._counters[counter] = n + 1
+        numbers = self._counters.get(counter)
+        if numbers is None:
+            numbers = self._counters.setdefault(counter, itertools.count())
+        n = next(numbers)
         context_tags = _tags.get()
         template = task.task_run_name
         if template is not None:
