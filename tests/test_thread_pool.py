@@ -63,3 +63,26 @@ def test_max_workers_bounds_the_runs_at_once_when_the_pool_grows() -> None:
 
     assert bounded() == list(range(bound + 4))
     assert most[0] == bound
+
+
+def test_blocked_runs_get_threads_after_a_burst_of_short_runs() -> None:
+    # A burst leaves every thread idle; the next runs must still each find a thread (or get
+    # one), however many runs the pool has seen end before.
+    parties = _EAGER + 3
+    barrier = threading.Barrier(parties, timeout=GUARD)
+
+    @task
+    def quick(i: int) -> int:
+        return i
+
+    @task
+    def meet(i: int) -> int:
+        barrier.wait()
+        return i
+
+    @flow(task_runner="threads")
+    def burst_then_meet() -> list[int]:
+        assert sum(f.result() for f in quick.map(range(2000))) == sum(range(2000))
+        return [f.result() for f in meet.map(range(parties))]
+
+    assert burst_then_meet() == list(range(parties))

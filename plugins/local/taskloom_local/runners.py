@@ -151,9 +151,11 @@ class _Threads:
         self._max = max_workers
         self._eager = min(max_workers, _EAGER)
         self._threads: list[threading.Thread] = []
-        # A token per thread done with a run, taken by a submit that then needs no new
-        # thread: ThreadPoolExecutor's idle semaphore, as a list whose append and pop are
-        # each one step under the GIL (a Semaphore is a Condition's worth of Python per run).
+        # A token per thread waiting for a run, taken by a submit that then needs no new
+        # thread: a list, whose append and pop are each one step under the GIL, where
+        # ThreadPoolExecutor has a Semaphore (a Condition's worth of Python per run). Unlike
+        # the executor's count it never exceeds the threads that wait: a thread takes its
+        # token back when it gets a run, so a submit never counts on a busy thread.
         self._idle: list[None] = []
         self._lock = threading.Lock()
         self._taken = 0  # runs taken by threads; the watch only asks whether it moved
@@ -193,15 +195,22 @@ class _Threads:
         self._threads.append(thread)
 
     def _work(self) -> None:
-        get, idle = self._queue.get, self._idle.append
+        get, tokens = self._queue.get, self._idle
         while True:
+            tokens.append(None)  # idle: a submit that takes this token starts no thread
             run = get()
+            # Take a token back unless the submit that woke this thread took it: a token
+            # left behind would tell the next submit that a busy thread is idle.
+            if tokens:
+                try:
+                    tokens.pop()
+                except IndexError:
+                    pass
             if run is None:
                 return
             self._taken += 1
             run.run_here()
             del run
-            idle(None)
 
     def _watch_backlog(self) -> None:
         untouched_since: float | None = None  # when a look last found the backlog untouched
