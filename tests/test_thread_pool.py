@@ -9,6 +9,7 @@ guard against a hang, not a measure.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from taskloom import flow, task
@@ -86,3 +87,69 @@ def test_blocked_runs_get_threads_after_a_burst_of_short_runs() -> None:
         return [f.result() for f in meet.map(range(parties))]
 
     assert burst_then_meet() == list(range(parties))
+
+
+def _pool_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("taskloom-task-")}
+
+
+def test_a_burst_of_short_runs_does_not_start_a_thread_for_each() -> None:
+    before = _pool_threads()
+    during: list[int] = []
+
+    @task
+    def quick(i: int) -> int:
+        return i
+
+    @flow(task_runner="threads")
+    def burst() -> int:
+        total = sum(f.result() for f in [quick.submit(i) for i in range(2000)])
+        during.append(len(_pool_threads() - before))
+        return total
+
+    assert burst() == sum(range(2000))
+    # The eager threads and the watch; the pool doubles only after the process sat idle
+    # with runs waiting, which a burst of runs that hold the CPU does not do. (A thread per
+    # run that found none idle came to about 44 per thousand runs.)
+    assert during[0] <= 2 * _EAGER + 1
+
+
+def test_the_pools_threads_end_with_the_flow_run_and_after_an_error() -> None:
+    before = _pool_threads()
+    release = threading.Event()
+
+    @task
+    def meet(i: int) -> int:
+        release.wait(GUARD)
+        return i
+
+    @flow(task_runner="threads")
+    def grows() -> list[int]:
+        futures = meet.map(range(2 * _EAGER))  # more than the eager threads: the watch starts
+        release.set()
+        return [f.result() for f in futures]
+
+    assert grows() == list(range(2 * _EAGER))
+    assert not {t for t in _pool_threads() - before if t.is_alive()}
+
+    release.clear()
+
+    def open_once_grown() -> None:
+        # Past the eager threads and the watch: the pool has grown when the flow ends.
+        for _ in range(GUARD * 100):
+            if len(_pool_threads() - before) > _EAGER + 1:
+                break
+            time.sleep(0.01)
+        release.set()
+
+    @flow(task_runner="threads")
+    def fails() -> None:
+        meet.map(range(2 * _EAGER))
+        threading.Thread(target=open_once_grown, daemon=True).start()
+        raise RuntimeError("the flow's own error")
+
+    state = fails(return_state=True)
+    assert state.is_failed()
+    for thread in _pool_threads() - before:
+        thread.join(GUARD)
+        assert not thread.is_alive(), thread.name

@@ -127,53 +127,65 @@ class _PoolRun:
 _EAGER = min(32, (os.cpu_count() or 1) + 4)
 #: How often the watch looks at a backlog once the eager threads are all busy.
 _TICK = 0.001
-#: A backlog that no thread has touched for this long gets threads, busy process or not.
+#: Looks in a row that must find the backlog untouched and the process idle to grow the pool.
+_IDLE_LOOKS = 2
+#: A backlog that no thread has touched for this long gets a thread, busy process or not.
 _STUCK = 0.1
+
+_Mailbox = queue.SimpleQueue  # one per thread: where a submit hands it a run
 
 
 class _Threads:
-    """Worker threads fed from one queue, ``ThreadPoolExecutor``'s policy up to its default
-    size, and beyond it threads only for runs that would otherwise starve.
+    """Worker threads, ``ThreadPoolExecutor``'s policy up to its default size, and beyond it
+    threads only for runs that would otherwise starve.
 
-    Up to `_EAGER` threads, a run that finds no idle thread starts one, as in
-    `ThreadPoolExecutor`. Beyond that, starting a thread per waiting run costs more than
-    it gives whenever the runs hold the GIL: a burst of short runs would start dozens of
-    threads that only take turns. So a watch thread looks at the backlog every `_TICK` and
-    starts threads for the waiting runs (at most doubling the pool at a time) only when no
-    thread took a run since its last look and the process was mostly idle meanwhile: the
-    threads are blocked (sleeping, on I/O), and more threads are what helps. A backlog that
-    nothing takes for `_STUCK` gets threads whatever the CPU does, so a run is never left
+    A run goes to a thread that waits for one, handed over in that thread's own mailbox;
+    with none waiting, it goes on the shared queue and, up to `_EAGER` threads, starts a
+    thread, as in `ThreadPoolExecutor`. Beyond that, starting a thread per waiting run costs
+    more than it gives whenever the runs hold the GIL: a burst of short runs would start
+    dozens of threads that only take turns. So a watch thread looks at the shared queue every
+    `_TICK` and grows the pool (at most doubling it) only when `_IDLE_LOOKS` looks in a row
+    found that no thread took a run and the process used under half a CPU: the threads are
+    blocked (sleeping, on I/O), and more threads are what helps. A backlog that nothing
+    takes for `_STUCK` gets one more thread whatever the CPU does, so a run is never left
     waiting on busy threads.
+
+    Handing a run to a waiting thread's mailbox, not counting idle threads as
+    `ThreadPoolExecutor` does, keeps the count exact: a run is never left on the queue
+    while the thread counted on for it is busy with another.
     """
 
     def __init__(self, max_workers: int) -> None:
         self._queue: queue.SimpleQueue[_PoolRun | None] = queue.SimpleQueue()
+        self._waiting: list[_Mailbox[_PoolRun | None]] = []  # threads with nothing to run
         self._max = max_workers
         self._eager = min(max_workers, _EAGER)
         self._threads: list[threading.Thread] = []
-        # A token per thread waiting for a run, taken by a submit that then needs no new
-        # thread: a list, whose append and pop are each one step under the GIL, where
-        # ThreadPoolExecutor has a Semaphore (a Condition's worth of Python per run). Unlike
-        # the executor's count it never exceeds the threads that wait: a thread takes its
-        # token back when it gets a run, so a submit never counts on a busy thread.
-        self._idle: list[None] = []
         self._lock = threading.Lock()
-        self._taken = 0  # runs taken by threads; the watch only asks whether it moved
+        self._taken = 0  # runs taken off the queue; the watch only asks whether it moved
         self._backlog = threading.Event()  # set when a run waits and no eager thread is free
         self._watch: threading.Thread | None = None
         self._closed = False
 
-    def submit(self, run: _PoolRun) -> None:
-        self._queue.put(run)
-        if self._idle:
+    def submit(self, run: _PoolRun | None) -> None:
+        """Hand ``run`` to a waiting thread, or queue it and see that a thread will come."""
+        if self._waiting:
             try:
-                self._idle.pop()
+                self._waiting.pop().put(run)  # list.pop is one step under the GIL
                 return
             except IndexError:
-                pass  # another submit took the last token
+                pass  # another submit took the last one
+        self._queue.put(run)
+        if run is None:
+            return  # shutdown's wake-up of a thread that is busy now
+        if self._closed:
+            # Submitted by a run still going after an error ended the flow run: no thread
+            # will come for it.
+            run.cancel()
+            return
         if len(self._threads) < self._eager:
             with self._lock:
-                if len(self._threads) < self._eager:
+                if len(self._threads) < self._eager and not self._closed:
                     self._start()
                     return
         if len(self._threads) < self._max and not self._backlog.is_set():
@@ -195,17 +207,27 @@ class _Threads:
         self._threads.append(thread)
 
     def _work(self) -> None:
-        get, tokens = self._queue.get, self._idle
+        mailbox: _Mailbox[_PoolRun | None] = _Mailbox()
+        waiting, take = self._waiting, self._queue.get_nowait
         while True:
-            tokens.append(None)  # idle: a submit that takes this token starts no thread
-            run = get()
-            # Take a token back unless the submit that woke this thread took it: a token
-            # left behind would tell the next submit that a busy thread is idle.
-            if tokens:
+            try:
+                run = take()
+            except queue.Empty:
+                waiting.append(mailbox)
                 try:
-                    tokens.pop()
-                except IndexError:
-                    pass
+                    # A run queued by a submit that came just before the append found no
+                    # thread waiting: take it rather than leave it to the watch.
+                    run = take()
+                except queue.Empty:
+                    run = mailbox.get()
+                else:
+                    try:
+                        waiting.remove(mailbox)
+                    except ValueError:
+                        # A submit took the mailbox meanwhile, and its run is on the way:
+                        # that one is this thread's; the queued one is handed out anew.
+                        self.submit(run)
+                        run = mailbox.get()
             if run is None:
                 return
             self._taken += 1
@@ -213,7 +235,8 @@ class _Threads:
             del run
 
     def _watch_backlog(self) -> None:
-        untouched_since: float | None = None  # when a look last found the backlog untouched
+        untouched_since: float | None = None  # when a look first found the backlog untouched
+        idle_looks = 0
         while True:
             self._backlog.wait()
             if self._closed:
@@ -223,29 +246,44 @@ class _Threads:
             waiting = self._queue.qsize()
             if not waiting:
                 self._backlog.clear()
-                waiting = self._queue.qsize()  # a run put before the clear is seen here
+                if self._closed:
+                    return  # shutdown set the event before the clear
+                waiting = self._queue.qsize()
                 if not waiting:
-                    untouched_since = None
+                    untouched_since, idle_looks = None, 0
                     continue
+                self._backlog.set()  # a run queued while the event was clear
             if self._taken != taken:
-                untouched_since = None
+                untouched_since, idle_looks = None, 0
                 continue
             now = time.monotonic()
             if untouched_since is None:
                 untouched_since = wall
             busy = time.process_time() - cpu > (now - wall) / 2
-            if busy and now - untouched_since < _STUCK:
+            idle_looks = 0 if busy else idle_looks + 1
+            stuck = now - untouched_since >= _STUCK
+            if idle_looks < _IDLE_LOOKS and not stuck:
                 continue  # the threads hold the CPU: more of them would only take turns
             with self._lock:
                 if self._closed:
                     return  # shutdown has counted its threads: start no more
-                # At most doubling the pool per look: one look at a descheduled process
-                # does not start a thread for every run of a burst.
-                for _ in range(min(waiting, self._max - len(self._threads), len(self._threads))):
-                    self._start()
-            untouched_since = None
+                # Doubling at most, and one thread for a backlog stuck behind busy threads.
+                more = 1 if idle_looks < _IDLE_LOOKS else len(self._threads)
+                try:
+                    for _ in range(min(waiting, self._max - len(self._threads), more)):
+                        self._start()
+                except RuntimeError as exc:  # "can't start new thread": the process's limit
+                    self._max = len(self._threads)
+                    logging.getLogger(__name__).warning(
+                        "The thread pool stays at %d threads: %s.", self._max, exc
+                    )
+            untouched_since, idle_looks = None, 0
 
     def shutdown(self, wait: bool, cancel: bool) -> None:
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+            watch = self._watch
         if cancel:
             while True:
                 try:
@@ -254,15 +292,14 @@ class _Threads:
                     break
                 if run is not None:
                     run.cancel()
-        with self._lock:
-            self._closed = True
-            threads = list(self._threads)
         self._backlog.set()  # the watch, if any, sees _closed and ends
         for _ in threads:
-            self._queue.put(None)
+            self.submit(None)  # to a waiting thread, or queued for a busy one
         if wait:
             for thread in threads:
                 thread.join()
+            if watch is not None:
+                watch.join()
 
 
 class ConcurrentTaskRunner(TaskRunner):
