@@ -133,6 +133,7 @@ _IDLE_LOOKS = 2
 _STUCK = 0.1
 
 _Mailbox = queue.SimpleQueue  # one per thread: where a submit hands it a run
+_LOOK: Any = object()  # put in a mailbox: look at the shared queue again
 
 
 class _Threads:
@@ -151,8 +152,8 @@ class _Threads:
     waiting on busy threads.
 
     Handing a run to a waiting thread's mailbox, not counting idle threads as
-    `ThreadPoolExecutor` does, keeps the count exact: a run is never left on the queue
-    while the thread counted on for it is busy with another.
+    `ThreadPoolExecutor` does, keeps the hand-over exact: a run is never left queued while
+    a thread waits idle.
     """
 
     def __init__(self, max_workers: int) -> None:
@@ -162,7 +163,7 @@ class _Threads:
         self._eager = min(max_workers, _EAGER)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._taken = 0  # runs taken off the queue; the watch only asks whether it moved
+        self._taken = 0  # runs taken by threads; the watch only asks whether it moved
         self._backlog = threading.Event()  # set when a run waits and no eager thread is free
         self._watch: threading.Thread | None = None
         self._closed = False
@@ -176,18 +177,29 @@ class _Threads:
             except IndexError:
                 pass  # another submit took the last one
         self._queue.put(run)
-        if run is None:
-            return  # shutdown's wake-up of a thread that is busy now
-        if self._closed:
+        if run is not None and self._closed:
             # Submitted by a run still going after an error ended the flow run: no thread
             # will come for it.
             run.cancel()
             return
+        # Queued, then look again: a thread that found the queue empty puts its mailbox out
+        # and then looks at the queue again, so one of the two sees the other.
+        if self._waiting:
+            try:
+                self._waiting.pop().put(_LOOK)
+                return
+            except IndexError:
+                pass
+        if run is None:
+            return  # shutdown's wake-up of a thread that is busy now
         if len(self._threads) < self._eager:
             with self._lock:
                 if len(self._threads) < self._eager and not self._closed:
-                    self._start()
-                    return
+                    try:
+                        self._start()
+                        return
+                    except RuntimeError as exc:  # "can't start new thread"
+                        self._refused(exc)
         if len(self._threads) < self._max and not self._backlog.is_set():
             self._backlog.set()
             if self._watch is None:
@@ -197,6 +209,12 @@ class _Threads:
                             target=self._watch_backlog, name="taskloom-task-watch", daemon=True
                         )
                         self._watch.start()
+
+    def _refused(self, exc: RuntimeError) -> None:
+        """The system would start no more threads: the pool stays as it is; the caller holds
+        the lock."""
+        self._max = self._eager = len(self._threads)
+        logging.getLogger(__name__).warning("The thread pool stays at %d threads: %s.", self._max, exc)
 
     def _start(self) -> None:
         """Start one worker thread; the caller holds the lock."""
@@ -228,6 +246,8 @@ class _Threads:
                         # that one is this thread's; the queued one is handed out anew.
                         self.submit(run)
                         run = mailbox.get()
+            if run is _LOOK:
+                continue  # a submit queued a run after this thread's second look
             if run is None:
                 return
             self._taken += 1
@@ -256,6 +276,10 @@ class _Threads:
             if self._taken != taken:
                 untouched_since, idle_looks = None, 0
                 continue
+            if len(self._threads) >= self._max:
+                self._backlog.clear()  # nothing to grow: submits no longer set it either
+                untouched_since, idle_looks = None, 0
+                continue
             now = time.monotonic()
             if untouched_since is None:
                 untouched_since = wall
@@ -273,10 +297,7 @@ class _Threads:
                     for _ in range(min(waiting, self._max - len(self._threads), more)):
                         self._start()
                 except RuntimeError as exc:  # "can't start new thread": the process's limit
-                    self._max = len(self._threads)
-                    logging.getLogger(__name__).warning(
-                        "The thread pool stays at %d threads: %s.", self._max, exc
-                    )
+                    self._refused(exc)
             untouched_since, idle_looks = None, 0
 
     def shutdown(self, wait: bool, cancel: bool) -> None:
