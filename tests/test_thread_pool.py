@@ -153,3 +153,32 @@ def test_the_pools_threads_end_with_the_flow_run_and_after_an_error() -> None:
     for thread in _pool_threads() - before:
         thread.join(GUARD)
         assert not thread.is_alive(), thread.name
+
+
+def test_runs_waiting_for_an_upstream_run_do_not_take_a_thread_meanwhile() -> None:
+    release = threading.Event()
+
+    @task
+    def slow() -> int:
+        release.wait(GUARD)
+        return 1
+
+    @task
+    def after(x: int) -> int:
+        return x + 1
+
+    @task
+    def independent() -> str:
+        return "ran"
+
+    @flow(task_runner=ConcurrentTaskRunner(max_workers=2))
+    def pipeline() -> tuple[str, list[int]]:
+        first = slow.submit()
+        waiting = [after.submit(first) for _ in range(5)]
+        # One thread holds `slow`; had the five runs that need its result taken the other
+        # and waited there, this run would find no thread until `slow` ends.
+        alone = independent.submit().result(timeout=GUARD)
+        release.set()
+        return alone, [f.result() for f in waiting]
+
+    assert pipeline() == ("ran", [2, 2, 2, 2, 2])

@@ -364,9 +364,32 @@ class ConcurrentTaskRunner(TaskRunner):
     def submit(self, call: TaskRunCall) -> _PoolRun:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
-        run = _PoolRun(call, upstream_handles(call, _is_native), contextvars.copy_context())
-        self._pool.submit(run)
+        handles = upstream_handles(call, _is_native)
+        run = _PoolRun(call, handles, contextvars.copy_context())
+        waiting_for = [h for h in handles if type(h) is _PoolRun and not h.done()]
+        if waiting_for:
+            _when_done(waiting_for, self._pool, run)
+        else:
+            self._pool.submit(run)
         return run
+
+
+def _when_done(upstream: list[_PoolRun], pool: _Threads, run: _PoolRun) -> None:
+    """Queue ``run`` once its upstream runs have ended, from the thread that ends the last.
+
+    A thread given the run now would only wait for them, and the pool would grow for a
+    thread that waits; the thread that ends the last one takes the run next instead (a
+    chain of runs goes from one thread to the next without a hand-over). A task run that
+    waits for ``run`` meanwhile still runs it itself (`_PoolRun.run_here`).
+    """
+    once = threading.Lock()
+
+    def ready(_: object) -> None:
+        if all(h.done() for h in upstream) and once.acquire(blocking=False):
+            pool.submit(run)
+
+    for handle in upstream:
+        handle.add_done_callback(ready)
 
 
 #: Prefect 3's name for the same runner; registered as ``threads``.
