@@ -170,12 +170,8 @@ class _Threads:
 
     def submit(self, run: _PoolRun | None) -> None:
         """Hand ``run`` to a waiting thread, or queue it and see that a thread will come."""
-        if self._waiting:
-            try:
-                self._waiting.pop().put(run)  # list.pop is one step under the GIL
-                return
-            except IndexError:
-                pass  # another submit took the last one
+        if self._hand_to_waiting(run):
+            return
         self._queue.put(run)
         if run is not None and self._closed:
             # Submitted by a run still going after an error ended the flow run: no thread
@@ -184,12 +180,8 @@ class _Threads:
             return
         # Queued, then look again: a thread that found the queue empty puts its mailbox out
         # and then looks at the queue again, so one of the two sees the other.
-        if self._waiting:
-            try:
-                self._waiting.pop().put(_LOOK)
-                return
-            except IndexError:
-                pass
+        if self._hand_to_waiting(_LOOK):
+            return
         if run is None:
             return  # shutdown's wake-up of a thread that is busy now
         if len(self._threads) < self._eager:
@@ -209,6 +201,16 @@ class _Threads:
                             target=self._watch_backlog, name="taskloom-task-watch", daemon=True
                         )
                         self._watch.start()
+
+    def _hand_to_waiting(self, item: Any) -> bool:
+        """Put ``item`` in the mailbox of a thread that waits; False if none does."""
+        if self._waiting:
+            try:
+                self._waiting.pop().put(item)  # list.pop is one step under the GIL
+                return True
+            except IndexError:
+                pass  # another submit took the last one
+        return False
 
     def _refused(self, exc: RuntimeError) -> None:
         """The system would start no more threads: the pool stays as it is; the caller holds
@@ -382,10 +384,16 @@ def _when_done(upstream: list[_PoolRun], pool: _Threads, run: _PoolRun) -> None:
     chain of runs goes from one thread to the next without a hand-over). A task run that
     waits for ``run`` meanwhile still runs it itself (`_PoolRun.run_here`).
     """
-    once = threading.Lock()
+    # A countdown, not a look at every upstream run per callback: a run that reduces
+    # thousands of mapped runs would otherwise scan them all at each one's end.
+    left = [len(upstream)]
+    lock = threading.Lock()
 
     def ready(_: object) -> None:
-        if all(h.done() for h in upstream) and once.acquire(blocking=False):
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
             pool.submit(run)
 
     for handle in upstream:
