@@ -206,6 +206,30 @@ def test_a_forked_child_makes_its_own_ids_and_names() -> None:
     assert child_name != run_name()
 
 
+def test_run_ids_are_random_version_4_uuids_that_survive_pickling() -> None:
+    import pickle
+    import uuid
+
+    from taskloom import flow, get_task_run, task
+
+    @task
+    def own_id() -> uuid.UUID:
+        run = get_task_run()
+        assert run is not None
+        return run.id
+
+    @flow
+    def ids() -> list[uuid.UUID]:
+        return [own_id.submit().result() for _ in range(50)]
+
+    made = ids()
+    assert len(set(made)) == 50
+    for run_id in made:
+        assert (run_id.version, run_id.variant) == (4, uuid.RFC_4122)
+        assert uuid.UUID(str(run_id)) == run_id == pickle.loads(pickle.dumps(run_id))
+        assert run_id == uuid.UUID(int=run_id.int, version=4)  # its bits already say version 4
+
+
 def test_a_flow_module_imported_after_an_earlier_flow_run_still_travels_by_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

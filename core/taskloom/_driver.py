@@ -137,7 +137,7 @@ class _FlowRunDriver:
         upstream: tuple[TaskRunFuture[Any], ...] = ()
         names: tuple[str, ...] = ()
         allow: tuple[bool, ...] = ()
-        needs_walk = wait_for is not None or any(type(v) not in _ATOMIC for v in parameters.values())
+        needs_walk = wait_for is not None or not _ATOMIC.issuperset(map(type, parameters.values()))
         given = parameters
         if needs_walk:
             inputs = Inputs()
