@@ -74,6 +74,8 @@ def execute(call: TaskRunCall, parameters: dict[str, Any], hook: Callable[..., A
     try:
         # A runner that enforces timeouts stops the worker at the deadline: no timer here.
         timeout = None if call.defaults.runner_timeouts else task.timeout_seconds
+        if hook is None and timeout is None and not task.is_async:
+            return task._invoke(parameters)  # most runs: no frame for a closure
         if task.is_async:
             invoke: Callable[[], Any] = lambda: _run_coroutine(task._invoke(parameters), timeout)  # noqa: E731
         elif timeout is not None:

@@ -103,8 +103,13 @@ class _EventRecorder:
             self.forward(TaskRunEvent(0, old, new))
             return
         self.seq += 1
-        # tuple.__new__: the named tuple's own __new__ is a Python function, twice a run.
-        self._push(_new_tuple(TaskRunEvent, (self.seq, old, new, None, None, None)))
+        # tuple.__new__: the named tuple's own __new__ is a Python function, twice a run;
+        # and `_push` written out: one frame less, twice a run.
+        event = _new_tuple(TaskRunEvent, (self.seq, old, new, None, None, None))
+        if self.keep:
+            self.events.append(event)
+        if self.emit is not None:
+            self.emit(event)
 
     def log(
         self,
@@ -377,7 +382,9 @@ def retry_delay(task: Task[..., Any], attempt: int) -> float:
 
 def _finish(call: TaskRunCall, recorder: _EventRecorder, final: State) -> State:
     recorder.set_state(final)
-    recorder.log(logging.INFO if final.type is StateType.COMPLETED else logging.ERROR, "Finished in state %r", final)
+    level = logging.INFO if final.type is StateType.COMPLETED else logging.ERROR
+    if level >= recorder.log_level:
+        recorder.log(level, "Finished in state %r", final)
     _execution.run_state_hooks(call, recorder, final)
     return final
 
