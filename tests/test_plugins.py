@@ -107,6 +107,56 @@ def test_third_party_runner_is_selectable_by_name_and_importable_from_taskloom_r
     assert registration.distribution == "taskloom-inline"
 
 
+def test_runner_options_from_the_environment_follow_generic_and_optional_hints(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_dist(
+        site,
+        "taskloom-hinted",
+        {"hinted": "hinted_plugin"},
+        {
+            "hinted_plugin": """
+                from taskloom import hookimpl
+
+                @hookimpl
+                def taskloom_register_task_runners():
+                    return {"hinted": "hinted_runner:HintedTaskRunner"}
+            """,
+            "hinted_runner": """
+                from taskloom.runners import CompletedNative, TaskRunner, run_task_call
+
+                SEEN = []
+
+                class HintedTaskRunner(TaskRunner):
+                    name = "hinted"
+                    concurrency = "sequential"
+
+                    def __init__(self, ports: list[int] | None = None, hosts: list[str] = [], limit: int | None = None):
+                        SEEN.append((ports, hosts, limit))
+
+                    def submit(self, call):
+                        return CompletedNative(run_task_call(call))
+            """,
+        },
+    )
+    monkeypatch.setenv("TASKLOOM_RUNNERS_HINTED_PORTS", "[8000, 8001]")
+    monkeypatch.setenv("TASKLOOM_RUNNERS_HINTED_HOSTS", "a.example, b.example")
+    monkeypatch.setenv("TASKLOOM_RUNNERS_HINTED_LIMIT", "3")
+
+    @task
+    def one() -> int:
+        return 1
+
+    @flow(task_runner="hinted")
+    def uses_hinted() -> int:
+        return one()
+
+    assert uses_hinted() == 1
+    import hinted_runner  # type: ignore[import-not-found]
+
+    assert hinted_runner.SEEN[-1] == ([8000, 8001], ["a.example", "b.example"], 3)
+
+
 def test_two_plugins_with_one_name_is_an_error_naming_both(site: Path) -> None:
     source = """
         from taskloom import hookimpl

@@ -8,6 +8,7 @@ they came from the environment or the command line as text, converted by its typ
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -74,12 +75,17 @@ def option_types(factory: Callable[..., Any]) -> tuple[dict[str, type | None], b
 
 
 def plain_type(hint: Any) -> type | None:
-    """The type `coerce` converts text to for ``hint``: a plain one, or ``X`` of ``X | None``."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    """The type `coerce` converts text to for ``hint``: int, float, bool, str, list or dict
+    (``list[int]`` is a list), or that of ``X`` in ``X | None``; None for any other hint."""
     if hint in (int, float, bool, str, dict, list):
         return hint  # type: ignore[no-any-return]
-    if len(args) == 1 and args[0] in (int, float, bool, str):
-        return args[0]  # type: ignore[no-any-return]
+    origin = typing.get_origin(hint)
+    if origin in (list, dict):
+        return origin  # type: ignore[no-any-return]
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return plain_type(args[0])
     return None
 
 

@@ -72,9 +72,7 @@ def _flow_parameters(flow: Flow[..., Any], raw: dict[str, str]) -> dict[str, Any
         if key not in signature.parameters:
             known = ", ".join(signature.parameters) or "none"
             raise UsageError(f"Flow {flow.name!r} has no parameter {key!r}. Its parameters: {known}.")
-        hint = hints.get(key)
-        origin = typing.get_origin(hint)
-        kind = origin if origin in (list, dict) else _sections.plain_type(hint)
+        kind = _sections.plain_type(hints.get(key))
         try:
             parameters[key] = coerce(value, kind, f"Parameter {key!r} of flow {flow.name!r}")
         except ConfigError as exc:

@@ -172,19 +172,15 @@ class Flow(Generic[P, R]):
         """Parameters annotated int, float, bool or str (or Optional of one), by name."""
         import typing
 
+        from ._sections import plain_type
+
         try:
             hints = typing.get_type_hints(self.fn)
         except Exception:  # an annotation that does not resolve: nothing to coerce
             return {}
-        kinds: dict[str, type] = {}
-        for name, hint in hints.items():
-            args = [a for a in typing.get_args(hint) if a is not type(None)]
-            if hint in (int, float, bool, str):
-                kinds[name] = hint
-            elif len(args) == 1 and args[0] in (int, float, bool, str) and type(None) in typing.get_args(hint):
-                kinds[name] = args[0]
-        kinds.pop("return", None)
-        return kinds
+        hints.pop("return", None)
+        kinds = {name: plain_type(hint) for name, hint in hints.items()}
+        return {name: kind for name, kind in kinds.items() if kind in (int, float, bool, str)}
 
 
 @overload
