@@ -1,12 +1,17 @@
 """Per-task overhead of the local runners beside a raw ThreadPoolExecutor, in one run.
 
 Each case times N no-op tasks through a flow, minus the same flow with no tasks (so flow
-start-up is not counted), and the same work done directly on the raw engine.
+start-up is not counted), and the same work done directly on the raw engine. The two
+alternate: a round times a block of each, and the figures are medians over the rounds; the
+ratio is the median of the rounds' own ratios. On a shared 2-core machine the raw executor
+alone moves by a third from one minute to the next (12-18 µs a task), so a best-of-N of
+each side, taken at different moments, gives a ratio that swings with it.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,23 +29,26 @@ def noop(x: Any = None) -> Any:
 noop_task = task(noop, name="noop")
 
 
-def _best(fn: Callable[[], None], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
+ROUNDS = 15
+BLOCK = 3
+
+
+def _timed(fn: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    for _ in range(BLOCK):
         fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return time.perf_counter() - started
 
 
-def _flow_cost(runner: str, body: Callable[[int], None], n: int) -> float:
+def _flow_cost(runner: str, body: Callable[[int], None], n: int) -> Callable[[], float]:
+    """A round of the case on ``runner``: seconds per task, flow start-up subtracted."""
+
     @flow(task_runner=runner)
     def bench(count: int) -> None:
         body(count)
 
-    empty = _best(lambda: bench(0))
-    full = _best(lambda: bench(n))
-    return (full - empty) / n
+    bench(10)  # warm up, untimed
+    return lambda: (_timed(lambda: bench(n)) - _timed(lambda: bench(0))) / (BLOCK * n)
 
 
 def _submit(count: int) -> None:
@@ -78,7 +86,7 @@ def _raw_submit(n: int) -> float:
         with ThreadPoolExecutor():
             pass
 
-    return (_best(work) - _best(empty)) / n
+    return (_timed(work) - _timed(empty)) / (BLOCK * n)
 
 
 def _raw_chain(n: int) -> float:
@@ -89,7 +97,7 @@ def _raw_chain(n: int) -> float:
                 future = pool.submit(lambda f: noop(f.result()), future)
             future.result()
 
-    return _best(work) / n
+    return _timed(work) / (BLOCK * n)
 
 
 def _raw_direct(n: int) -> float:
@@ -97,7 +105,7 @@ def _raw_direct(n: int) -> float:
         for i in range(n):
             noop(i)
 
-    return _best(work) / n
+    return _timed(work) / (BLOCK * n)
 
 
 CASES = [
@@ -112,16 +120,21 @@ def run() -> list[dict[str, Any]]:
     rows = []
     for runner in ("concurrent", "sequential"):
         for case, body, n, raw in CASES:
-            ours = _flow_cost(runner, body, n)
-            base = raw(n)
+            one_round = _flow_cost(runner, body, n)
+            ours, base = [], []
+            for _ in range(ROUNDS):
+                ours.append(one_round())
+                base.append(raw(n))
             rows.append(
                 {
                     "runner": runner,
                     "case": case,
                     "engine": "ThreadPoolExecutor" if raw is not _raw_direct else "plain call",
-                    "taskloom_us_per_task": ours * 1e6,
-                    "raw_us_per_task": base * 1e6,
-                    "ratio": ours / base if base > 0 else float("nan"),
+                    "taskloom_us_per_task": statistics.median(ours) * 1e6,
+                    "raw_us_per_task": statistics.median(base) * 1e6,
+                    "ratio": statistics.median(o / b for o, b in zip(ours, base, strict=True) if b > 0),
+                    "ratio_range": (min(o / b for o, b in zip(ours, base, strict=True) if b > 0),
+                                    max(o / b for o, b in zip(ours, base, strict=True) if b > 0)),
                 }
             )
     return rows

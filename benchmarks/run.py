@@ -95,6 +95,9 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
         "Written by `nox -s bench` (`benchmarks/run.py`); do not edit by hand. Each row is",
         "taskloom's cost per task beside the raw engine underneath it, measured in the same run.",
         "Overheads are microseconds per no-op task, the flow's own start-up subtracted.",
+        "The local runners' rows alternate taskloom and the raw executor in rounds: each figure",
+        "is the median over the rounds, the ratio the median of the rounds' own ratios, and the",
+        "range in brackets the lowest and highest of those.",
         "",
         f"- Measured: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {_machine()}",
@@ -110,6 +113,9 @@ def render(per_task: list[dict[str, Any]], startup: list[dict[str, Any]], skippe
         if "taskloom_us_per_task" not in row:
             continue
         ratio = f"{row['ratio']:.2f}"
+        if "ratio_range" in row:
+            low, high = row["ratio_range"]
+            ratio += f" ({low:.2f}-{high:.2f})"
         if "cpu_ratio" in row:
             ratio += f" (CPU {row['cpu_ratio']:.2f})"
         lines.append(
