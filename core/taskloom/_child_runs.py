@@ -46,10 +46,8 @@ class ChildRuns:
 
     def __init__(self, driver: _Driver) -> None:
         self._driver = driver
-        self._open: dict[uuid.UUID, list[Any]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._open)
+        #: Read by the driver as each run ends: a dict's truth costs no Python call.
+        self.open: dict[uuid.UUID, list[Any]] = {}
 
     def on_event(self, parent: TaskRunFuture[Any], event: TaskRunEvent) -> None:
         """A child's creation or state change, from its parent's stream (in its order)."""
@@ -60,11 +58,11 @@ class ChildRuns:
             flow_run = driver.flow_run
             run = attrs.evolve(run, flow_run_id=flow_run.id, flow_run_name=flow_run.name)
             with driver._lock:
-                self._open[run.id] = [run, None, parent]
+                self.open[run.id] = [run, None, parent]
             if driver._created_hook is not None:
                 driver._created_hook(run, event.parameters)
             return
-        child = self._open.get(run.id)
+        child = self.open.get(run.id)
         new = event.new
         if child is None or new is None:
             return
@@ -73,7 +71,7 @@ class ChildRuns:
             driver._state_hook(child[0], old, new)
         if new.is_terminal():
             with driver._lock:
-                del self._open[run.id]
+                del self.open[run.id]
                 driver._count(child[0].name, new)
 
     def end(self, parent: TaskRunFuture[Any]) -> None:
@@ -82,9 +80,9 @@ class ChildRuns:
         driver = self._driver
         with driver._lock:
             left: list[tuple[TaskRun, State | None]] = []
-            for key, (run, seen, of) in list(self._open.items()):
+            for key, (run, seen, of) in list(self.open.items()):
                 if of is parent:
-                    del self._open[key]
+                    del self.open[key]
                     left.append((run, seen))
         for run, seen in left:
             if seen is not None and seen.type is not StateType.PENDING:

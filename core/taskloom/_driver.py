@@ -331,22 +331,27 @@ class _FlowRunDriver:
     end_unfinished = _run_endings.end_unfinished
 
     def _on_final(self, future: TaskRunFuture[Any]) -> None:
-        if self._children:
+        """A run with tag slots or child runs settled: free the slots, end the children."""
+        if self._children.open:
             self._children.end(future)
-        state = future.state
         ready: list[tuple[TaskRunCall, TaskRunFuture[Any]]] = []
-        with self._lock:
-            self._count(future.task_run.name, state)
-            if self._limits is not None:
-                tags = self._limits.limited(future.task_run.tags)
-                if tags:
+        if self._limits is not None:
+            tags = self._limits.limited(future.task_run.tags)
+            if tags:
+                with self._lock:
                     ready = self._limits.release(tags)
         for call, waiting in ready:
             self._hand_over(call, waiting)
 
     def _forget(self, future: TaskRunFuture[Any]) -> None:
-        """The run is settled and its done-callbacks have run: the flow run stops waiting."""
+        """The run is settled and its done-callbacks have run: count its final state for the
+        flow's own, and the flow run stops waiting for it."""
+        state = future.state
         with self._lock:
+            if state.type is StateType.COMPLETED:
+                self._completed += 1  # `_count`'s first case, without its call
+            else:
+                self._count(future.task_run.name, state)
             self._pending.discard(future)
             if self._waiting_all:
                 self._forgotten.notify_all()

@@ -207,14 +207,16 @@ class TaskRunFuture(Generic[T]):
         with _settle_lock:
             self._final = state
             latch = self._latch
-        self._driver._on_final(self)
+        driver = self._driver
+        if driver._limits is not None or driver._children.open:
+            driver._on_final(self)  # tag slots to free, child runs to end
         if latch is not None:
             latch.release()
         for fn in self._callbacks:
             _call_back(fn, self)
         self._callbacks.clear()
         # Only now: the flow run ends after its runs' done-callbacks, not during one.
-        self._driver._forget(self)
+        driver._forget(self)
 
     # -- the TaskFuture protocol ----------------------------------------------------------
 

@@ -366,6 +366,10 @@ class ConcurrentTaskRunner(TaskRunner):
     def submit(self, call: TaskRunCall) -> _PoolRun:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
+        if not call.upstream:  # most runs: no frames for handles there are none of
+            run = _PoolRun(call, [], contextvars.copy_context())
+            self._pool.submit(run)
+            return run
         handles = upstream_handles(call, _is_native)
         run = _PoolRun(call, handles, contextvars.copy_context())
         waiting_for = [h for h in handles if type(h) is _PoolRun and not h.done()]
