@@ -38,10 +38,38 @@ def naps():
         f.wait()
     for f in futures:
         print("FINAL", f.task_run.name, f.state.name, "|", f.state.message, flush=True)
+"""
 
+NAPS_MAIN = """
 if __name__ == "__main__":
     state = naps(return_state=True)
     print("FLOW ENDED", state.name, "|", state.message, flush=True)
+"""
+
+#: An injected fault: ray.shutdown blocks (as it once did on a dead head, on a loaded machine)
+#: until the flow has returned; then it goes on, so that the process ends as usual.
+STUCK_SHUTDOWN = """
+import threading
+import ray
+
+release, shut, calls = threading.Event(), threading.Event(), []
+real_shutdown = ray.shutdown
+
+def stuck_shutdown(*args, **kwargs):
+    calls.append(threading.current_thread().name)
+    release.wait()
+    try:
+        real_shutdown(*args, **kwargs)
+    finally:
+        shut.set()
+
+ray.shutdown = stuck_shutdown
+"""
+
+RELEASE_SHUTDOWN = """
+    print("SHUTDOWN CALLS WHILE STUCK", calls, flush=True)
+    release.set()
+    shut.wait()
 """
 
 
@@ -59,10 +87,12 @@ def _kill_group(head: Head) -> list[tuple[int, float]]:
     return processes
 
 
-def test_a_lost_head_crashes_unfinished_runs_naming_its_address(own_head: Head, tmp_path: Path) -> None:
-    (tmp_path / "flow.py").write_text(NAPS_FLOW)
+def _run_and_lose_the_head(head: Head, tmp_path: Path, script: str) -> tuple[int, str]:
+    """Run ``script`` as a flow on ``head``, kill the head once four runs completed, and return
+    the flow's exit code and output."""
+    (tmp_path / "flow.py").write_text(script)
     log = tmp_path / "flow.log"
-    env = flow_env(TASKLOOM_TASK_RUNNER="ray", TASKLOOM_RUNNERS_RAY_ADDRESS=own_head.address)
+    env = flow_env(TASKLOOM_TASK_RUNNER="ray", TASKLOOM_RUNNERS_RAY_ADDRESS=head.address)
     with log.open("wb") as out:
         flow = subprocess.Popen(
             [sys.executable, "flow.py"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -76,7 +106,7 @@ def test_a_lost_head_crashes_unfinished_runs_naming_its_address(own_head: Head, 
             assert flow.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
-        workers = _kill_group(own_head)
+        workers = _kill_group(head)
         flow.wait(timeout=180)  # a hang fails here; so would Ray ending the process (after 60 s)
     finally:
         if flow.poll() is None:
@@ -84,8 +114,11 @@ def test_a_lost_head_crashes_unfinished_runs_naming_its_address(own_head: Head, 
             flow.wait()
         for pid in alive(workers):  # the lost head's workers, if any outlived their raylet
             os.kill(pid, signal.SIGKILL)
-    output = log.read_text()
-    assert flow.returncode == 0, output[-4000:]
+    return flow.returncode, log.read_text()
+
+
+def _check_unfinished_runs_crashed(head: Head, returncode: int, output: str) -> None:
+    assert returncode == 0, output[-4000:]
     finals = re.findall(r"FINAL (\S+) (\w+) \| (.*)", output)
     assert len(finals) == 60, output[-4000:]
     names = [state for _, state, _ in finals]
@@ -94,7 +127,7 @@ def test_a_lost_head_crashes_unfinished_runs_naming_its_address(own_head: Head, 
     assert completed + crashed == 60, "losing the head is not a cancellation: " + str(names)
     lost = (
         "Task run crashed: HeadLostError: Lost the connection to the Ray head at "
-        f"{own_head.address} before this run finished; the run's Ray task and any results kept "
+        f"{head.address} before this run finished; the run's Ray task and any results kept "
         "on the cluster were lost with it."
     )
     assert {message for _, state, message in finals if state == "Crashed"} == {lost}, output[-4000:]
@@ -102,8 +135,24 @@ def test_a_lost_head_crashes_unfinished_runs_naming_its_address(own_head: Head, 
     # Each unfinished run spends its retry (it crashed) before it crashes for good.
     retried = re.findall(r"Task run '(\S+)' - Crashed \(HeadLostError: .*\); retry 1 of 1", output)
     assert sorted(retried) == sorted(name for name, state, _ in finals if state == "Crashed"), output[-4000:]
-    assert output.count(f"Lost the Ray head at {own_head.address}") == 1, output[-4000:]
+    assert output.count(f"Lost the Ray head at {head.address}") == 1, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
+
+
+def test_a_lost_head_crashes_unfinished_runs_naming_its_address(own_head: Head, tmp_path: Path) -> None:
+    returncode, output = _run_and_lose_the_head(own_head, tmp_path, NAPS_FLOW + NAPS_MAIN)
+    _check_unfinished_runs_crashed(own_head, returncode, output)
+
+
+def test_a_lost_head_whose_disconnect_is_stuck_still_crashes_its_runs(own_head: Head, tmp_path: Path) -> None:
+    script = STUCK_SHUTDOWN + NAPS_FLOW + NAPS_MAIN + RELEASE_SHUTDOWN
+    returncode, output = _run_and_lose_the_head(own_head, tmp_path, script)
+    _check_unfinished_runs_crashed(own_head, returncode, output)
+    # The runs ended and the flow returned (its runner exited: a hang fails at flow.wait) while
+    # the watch's ray.shutdown was still blocked, and nothing else called ray.shutdown meanwhile.
+    assert "SHUTDOWN CALLS WHILE STUCK ['taskloom-ray-disconnect']" in output, output[-4000:]
+    assert output.index("FLOW ENDED") < output.index("SHUTDOWN CALLS WHILE STUCK"), output[-4000:]
+    assert f"Closing the connection to the lost Ray head at {own_head.address} has not finished" in output, output[-4000:]
 
 
 def test_ctrl_c_on_a_flow_on_a_ray_head_stays_a_cancellation(own_head: Head, interrupt_taskloom_run: Any) -> None:

@@ -194,25 +194,29 @@ class RaySession:
     owned: bool  # this session called ray.init, so it calls ray.shutdown
     auth_mode_before: str | None = None
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _closed: bool = attrs.field(default=False, init=False)  # ray.shutdown called (or running)
 
     def close(self) -> None:
-        with self._lock:
-            if not self.owned:
-                return
-            self._shutdown()
+        """Shut down what this session started; a connection it found stays open."""
+        self._shutdown(only_owned=True)
 
     def disconnect(self) -> None:
         """Close the connection whoever opened it: its head is lost (see `_watch`)."""
-        with self._lock:
-            self._shutdown()
+        self._shutdown(only_owned=False)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, only_owned: bool) -> None:
+        """``ray.shutdown()``, once per session. The lock is not held while it runs: when it
+        is stuck on a lost head, `close` returns at once instead of waiting on it."""
+        with self._lock:
+            if self._closed or (only_owned and not self.owned):
+                return
+            self._closed = True
+            owned, self.owned = self.owned, False
         try:
             self.ray.shutdown()
         finally:
-            if self.owned:
+            if owned:
                 _restore(_AUTH_MODE, self.auth_mode_before)
-                self.owned = False
 
 
 def open_session(

@@ -8,7 +8,7 @@ TCP connection to the head's address once a second, and after three failures in 
 (refused, or no answer within a second) the head is lost. Then the watch
 
 1. closes this process's Ray connection, so that Ray does not end the flow's process and
-   nothing waits on a cluster that is gone;
+   nothing waits on a cluster that is gone (waiting `DISCONNECT_WAIT` seconds at most);
 2. settles every run still in flight with `HeadLostError`, one sentence naming the address
    and what was lost. It is a `ConnectionError`, not a `CancelledError`: nobody cancelled the
    runs, so the core marks them Crashed, or retries them when their task has retries left;
@@ -29,7 +29,7 @@ with `NodeLostError` (Crashed, or retried elsewhere).
 A run that Ray had handed to the dead node's worker but that had not noted its node yet (the
 worker was still starting, or loading the call) has no note. For the runs in flight when the
 node died, and only then, the watch asks Ray's own record: the task events the flow's process
-reports to the head name the node each task was handed to (`_handed_to`). A run Ray says was
+reports to the head name the node each task was handed to (`_task_events`). A run Ray says was
 on the dead node ends the same way; a run on a live node (by Ray's record or by its note) is
 never ended. A run Ray's record holds as not placed anywhere, read after read while the
 cluster has the resources it needs free, sits in a queue whose lease request went to the dead node (Ray asks
@@ -40,6 +40,7 @@ Ray's record does not know is left to Ray. Nothing of this runs while every node
 
 from __future__ import annotations
 
+import atexit
 import logging
 import socket
 import threading
@@ -47,6 +48,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._task_events import fits, handed_to
 from ._worker import NODE_NOTES, NOTES_NAMESPACE
 
 if TYPE_CHECKING:
@@ -72,6 +74,10 @@ QUEUED_WINDOW = 60.0
 #: resources it needs free before it counts as held back (the flow's process reports its task events to the
 #: head once a second, so one read may not know yet where a run went).
 HELD_BACK_READS = 3
+#: Seconds the runs in flight wait for the lost head's connection to close before they end:
+#: more than Ray's own ``ray.shutdown()`` takes then (it flushes task events to the dead head
+#: for ``task_events_shutdown_flush_timeout_ms``, 5 s by default), less than Ray's minute.
+DISCONNECT_WAIT = 10.0
 
 
 class HeadLostError(ConnectionError):
@@ -100,7 +106,7 @@ def _answers(host: str, port: int) -> bool:
 class ClusterWatch:
     """Probes the head at ``host:port`` and Ray's node table from a daemon thread.
 
-    ``disconnect`` is called once, from the watch's thread, when the head is lost; then every
+    ``disconnect`` is called once, on a thread of its own, when the head is lost; then every
     run in flight (`track`) is settled with the `HeadLostError`. With ``ray`` (the module;
     None for a Ray Client connection, which cannot read the node table or the key-value
     store) the watch also ends the runs of a node that dies.
@@ -212,23 +218,36 @@ class ClusterWatch:
 
     def _lose_head(self) -> None:
         error = self._head_error()
+        with self._lock:
+            if self._stopped.is_set():
+                return  # the runner is leaving: closing a private Ray is not losing it
+            self.lost = error  # from now on, a submit gets the error instead of reaching Ray
         logger.error(
             "Lost the Ray head at %s (it does not answer); the runs in flight end Crashed, "
             "and this process's connection to that Ray is closed.",
             self.address,
         )
-        with self._lock:
-            self.lost = error  # from now on, a submit gets the error instead of reaching Ray
-        try:
-            # Before the runs in flight end: Ray would otherwise end this process in a
-            # minute, and a flow that ends must not wait on the lost cluster for results.
-            self._disconnect()
-        except Exception as exc:  # closing anyway
-            logger.debug("Closing the Ray connection after losing its head: %r", exc)
+        # Before the runs in flight end (Ray would end this process in a minute, and a flow
+        # that ends must not wait on the lost cluster), but a stuck close must not stop them.
+        closing = threading.Thread(target=self._close, name="taskloom-ray-disconnect", daemon=True)
+        closing.start()
+        closing.join(DISCONNECT_WAIT)
+        if closing.is_alive():
+            logger.warning(
+                "Closing the connection to the lost Ray head at %s has not finished after %g s; "
+                "the runs in flight end Crashed without waiting for it.", self.address, DISCONNECT_WAIT,
+            )  # fmt: skip
+            atexit.register(closing.join, DISCONNECT_WAIT)  # before Ray's own ray.shutdown at exit
         with self._lock:
             runs, self._in_flight = list(self._in_flight), set()
         for future in runs:
             future._settle(error)
+
+    def _close(self) -> None:
+        try:
+            self._disconnect()
+        except Exception as exc:  # closing anyway
+            logger.debug("Closing the Ray connection after losing its head: %r", exc)
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -303,7 +322,7 @@ class ClusterWatch:
             self._unplaced.clear()
             return set()
         by_task = {future.ref.task_id().hex(): future for future in queued}
-        placed = _handed_to(set(by_task), self._job)
+        placed = handed_to(set(by_task), self._job)
         if placed is None:  # Ray's record cannot be read: leave the runs to Ray
             return set()
         free = self._free_resources()
@@ -322,7 +341,7 @@ class ClusterWatch:
                     runs.discard(future)  # on a live node: Ray finishes it
                     self._unplaced.pop(future, None)
                     continue
-                elif node is None or not _fits(needs, free) or future.upstream_running():
+                elif node is None or not fits(needs, free) or future.upstream_running():
                     self._unplaced.pop(future, None)  # unknown to Ray, or rightly waiting
                     continue
                 else:
@@ -381,35 +400,3 @@ class ClusterWatch:
                 # the engine's answer for a lost upstream run (NotReady), as on a lost worker.
                 future._settle(UpstreamLostError("An upstream run was lost with its Ray node."))
             lost = waiting
-
-
-def _fits(needs: dict[str, float], free: dict[str, float]) -> bool:
-    """Whether a task that needs ``needs`` fits in the cluster's ``free`` resources."""
-    return bool(free) and all(free.get(name, 0.0) >= amount for name, amount in needs.items())
-
-
-def _handed_to(task_ids: set[str], job: str) -> dict[str, tuple[str, dict[str, float]]] | None:
-    """The node Ray handed each of these tasks (hex ids) to, by the task events the head keeps,
-    and the resources the task needs: ``""`` for a task Ray knows but has not placed; a task
-    Ray's events do not know is absent.
-
-    Read only after a node died, for the runs in flight then. None when the events cannot be
-    read (a Ray without them): those runs are left to Ray, as before.
-    """
-    try:
-        from ray._private.state import state
-
-        events = state._get_all_task_events()
-    except Exception as exc:  # an older or newer Ray without this record: leave them to Ray
-        logger.debug("Reading Ray's task events: %r", exc)
-        return None
-    found: dict[str, tuple[str, dict[str, float]]] = {}
-    for event in events:
-        task_id = event.task_id.hex()
-        if task_id in task_ids and event.job_id.hex() == job:
-            update = event.state_updates
-            node = update.node_id.hex() if update.HasField("node_id") else ""
-            before = found.get(task_id, ("", {}))
-            needs = dict(event.task_info.required_resources) or before[1]
-            found[task_id] = (node or before[0], needs)
-    return found

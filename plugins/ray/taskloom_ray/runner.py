@@ -132,8 +132,9 @@ class RayTaskRunner(TaskRunner):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if exc_info[0] is None:
-            # Results something still refers to come here before a private Ray goes away.
+        if exc_info[0] is None and (self._watch is None or self._watch.lost is None):
+            # Results something still refers to come here before a private Ray goes away
+            # (a lost head's went with it: asking would wait on a connection being closed).
             self._remote_results.fetch_referenced()
         self._remote_results = RemoteResults()
         collector, self._collector = self._collector, None
@@ -146,8 +147,8 @@ class RayTaskRunner(TaskRunner):
         self._remote = self._remote_alone = None
         self._with_options.clear()
         self._encoder = CallEncoder("Ray workers", log_prints=self.capture_prints)
-        if session is not None:
-            session.close()
+        if session is not None and (watch is None or watch.lost is None):
+            session.close()  # a lost head's watch closes it, without keeping the exit waiting
 
     # -- submitting ------------------------------------------------------------------------
 
