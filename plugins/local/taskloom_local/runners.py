@@ -170,7 +170,8 @@ class _Threads:
 
     def submit(self, run: _PoolRun | None) -> None:
         """Hand ``run`` to a waiting thread, or queue it and see that a thread will come."""
-        if self._hand_to_waiting(run):
+        # `self._waiting and`: in a burst no thread waits, and the call is saved.
+        if self._waiting and self._hand_to_waiting(run):
             return
         self._queue.put(run)
         if run is not None and self._closed:
@@ -180,7 +181,7 @@ class _Threads:
             return
         # Queued, then look again: a thread that found the queue empty puts its mailbox out
         # and then looks at the queue again, so one of the two sees the other.
-        if self._hand_to_waiting(_LOOK):
+        if self._waiting and self._hand_to_waiting(_LOOK):
             return
         if run is None:
             return  # shutdown's wake-up of a thread that is busy now
