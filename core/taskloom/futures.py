@@ -104,7 +104,9 @@ class TaskRunFuture(Generic[T]):
         self._state: State | None = None  # Pending, made only when someone looks
         self._final: State | None = None
         self._latch: threading.Lock | None = None  # held until final, made for a waiter
-        self._callbacks: list[Callable[[TaskRunFuture[T]], object]] = []
+        # Made by the first done-callback: most runs have none, and each object a queued run
+        # holds is one more for the garbage collector to walk.
+        self._callbacks: list[Callable[[TaskRunFuture[T]], object]] | None = None
         self._driver = driver
         self._lock = threading.Lock()
         self._seq = 0  # the last event number the driver handled; it drops repeats
@@ -207,14 +209,15 @@ class TaskRunFuture(Generic[T]):
         with _settle_lock:
             self._final = state
             latch = self._latch
+            callbacks, self._callbacks = self._callbacks, None
         driver = self._driver
         if driver._limits is not None or driver._children.open:
             driver._on_final(self)  # tag slots to free, child runs to end
         if latch is not None:
             latch.release()
-        for fn in self._callbacks:
-            _call_back(fn, self)
-        self._callbacks.clear()
+        if callbacks is not None:
+            for fn in callbacks:
+                _call_back(fn, self)
         # Only now: the flow run ends after its runs' done-callbacks, not during one.
         driver._forget(self)
 
@@ -265,7 +268,10 @@ class TaskRunFuture(Generic[T]):
     def add_done_callback(self, fn: Callable[[TaskRunFuture[T]], object]) -> None:
         with _settle_lock:
             if self._final is None:
-                self._callbacks.append(fn)
+                if self._callbacks is None:
+                    self._callbacks = [fn]
+                else:
+                    self._callbacks.append(fn)
                 return
         _call_back(fn, self)
 

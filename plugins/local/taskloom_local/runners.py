@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -46,46 +46,53 @@ class _PoolRun:
     that waits for it (`run_here`), so nested submits cannot deadlock a bounded pool.
 
     It is the `NativeFuture` the core follows, with `concurrent.futures.Future`'s rules
-    (waiters wake before callbacks; ``cancel`` only before it starts) on one lock that is
-    held until the run ends, instead of a condition variable per run.
+    (waiters wake before callbacks; ``cancel`` only before it starts). One lock guards who
+    runs it and the hand-over of callbacks; a waiter that comes before the end makes a latch
+    that the end releases. Nothing else per run: a burst of submitted runs waits in the
+    queue all at once, and every object each holds is one more for the garbage collector's
+    passes to walk (the one callback is kept as is, not in a list).
     """
 
-    __slots__ = ("_callbacks", "_claim", "_done", "_error", "_latch", "_lock", "_outcome", "_work")
+    __slots__ = ("_call", "_callbacks", "_context", "_done", "_error", "_handles", "_latch", "_lock", "_outcome")
 
-    def __init__(self, call: TaskRunCall, handles: list[Any], context: contextvars.Context) -> None:
-        self._claim = threading.Lock()
-        self._lock = threading.Lock()  # the hand-over of callbacks
-        self._latch = threading.Lock()
-        self._latch.acquire()  # released when the run ends: waiters block on it
-        self._work: tuple[TaskRunCall, list[Any], contextvars.Context] | None = (call, handles, context)
+    def __init__(self, call: TaskRunCall, handles: Sequence[Any], context: contextvars.Context) -> None:
+        self._lock = threading.Lock()
+        self._call: TaskRunCall | None = call  # None once a thread took the run (or cancel did)
+        self._handles = handles
+        self._context: contextvars.Context | None = context
         self._done = False
         self._outcome: Any = None
         self._error: BaseException | None = None
-        self._callbacks: list[Callable[[Any], object]] = []
+        self._callbacks: Any = None  # None, one callable, or a list of them
+        self._latch: threading.Lock | None = None
 
     # -- running it ---------------------------------------------------------------------
 
-    def run_here(self) -> None:
-        if self._claim.acquire(blocking=False):
-            self._run()
+    def _take(self) -> TaskRunCall | None:
+        """The call, to whoever asks first; None to everyone after."""
+        with self._lock:
+            call, self._call = self._call, None
+        return call
 
-    def _run(self) -> None:
-        assert self._work is not None  # the claim lets one caller through
-        call, handles, context = self._work
+    def run_here(self) -> None:
+        call = self._take()
+        if call is None:
+            return
+        handles, context = self._handles, self._context
         # Let go of the work: the call refers back to its TaskRunFuture, which refers to
         # this future, and a cycle would leave the whole run to the garbage collector.
-        self._work = None
+        self._handles = self._context = None
         try:
-            self._outcome = context.run(run_task_call, call, *handles)
+            self._outcome = context.run(run_task_call, call, *handles)  # type: ignore[union-attr]
         except BaseException as exc:
             self._error = exc
         self._finish()
 
     def cancel(self) -> bool:
         """Cancel the run if no thread has started it; True if it will not run."""
-        if not self._claim.acquire(blocking=False):
+        if self._take() is None:
             return self._error is not None and isinstance(self._error, CancelledError)
-        self._work = None
+        self._handles = self._context = None
         self._error = CancelledError()
         self._finish()
         return True
@@ -93,9 +100,13 @@ class _PoolRun:
     def _finish(self) -> None:
         with self._lock:
             self._done = True
-            callbacks, self._callbacks = self._callbacks, []
-        self._latch.release()
-        for fn in callbacks:
+            callbacks, self._callbacks = self._callbacks, None
+            latch = self._latch
+        if latch is not None:
+            latch.release()
+        if callbacks is None:
+            return
+        for fn in callbacks if type(callbacks) is list else (callbacks,):
             try:
                 fn(self)
             except Exception:
@@ -108,9 +119,15 @@ class _PoolRun:
 
     def result(self, timeout: float | None = None) -> Any:
         if not self._done:
-            if not self._latch.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
-                raise TimeoutError()
-            self._latch.release()  # let the next waiter through
+            with self._lock:
+                latch = self._latch
+                if latch is None and not self._done:
+                    latch = self._latch = threading.Lock()
+                    latch.acquire()  # released by `_finish`
+            if latch is not None:
+                if not latch.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+                    raise TimeoutError()
+                latch.release()  # let the next waiter through
         if self._error is not None:
             raise self._error
         return self._outcome
@@ -118,7 +135,13 @@ class _PoolRun:
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         with self._lock:
             if not self._done:
-                self._callbacks.append(fn)
+                callbacks = self._callbacks
+                if callbacks is None:
+                    self._callbacks = fn
+                elif type(callbacks) is list:
+                    callbacks.append(fn)
+                else:
+                    self._callbacks = [callbacks, fn]
                 return
         fn(self)
 
@@ -368,7 +391,7 @@ class ConcurrentTaskRunner(TaskRunner):
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
         if not call.upstream:  # most runs: no frames for handles there are none of
-            run = _PoolRun(call, [], contextvars.copy_context())
+            run = _PoolRun(call, (), contextvars.copy_context())
             self._pool.submit(run)
             return run
         handles = upstream_handles(call, _is_native)
