@@ -236,8 +236,9 @@ class _FlowRunDriver:
         call, future = self._prepare(task, task.bind(args, kwargs), wait_for)
         if self.placement is not None:
             self.placement.check(call)
-        self._announce(call.task_run.name)
-        if self._admit(call, future):
+        if self.log_level <= logging.INFO:
+            self._announce(call.task_run.name)
+        if self._limits is None or self._admit(call, future):
             self._hand_over(call, future)
         return future
 

@@ -75,7 +75,8 @@ def execute(call: TaskRunCall, parameters: dict[str, Any], hook: Callable[..., A
         # A runner that enforces timeouts stops the worker at the deadline: no timer here.
         timeout = None if call.defaults.runner_timeouts else task.timeout_seconds
         if hook is None and timeout is None and not task.is_async:
-            return task._invoke(parameters)  # most runs: no frame for a closure
+            # Most runs: no frame for a closure, nor for `Task._invoke` when it is a plain call.
+            return task.fn(**parameters) if task._by_keyword else task._invoke(parameters)
         if task.is_async:
             invoke: Callable[[], Any] = lambda: _run_coroutine(task._invoke(parameters), timeout)  # noqa: E731
         elif timeout is not None:
@@ -162,12 +163,10 @@ def _interrupt(thread: threading.Thread) -> None:
 
 
 def wants_results(call: TaskRunCall) -> bool:
-    task = call.task
-    if task.cache_key_fn is not None:
-        return True
-    if task.cache_policy is not None and repr(task.cache_policy) != "NONE":
-        return True
-    return bool(task.persist_result if task.persist_result is not None else call.defaults.persist_result)
+    """Whether the run keeps its result: its task's cache or ``persist_result``, else the
+    flow run's ``results.persist``."""
+    keeps = call.task._keeps_results
+    return bool(call.defaults.persist_result if keeps is None else keeps)
 
 
 class ResultPlan:

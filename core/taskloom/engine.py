@@ -241,7 +241,11 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
         return _finish(call, recorder, values)
     parameters = _substitute(call.parameters, values) if upstream else call.parameters
 
-    results = _execution.ResultPlan.of(call, parameters) if _execution.wants_results(call) else None
+    keeps = task._keeps_results  # `_execution.wants_results`, without its frame
+    if keeps or (keeps is None and call.defaults.persist_result):
+        results = _execution.ResultPlan.of(call, parameters)
+    else:
+        results = None
     if isinstance(results, State):  # a cache_key_fn that raised, an unknown storage
         return _finish(call, recorder, results)
     if results is not None:
@@ -253,7 +257,11 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
     attempt = call.retries_used
     while True:
         recorder.set_state(
-            State(StateType.RUNNING, "Running" if attempt == 0 else "Retrying", worker=_worker())
+            State(
+                StateType.RUNNING,
+                "Running" if attempt == 0 else "Retrying",
+                worker=getattr(_here, "worker", None) or _worker(),
+            )
         )
         final = _attempt(call, recorder, parameters, results, retries_left <= 0 < task.retries)
         if final.type is StateType.COMPLETED or retries_left <= 0:
@@ -286,7 +294,7 @@ def _attempt(
     # Prefect 3's words on the last of several attempts; the ERROR line names the exception.
     suffix = " - Retries are exhausted" if exhausted else ""
     try:
-        data = _execution.execute(call, parameters, _execute_hook())
+        data = _execution.execute(call, parameters, plugins.execution_hook())
     except _execution.TaskTimeout:
         # Runs it submitted are not waited for: the parent's end closes them (see _nested).
         message = f"Task run exceeded timeout of {task.timeout_seconds:g} second(s)"
@@ -320,7 +328,8 @@ def _attempt(
     except BaseException as exc:
         recorder.log(logging.ERROR, "Task run was interrupted (%s).", type(exc).__name__)
         raise
-    _wait_for_children(recorder)
+    if recorder.nested is not None:  # `_wait_for_children`, on every run's path
+        recorder.nested.wait_all()
     if isinstance(data, State):
         return _returned_state(call, data)
     if results is not None:
@@ -385,13 +394,8 @@ def _finish(call: TaskRunCall, recorder: _EventRecorder, final: State) -> State:
     level = logging.INFO if final.type is StateType.COMPLETED else logging.ERROR
     if level >= recorder.log_level:
         recorder.log(level, "Finished in state %r", final)
-    _execution.run_state_hooks(call, recorder, final)
+    task = call.task
+    if task.on_completion or task.on_failure or task.on_crashed:
+        _execution.run_state_hooks(call, recorder, final)
     return final
-
-
-def _execute_hook() -> Callable[..., Any] | None:
-    """The pluggy caller for the task-run wrapper, or None when no plugin wraps task runs."""
-    if not plugins.wraps_execution():
-        return None
-    return plugins.get_plugin_manager().hook.taskloom_task_run_execute  # type: ignore[no-any-return]
 

@@ -199,8 +199,11 @@ class TaskRunFuture(Generic[T]):
             outcome = self._driver._load_outcome(self, outcome)
         for event in outcome.events:
             self._emit(event)
-        if self._claim():
-            self._settle(outcome.state)
+        with self._lock:  # `_claim`, on every run's path
+            if self._closed:
+                return
+            self._closed = True
+        self._settle(outcome.state)
 
     def _settle(self, state: State) -> None:
         _mark_run(state, self.task_run.id)
@@ -258,6 +261,9 @@ class TaskRunFuture(Generic[T]):
         return True
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> T:
+        final = self._final
+        if final is not None:  # most calls, without wait's frame
+            return final.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
         if not self.wait(timeout):
             raise TimeoutError(
                 f"Task run {self.task_run.name!r} did not finish within {timeout} seconds."

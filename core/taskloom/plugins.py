@@ -270,11 +270,14 @@ def _picking(function: Callable[..., Any], positions: list[int]) -> Callable[...
     return call
 
 
-def wraps_execution() -> bool:
-    """Whether any plugin wraps task-run execution (so the engine can skip the hook)."""
+def execution_hook() -> Any:
+    """The caller of ``taskloom_task_run_execute``, or None when no plugin wraps task runs
+    (the engine then calls the task itself: asked once per run)."""
     if _state.pm is None:
         get_plugin_manager()
-    return _state.wraps_execution
+    if not _state.wraps_execution:
+        return None
+    return _state.pm.hook.taskloom_task_run_execute  # type: ignore[union-attr]
 
 
 def _build_registry() -> dict[str, dict[str, Registration]]:

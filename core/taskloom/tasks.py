@@ -138,6 +138,13 @@ class Task(Generic[P, R]):
         self.on_completion = _options.check_hooks(owner, "on_completion", given.on_completion)
         self.on_failure = _options.check_hooks(owner, "on_failure", given.on_failure)
         self.on_crashed = _options.check_hooks(owner, "on_crashed", given.on_crashed)
+        # Whether a run keeps its result (a cache needs it): True or False when this task
+        # says, None when the flow run's `results.persist` decides (`_execution.wants_results`).
+        self._keeps_results: bool | None = (
+            True
+            if self.cache_key_fn is not None or (self.cache_policy is not None and repr(self.cache_policy) != "NONE")
+            else self.persist_result
+        )
         self.task_run_name = _options.check_run_name(
             owner, given.task_run_name, self._names,
             describe_signature(getattr(fn, "__name__", self.name), self._signature),

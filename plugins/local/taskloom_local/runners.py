@@ -38,6 +38,8 @@ class SequentialTaskRunner(TaskRunner):
     capabilities = Capability.LIVE_EVENTS
 
     def submit(self, call: TaskRunCall) -> CompletedNative:
+        if not call.upstream:
+            return CompletedNative(run_task_call(call))
         return CompletedNative(run_task_call(call, *upstream_handles(call, _is_native)))
 
 
