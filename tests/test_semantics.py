@@ -503,17 +503,21 @@ def test_finished_task_runs_are_freed_without_the_garbage_collector(runner: str)
 
     seen: list[weakref.ref[Any]] = []
 
+    class Pair:  # a result that can be followed by a weak reference, as its state cannot
+        def __init__(self, x: int) -> None:
+            self.items = [x, x]
+
     @task
-    def double(x: int) -> list[int]:
-        return [x, x]
+    def double(x: int) -> Pair:
+        return Pair(x)
 
     @flow(task_runner=runner)
     def many() -> int:
         futures = [double.submit(i) for i in range(50)]
         futures += double.map(range(50))
         seen.extend(weakref.ref(f) for f in futures)
-        seen.extend(weakref.ref(f.state) for f in futures)
-        return sum(len(f.result()) for f in futures)
+        seen.extend(weakref.ref(f.result()) for f in futures)
+        return sum(len(f.result().items) for f in futures)
 
     gc.collect()
     gc.disable()
