@@ -152,19 +152,15 @@ class _FlowRunDriver:
             task_run, self.flow_run, task, parameters, upstream, names,
             self.log_level, future._emit if here or self._live else None, allow, self.defaults,
         )
-        # A run handed over later (a freed tag slot, a crash retry) is submitted from
-        # another thread; it must still see the submitter's context (remote_options...).
-        future._begin(call, contextvars.copy_context() if self._limits is not None or task.retries else None)
         # Only now: a run whose arguments or name could not be made (it raised above) is
         # not one the flow run waits for.
         with self._lock:
             self._pending.add(future)
         if self.log_level <= logging.INFO:
             self._log_flow(f"Created task run {task_run.name!r} for task {task.name!r}")
-        if self._created_hook is not None:
-            self._created_hook(task_run, given)
-        if self._state_hook is not None:
-            future._set_state(State(StateType.PENDING, "Pending"))
+        # A run handed over later (a freed tag slot, a crash retry) is submitted from
+        # another thread; it must still see the submitter's context (remote_options...).
+        future._begin(call, contextvars.copy_context() if self._limits is not None or task.retries else None, given)
         return call, future
 
     def _with_retry_defaults(self, task: Task[..., Any], defaults: tuple[int, float]) -> Task[..., Any]:

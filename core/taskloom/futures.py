@@ -14,11 +14,11 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from ._ctx import _task_run_recorder
-from .states import Pending, State, _mark_run
+from .states import Pending, State, StateType, _mark_run
 
 if TYPE_CHECKING:
     from ._events import TaskRunEvent
@@ -132,10 +132,18 @@ class TaskRunFuture(Generic[T]):
 
     # -- its state: only these methods change it; the driver reports what it decides ------
 
-    def _begin(self, call: Any, context: Any) -> None:
-        """The run's first call, before it is handed to the runner (no event can race it)."""
+    def _begin(self, call: Any, context: Any, parameters: Mapping[str, Any]) -> None:
+        """The run's first call, before it is handed to the runner (no event can race it,
+        so its first state needs no lock): observers hear that it was created, with the
+        ``parameters`` its caller gave, and then of its first state, Pending."""
         self._call = call
         self._context = context
+        driver = self._driver
+        if driver._created_hook is not None:
+            driver._created_hook(self.task_run, parameters)
+        if driver._state_hook is not None:
+            self._state = first = State(StateType.PENDING, "Pending")
+            driver._state_hook(self.task_run, None, first)
 
     def _emit(self, event: TaskRunEvent) -> None:
         """One event of the run, live from its worker or replayed from its outcome."""

@@ -225,7 +225,7 @@ def _fast_new() -> None:
             ):
                 setter(made, value)
             return made
-        draft = _Draft()
+        draft: Any = _Draft()
         draft.type = type
         draft.name = name
         draft.message = message
@@ -235,8 +235,8 @@ def _fast_new() -> None:
         draft.traceback = traceback
         draft.worker = worker
         draft.run_id = run_id
-        draft.__class__ = State  # type: ignore[assignment]
-        return draft  # type: ignore[return-value]
+        draft.__class__ = State
+        return draft  # type: ignore[no-any-return]
 
     __new__.__doc__ = State.__init__.__doc__
     State.__new__ = __new__  # type: ignore[method-assign,assignment]

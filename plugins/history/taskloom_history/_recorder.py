@@ -46,6 +46,8 @@ _ATTEMPT_SECONDS = 0.1
 _SHOW_AFTER = 1.0
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
+#: The values of final state types: with NotReady, the states a run ends in (`State.is_terminal`).
+_FINAL_TYPES = frozenset(t.value for t in StateType if State(t, "x").is_final())
 _RUNNING = StateType.RUNNING
 # Of a row: its flow run id, its state type.
 _FLOW_ID = operator.itemgetter(0)
@@ -158,12 +160,6 @@ class Recorder:
     def flow_started(self, flow_run: FlowRun, flow_run_id: str, runner_name: str) -> None:
         self.queue.append((_FLOW_START, flow_run, flow_run_id, runner_name, time.time(), os.getpid()))
 
-    def task_created(self, task_run: TaskRun, parameters: Any) -> None:
-        key = task_run.id.int
-        self.task_runs[key] = task_run
-        self.parameters[key] = parameters
-        self.created[key] = time.time()  # last: the writer reads a run only once it is here
-
     def state_changed(self, task_run: TaskRun, old: State, new: State, text: str) -> None:
         """A state other than Running (those go to `started` directly, from the hook).
 
@@ -173,7 +169,7 @@ class Recorder:
         next collection closer, and a full one walks everything the flow holds.
         """
         value = new.type._value_
-        if not new.is_terminal():  # AwaitingRetry, a custom state
+        if value not in _FINAL_TYPES and new.name != "NotReady":  # not `is_terminal()`: a call less
             before = self.earlier.setdefault(task_run.id.int, [])
             if old.type is _RUNNING:
                 before.append(old)

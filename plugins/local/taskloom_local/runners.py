@@ -83,7 +83,7 @@ class _PoolRun:
         handles, context = self._handles, self._context
         # Let go of the work: the call refers back to its TaskRunFuture, which refers to
         # this future, and a cycle would leave the whole run to the garbage collector.
-        self._handles = self._context = None
+        self._handles, self._context = (), None
         try:
             self._outcome = context.run(run_task_call, call, *handles)  # type: ignore[union-attr]
         except BaseException as exc:
@@ -94,7 +94,7 @@ class _PoolRun:
         """Cancel the run if no thread has started it; True if it will not run."""
         if self._take() is None:
             return self._error is not None and isinstance(self._error, CancelledError)
-        self._handles = self._context = None
+        self._handles, self._context = (), None
         self._error = CancelledError()
         self._finish()
         return True
