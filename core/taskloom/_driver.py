@@ -27,7 +27,7 @@ from ._limits import Limits
 from ._names import from_template, new_id
 from ._walk import _ATOMIC
 from ._wire import loads, lost_run_outcome
-from .context import FlowRun, TaskRun
+from .context import FlowRun, TaskRun, new_task_run
 from .engine import run_task_call
 from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative
@@ -124,7 +124,7 @@ class _FlowRunDriver:
             name = f"{parent.task_run.name}/{task.task_key}-{n}"
         else:
             name = f"{task.task_key}-{n}"
-        task_run = future.task_run = TaskRun(
+        task_run = future.task_run = new_task_run(
             new_id(),
             name,
             task.name,
