@@ -119,6 +119,8 @@ class Task(Generic[P, R]):
         self._positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
         self._names = frozenset(p.name for p in params)
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        # Every parameter given by position, nothing else: the run's parameters at once.
+        self._arity = len(self._positional) if self._by_keyword and len(self._positional) == len(self._names) else -1
         self.is_async = inspect.iscoroutinefunction(fn)
 
         # None: the flow run's tasks.default_retries / default_retry_delay_seconds apply.
@@ -215,6 +217,8 @@ class Task(Generic[P, R]):
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as parameters by name, defaults included."""
+        if len(args) == self._arity and not kwargs:
+            return dict(zip(self._positional, args))  # noqa: B905 - the lengths are equal
         if self._by_keyword and len(args) <= len(self._positional):
             parameters = dict(zip(self._positional, args, strict=False))
             for name, value in kwargs.items():
