@@ -182,3 +182,31 @@ def test_runs_waiting_for_an_upstream_run_do_not_take_a_thread_meanwhile() -> No
         return alone, [f.result() for f in waiting]
 
     assert pipeline() == ("ran", [2, 2, 2, 2, 2])
+
+
+def test_a_chain_of_runs_stays_on_the_thread_that_ran_its_first_link() -> None:
+    # Each link waits for the one before it; the thread that ends a link runs the next one
+    # itself instead of handing it to a waiting thread (a context switch per link).
+    release = threading.Event()
+
+    @task
+    def first() -> list[str]:
+        release.wait(GUARD)
+        return [threading.current_thread().name]
+
+    @task
+    def link(names: list[str]) -> list[str]:
+        return [*names, threading.current_thread().name]
+
+    @flow(task_runner="threads")
+    def chain() -> list[str]:
+        future = first.submit()
+        for _ in range(20):
+            future = link.submit(future)
+        release.set()  # every link waits on the one before it by now
+        return future.result(timeout=GUARD)
+
+    names = chain()
+    assert len(names) == 21
+    assert set(names) == {names[0]}, names
+    assert names[0].startswith("taskloom-task-")

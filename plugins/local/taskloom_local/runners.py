@@ -190,6 +190,9 @@ class _Threads:
         self._lock = threading.Lock()
         self._taken = 0  # runs taken by threads; the watch only asks whether it moved
         self._backlog = threading.Event()  # set when a run waits and no eager thread is free
+        #: Per worker thread: ``current``, the run it took, and ``next``, a run that waited
+        #: for that one and goes next on the same thread (`follow`).
+        self._here = threading.local()
         self._watch: threading.Thread | None = None
         self._closed = False
 
@@ -255,6 +258,8 @@ class _Threads:
     def _work(self) -> None:
         mailbox: _Mailbox[_PoolRun | None] = _Mailbox()
         waiting, take = self._waiting, self._queue.get_nowait
+        here = self._here
+        here.current = here.next = None
         while True:
             try:
                 run = take()
@@ -278,9 +283,24 @@ class _Threads:
                 continue  # a submit queued a run after this thread's second look
             if run is None:
                 return
-            self._taken += 1
-            run.run_here()
-            del run
+            while run is not None:
+                self._taken += 1
+                here.current = run
+                run.run_here()
+                run, here.next = here.next, None  # a run that waited for this one
+            here.current = None
+
+    def follow(self, finished: _PoolRun, run: _PoolRun) -> None:
+        """Queue ``run``, whose last upstream run ``finished`` has just ended. On the worker
+        thread that took ``finished`` from the pool, ``run`` goes next on that thread instead
+        of to a thread that waits: a chain of runs stays on one thread, without a hand-over
+        (a context switch) per link. Anywhere else (a run a waiting task ran inline, a
+        cancel) it is submitted as usual."""
+        here = self._here
+        if getattr(here, "current", None) is finished and here.next is None and not self._closed:
+            here.next = run
+        else:
+            self.submit(run)
 
     def _watch_backlog(self) -> None:
         untouched_since: float | None = None  # when a look first found the backlog untouched
@@ -411,20 +431,20 @@ def _when_done(upstream: list[_PoolRun], pool: _Threads, run: _PoolRun) -> None:
 
     A thread given the run now would only wait for them, and the pool would grow for a
     thread that waits; the thread that ends the last one takes the run next instead (a
-    chain of runs goes from one thread to the next without a hand-over). A task run that
-    waits for ``run`` meanwhile still runs it itself (`_PoolRun.run_here`).
+    chain of runs stays on one thread, `_Threads.follow`). A task run that waits for
+    ``run`` meanwhile still runs it itself (`_PoolRun.run_here`).
     """
     # A countdown, not a look at every upstream run per callback: a run that reduces
     # thousands of mapped runs would otherwise scan them all at each one's end.
     left = [len(upstream)]
     lock = threading.Lock()
 
-    def ready(_: object) -> None:
+    def ready(finished: _PoolRun) -> None:
         with lock:
             left[0] -= 1
             last = left[0] == 0
         if last:
-            pool.submit(run)
+            pool.follow(finished, run)
 
     for handle in upstream:
         handle.add_done_callback(ready)
