@@ -374,6 +374,32 @@ def test_zero_concurrency_limit_fails_the_run(in_tmp: Path) -> None:
     assert "Concurrency limit of tag 'frozen' is 0" in state.message
 
 
+def test_the_first_failure_named_is_the_first_run_to_fail_when_its_end_frees_a_tag_slot(
+    in_tmp: Path,
+) -> None:
+    # `second` waits for the slot `first` holds; `first` fails, and ending it hands the slot
+    # to `second`, which runs (and fails) at once on the sequential runner.
+    (in_tmp / "taskloom.toml").write_text("[concurrency_limits]\nslot = 1\n")
+
+    @task(tags=["slot"])
+    def second() -> None:
+        raise ValueError("second failed")
+
+    @task(tags=["slot"])
+    def first() -> None:
+        second.submit()
+        raise ValueError("first failed")
+
+    @flow(task_runner="sequential")
+    def both() -> None:
+        first.submit()
+
+    state = both(return_state=True)
+    assert state.is_failed()
+    assert "2/2 states failed" in state.message
+    assert "First failure, task run 'first-" in state.message and "first failed" in state.message
+
+
 def test_async_flow_awaits_async_tasks_and_calls_sync_ones() -> None:
     @task
     async def fetch(x: int) -> int:

@@ -27,7 +27,7 @@ from ._limits import Limits
 from ._names import from_template, new_id
 from ._walk import _ATOMIC
 from ._wire import loads, lost_run_outcome
-from .context import FlowRun, TaskRun, new_task_run
+from .context import FlowRun, TaskRun, _new_task_run
 from .engine import run_task_call
 from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative
@@ -124,7 +124,7 @@ class _FlowRunDriver:
             name = f"{parent.task_run.name}/{task.task_key}-{n}"
         else:
             name = f"{task.task_key}-{n}"
-        task_run = future.task_run = new_task_run(
+        task_run = future.task_run = _new_task_run(
             new_id(),
             name,
             task.name,
@@ -328,27 +328,31 @@ class _FlowRunDriver:
     end_unfinished = _run_endings.end_unfinished
 
     def _on_final(self, future: TaskRunFuture[Any]) -> None:
-        """A run with tag slots or child runs settled: free the slots, end the children."""
+        """A run settled that did not complete, or that holds tag slots or has child runs:
+        count it now (before the runs its slots free, so the first failure is the first to
+        end), free the slots, end the children. A completed run is counted in `_forget`."""
         if self._children.open:
             self._children.end(future)
+        state = future.state
         ready: list[tuple[TaskRunCall, TaskRunFuture[Any]]] = []
-        if self._limits is not None:
-            tags = self._limits.limited(future.task_run.tags)
-            if tags:
-                with self._lock:
+        with self._lock:
+            if state.type is not StateType.COMPLETED:
+                self._count(future.task_run.name, state)
+            if self._limits is not None:
+                tags = self._limits.limited(future.task_run.tags)
+                if tags:
                     ready = self._limits.release(tags)
         for call, waiting in ready:
             self._hand_over(call, waiting)
 
     def _forget(self, future: TaskRunFuture[Any]) -> None:
-        """The run is settled and its done-callbacks have run: count its final state for the
-        flow's own, and the flow run stops waiting for it."""
-        state = future.state
+        """The run is settled and its done-callbacks have run: a completed one counts for the
+        flow's own state (one that did not was counted in `_on_final`), and the flow run
+        stops waiting for it."""
+        completed = future.state.type is StateType.COMPLETED
         with self._lock:
-            if state.type is StateType.COMPLETED:
-                self._completed += 1  # `_count`'s first case, without its call
-            else:
-                self._count(future.task_run.name, state)
+            if completed:
+                self._completed += 1
             self._pending.discard(future)
             if self._waiting_all:
                 self._forgotten.notify_all()

@@ -67,7 +67,7 @@ class _TaskRunDraft:
     __slots__ = tuple(field.name for field in attrs.fields(TaskRun))
 
 
-def new_task_run(
+def _new_task_run(
     id: uuid.UUID,
     name: str,
     task_name: str,

@@ -29,7 +29,7 @@ from ._ctx import _flow_run_driver, _task_run_recorder
 from ._events import TASK_RUN_LOGGER, TaskRunEvent, TaskRunOutcome, run_record
 from ._walk import walk
 from .context import TaskRun
-from .states import AwaitingRetry, Crashed, Failed, Pending, State, StateType, TimedOut
+from .states import AwaitingRetry, Crashed, Failed, Pending, State, StateType, TimedOut, _new_state
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -257,7 +257,7 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
     attempt = call.retries_used
     while True:
         recorder.set_state(
-            State(
+            _new_state(
                 StateType.RUNNING,
                 "Running" if attempt == 0 else "Retrying",
                 worker=getattr(_here, "worker", None) or _worker(),
@@ -334,7 +334,7 @@ def _attempt(
         return _returned_state(call, data)
     if results is not None:
         return results.persist(recorder, data)
-    return State(StateType.COMPLETED, "Completed", None, time.time(), data)
+    return _new_state(StateType.COMPLETED, "Completed", data=data)
 
 
 def _wait_for_children(recorder: _EventRecorder) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from ._ctx import _task_run_recorder
-from .states import Pending, State, StateType, _mark_run
+from .states import Pending, State, StateType, _mark_run, _new_state
 
 if TYPE_CHECKING:
     from ._events import TaskRunEvent
@@ -136,13 +136,15 @@ class TaskRunFuture(Generic[T]):
         """The run's first call, before it is handed to the runner (no event can race it,
         so its first state needs no lock): observers hear that it was created, with the
         ``parameters`` its caller gave, and then of its first state, Pending."""
+        if self._closed:
+            return  # an interrupt ended the run while it was being made
         self._call = call
         self._context = context
         driver = self._driver
         if driver._created_hook is not None:
             driver._created_hook(self.task_run, parameters)
         if driver._state_hook is not None:
-            self._state = first = State(StateType.PENDING, "Pending")
+            self._state = first = _new_state(StateType.PENDING, "Pending")
             driver._state_hook(self.task_run, None, first)
 
     def _emit(self, event: TaskRunEvent) -> None:
@@ -222,8 +224,8 @@ class TaskRunFuture(Generic[T]):
             latch = self._latch
             callbacks, self._callbacks = self._callbacks, None
         driver = self._driver
-        if driver._limits is not None or driver._children.open:
-            driver._on_final(self)  # tag slots to free, child runs to end
+        if driver._limits is not None or driver._children.open or state.type is not StateType.COMPLETED:
+            driver._on_final(self)  # a failure to count, tag slots to free, child runs to end
         if latch is not None:
             latch.release()
         if callbacks is not None:
@@ -261,8 +263,9 @@ class TaskRunFuture(Generic[T]):
             if latch is None:
                 # A lock held until the run is final: cheaper than a threading.Event, and
                 # each waiter that gets it lets the next one through.
-                latch = self._latch = threading.Lock()
-                latch.acquire()
+                latch = threading.Lock()
+                latch.acquire()  # held before others can see it (an interrupt may come between)
+                self._latch = latch
         if not latch.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
             return False
         latch.release()

@@ -124,8 +124,9 @@ class _PoolRun:
             with self._lock:
                 latch = self._latch
                 if latch is None and not self._done:
-                    latch = self._latch = threading.Lock()
-                    latch.acquire()  # released by `_finish`
+                    latch = threading.Lock()
+                    latch.acquire()  # released by `_finish`; held before others can see it
+                    self._latch = latch
             if latch is not None:
                 if not latch.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
                     raise TimeoutError()

@@ -8,11 +8,9 @@ run's states and logs back to the flow's process, which replays them.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taskloom.context import TaskRun
 from taskloom.runners import (
     CallEncoder,
     Capability,
@@ -88,11 +86,6 @@ class RayTaskRunner(TaskRunner):
         self._encoder = CallEncoder("Ray workers", log_prints=capture_prints)
         self._remote_results = RemoteResults()
         self._collector: Collector | None = None  # settles the runs (see _collect)
-        # remote_options in force when a run was first submitted, for its crash retries
-        # (the engine re-submits them from a timer thread, outside the `with` block).
-        self._block_options: weakref.WeakKeyDictionary[TaskRun, Mapping[str, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(address={self.address!r}, init_kwargs={self.init_kwargs!r})"
@@ -158,11 +151,9 @@ class RayTaskRunner(TaskRunner):
         remote = self._remote_alone if alone else self._remote
         if remote is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
+        # A crash retry is handed over from a timer thread, in the context its first submit
+        # ran in (the core keeps it for runs of a task with retries): the same options.
         extra = current_remote_options()
-        if extra:
-            self._block_options[call.task_run] = extra
-        elif call.retries_used:
-            extra = self._block_options.get(call.task_run, extra)
         own = call.task_run.runner_options
         watch = self._watch
         avoid = watch.avoid if watch is not None else None
