@@ -125,6 +125,7 @@ def run() -> list[dict[str, Any]]:
             for _ in range(ROUNDS):
                 ours.append(one_round())
                 base.append(raw(n))
+            ratios = [o / b for o, b in zip(ours, base, strict=True) if b > 0]
             rows.append(
                 {
                     "runner": runner,
@@ -132,9 +133,8 @@ def run() -> list[dict[str, Any]]:
                     "engine": "ThreadPoolExecutor" if raw is not _raw_direct else "plain call",
                     "taskloom_us_per_task": statistics.median(ours) * 1e6,
                     "raw_us_per_task": statistics.median(base) * 1e6,
-                    "ratio": statistics.median(o / b for o, b in zip(ours, base, strict=True) if b > 0),
-                    "ratio_range": (min(o / b for o, b in zip(ours, base, strict=True) if b > 0),
-                                    max(o / b for o, b in zip(ours, base, strict=True) if b > 0)),
+                    "ratio": statistics.median(ratios),
+                    "ratio_range": (min(ratios), max(ratios)),
                 }
             )
     return rows

@@ -38,9 +38,8 @@ class SequentialTaskRunner(TaskRunner):
     capabilities = Capability.LIVE_EVENTS
 
     def submit(self, call: TaskRunCall) -> CompletedNative:
-        if not call.upstream:
-            return CompletedNative(run_task_call(call))
-        return CompletedNative(run_task_call(call, *upstream_handles(call, _is_native)))
+        handles = upstream_handles(call, _is_native) if call.upstream else ()
+        return CompletedNative(run_task_call(call, *handles))
 
 
 class _PoolRun:
@@ -233,14 +232,13 @@ class _Threads:
                         self._watch.start()
 
     def _hand_to_waiting(self, item: Any) -> bool:
-        """Put ``item`` in the mailbox of a thread that waits; False if none does."""
-        if self._waiting:
-            try:
-                self._waiting.pop().put(item)  # list.pop is one step under the GIL
-                return True
-            except IndexError:
-                pass  # another submit took the last one
-        return False
+        """Put ``item`` in the mailbox of a thread that waits; False if none does (the caller
+        has seen one waiting, but another submit may have taken it since)."""
+        try:
+            self._waiting.pop().put(item)  # list.pop is one step under the GIL
+            return True
+        except IndexError:
+            return False
 
     def _refused(self, exc: RuntimeError) -> None:
         """The system would start no more threads: the pool stays as it is; the caller holds
@@ -413,13 +411,10 @@ class ConcurrentTaskRunner(TaskRunner):
     def submit(self, call: TaskRunCall) -> _PoolRun:
         if self._pool is None:
             raise RuntimeError(f"{self!r} was used outside a flow run (it is not started).")
-        if not call.upstream:  # most runs: no frames for handles there are none of
-            run = _PoolRun(call, (), contextvars.copy_context())
-            self._pool.submit(run)
-            return run
-        handles = upstream_handles(call, _is_native)
+        # Most runs have no upstream runs: no frames for their handles.
+        handles = upstream_handles(call, _is_native) if call.upstream else ()
         run = _PoolRun(call, handles, contextvars.copy_context())
-        waiting_for = [h for h in handles if type(h) is _PoolRun and not h.done()]
+        waiting_for = [h for h in handles if type(h) is _PoolRun and not h.done()] if handles else None
         if waiting_for:
             _when_done(waiting_for, self._pool, run)
         else:
