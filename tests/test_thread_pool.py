@@ -1,7 +1,7 @@
 """The thread runner's pool: as many threads as blocked runs need, never more than asked.
 
 Beyond `ThreadPoolExecutor`'s default size the pool starts threads only for runs that would
-otherwise wait on blocked threads (taskloom_local.runners._Threads). These tests hold runs
+otherwise wait on blocked threads (taskloom_local._pool._Threads). These tests hold runs
 at a barrier that opens only when enough of them run at once; the barrier's timeout is a
 guard against a hang, not a measure.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from taskloom import flow, task
 from taskloom_local import ConcurrentTaskRunner
-from taskloom_local.runners import _EAGER
+from taskloom_local._pool import _EAGER
 
 GUARD = 60  # seconds a barrier waits before it breaks: only a broken pool gets there
 
