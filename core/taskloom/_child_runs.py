@@ -33,12 +33,12 @@ class _Driver(Protocol):
     layer above, which makes a `ChildRuns`, so this module does not import it."""
 
     flow_run: FlowRun
-    _lock: RLock
-    _created_hook: Callable[..., Any] | None
-    _state_hook: Callable[..., Any] | None
+    lock: RLock
+    created_hook: Callable[..., Any] | None
+    state_hook: Callable[..., Any] | None
 
-    def _count(self, name: str, state: State) -> None: ...
-    def _log_task(self, task_run: TaskRun, level: int, message: str) -> None: ...
+    def count(self, name: str, state: State) -> None: ...
+    def log_task(self, task_run: TaskRun, level: int, message: str) -> None: ...
 
 
 class ChildRuns:
@@ -57,28 +57,28 @@ class ChildRuns:
             # This process's flow run id object: observers key their runs by it.
             flow_run = driver.flow_run
             run = attrs.evolve(run, flow_run_id=flow_run.id, flow_run_name=flow_run.name)
-            with driver._lock:
+            with driver.lock:
                 self.open[run.id] = [run, None, parent]
-            if driver._created_hook is not None:
-                driver._created_hook(run, event.parameters)
+            if driver.created_hook is not None:
+                driver.created_hook(run, event.parameters)
             return
         child = self.open.get(run.id)
         new = event.new
         if child is None or new is None:
             return
         old, child[1] = child[1], new
-        if driver._state_hook is not None:
-            driver._state_hook(child[0], old, new)
+        if driver.state_hook is not None:
+            driver.state_hook(child[0], old, new)
         if new.is_terminal():
-            with driver._lock:
+            with driver.lock:
                 del self.open[run.id]
-                driver._count(child[0].name, new)
+                driver.count(child[0].name, new)
 
     def end(self, parent: TaskRunFuture[Any]) -> None:
         """End the children of a run that ended (or crashed) before they did: Crashed if
         they were seen running, else Cancelled; what they report later is dropped."""
         driver = self._driver
-        with driver._lock:
+        with driver.lock:
             left: list[tuple[TaskRun, State | None]] = []
             for key, (run, seen, of) in list(self.open.items()):
                 if of is parent:
@@ -89,9 +89,9 @@ class ChildRuns:
                 state: State = Crashed("Task run was cut off: the task run that submitted it ended first.")
             else:
                 state = Cancelled("Task run was cancelled: the task run that submitted it ended first.")
-            if driver._state_hook is not None:
-                driver._state_hook(run, seen, state)
+            if driver.state_hook is not None:
+                driver.state_hook(run, seen, state)
             level = logging.ERROR if state.is_crashed() else logging.INFO
-            driver._log_task(run, level, f"Finished in state {state!r}")
-            with driver._lock:
-                driver._count(run.name, state)
+            driver.log_task(run, level, f"Finished in state {state!r}")
+            with driver.lock:
+                driver.count(run.name, state)

@@ -64,8 +64,8 @@ class _FlowRunDriver:
         self._flow_logger = self.logger.logger
         self._task_logger = logging.getLogger(TASK_RUN_LOGGER)
         self._flow_run_id = str(flow_run.id)  # made once: each line of the run carries it
-        self._lock = threading.RLock()
-        self._forgotten = threading.Condition(self._lock)  # notified as a run leaves _pending
+        self.lock = threading.RLock()
+        self._forgotten = threading.Condition(self.lock)  # notified as a run leaves _pending
         self._waiting_all = 0  # threads in wait_all, waiting on _forgotten
         #: The next number of each task's runs; ``next`` on a count needs no lock.
         self._counters: dict[str, Iterator[int]] = {}
@@ -73,9 +73,9 @@ class _FlowRunDriver:
         self._completed = 0  # kept apart: hashing an Enum member costs a Python call
         self._final_counts: Counter[StateType] = Counter()
         self._first_failure: tuple[str, State] | None = None
-        self._limits = Limits(concurrency_limits) if concurrency_limits else None
-        self._created_hook = plugins.observed("taskloom_task_run_created")
-        self._state_hook = plugins.observed("taskloom_task_run_state_changed")
+        self.limits = Limits(concurrency_limits) if concurrency_limits else None
+        self.created_hook = plugins.observed("taskloom_task_run_created")
+        self.state_hook = plugins.observed("taskloom_task_run_state_changed")
         self.cancelled = False
         capabilities = runner.capabilities
         self._live = bool(capabilities & Capability.LIVE_EVENTS)
@@ -89,7 +89,7 @@ class _FlowRunDriver:
         self.placement: ResultPlacement | None = None
         #: Runs that task runs submitted on their workers; their events come in their
         #: parent's stream.
-        self._children = ChildRuns(self)
+        self.children = ChildRuns(self)
 
     # -- creating task runs ------------------------------------------------------------------
 
@@ -154,13 +154,13 @@ class _FlowRunDriver:
         )
         # Only now: a run whose arguments or name could not be made (it raised above) is
         # not one the flow run waits for.
-        with self._lock:
+        with self.lock:
             self._pending.add(future)
         if self.log_level <= logging.INFO:
             self._log_flow(f"Created task run {task_run.name!r} for task {task.name!r}")
         # A run handed over later (a freed tag slot, a crash retry) is submitted from
         # another thread; it must still see the submitter's context (remote_options...).
-        future._begin(call, contextvars.copy_context() if self._limits is not None or task.retries else None, given)
+        future._begin(call, contextvars.copy_context() if self.limits is not None or task.retries else None, given)
         return call, future
 
     def _with_retry_defaults(self, task: Task[..., Any], defaults: tuple[int, float]) -> Task[..., Any]:
@@ -174,7 +174,7 @@ class _FlowRunDriver:
             changes["retry_delay_seconds"] = delay
         if not changes:
             return task
-        with self._lock:
+        with self.lock:
             copy = self._defaulted.get(id(task))
             if copy is None:
                 copy = self._defaulted[id(task)] = task.with_options(**changes)
@@ -192,20 +192,20 @@ class _FlowRunDriver:
 
     def _admit(self, call: TaskRunCall, future: TaskRunFuture[Any]) -> bool:
         """Take the run's tag slots, or queue it until they are free; False if it waits."""
-        if self._limits is None:
+        if self.limits is None:
             return True
-        tags = self._limits.limited(call.task_run.tags)
+        tags = self.limits.limited(call.task_run.tags)
         if not tags:
             return True
-        zero = [tag for tag in tags if self._limits.limits[tag] == 0]
+        zero = [tag for tag in tags if self.limits.limits[tag] == 0]
         if zero:
             message = f"Concurrency limit of tag {zero[0]!r} is 0: task runs with this tag cannot run."
             future._attach(CompletedNative(TaskRunOutcome(Failed(message), (TaskRunEvent(1, None, Failed(message)),))))
             return False
-        with self._lock:
-            if self._limits.try_take(tags):
+        with self.lock:
+            if self.limits.try_take(tags):
                 return True
-            self._limits.waiting.append((call, future))
+            self.limits.waiting.append((call, future))
         return False
 
     def _hand_over(self, call: TaskRunCall, future: TaskRunFuture[Any]) -> None:
@@ -223,7 +223,7 @@ class _FlowRunDriver:
             f"{self.runner.name!r}: {exc}"
         )
         failed = Failed(message, exception=exc)
-        self._log_task(call.task_run, logging.ERROR, message)
+        self.log_task(call.task_run, logging.ERROR, message)
         future._attach(CompletedNative(TaskRunOutcome(failed, (TaskRunEvent(1, None, failed),))))
 
     def submit(
@@ -234,7 +234,7 @@ class _FlowRunDriver:
             self.placement.check(call)
         if self.log_level <= logging.INFO:
             self._announce(call.task_run.name)
-        if self._limits is None or self._admit(call, future):
+        if self.limits is None or self._admit(call, future):
             self._hand_over(call, future)
         return future
 
@@ -299,15 +299,15 @@ class _FlowRunDriver:
 
     # -- what comes back -----------------------------------------------------------------
 
-    def _pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
+    def pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
         """An event of a run that is not its own state: a log line, or a child run's event."""
         record = event.record
         if record is not None:
             (self._task_logger if record.name == TASK_RUN_LOGGER else logging.getLogger(record.name)).handle(record)
         elif event.run is not None:
-            self._children.on_event(future, event)
+            self.children.on_event(future, event)
 
-    def _load_outcome(self, future: TaskRunFuture[Any], data: bytes) -> TaskRunOutcome:
+    def load_outcome(self, future: TaskRunFuture[Any], data: bytes) -> TaskRunOutcome:
         """The outcome a worker sent as bytes (`encode_outcome`), loaded here; or Failed."""
         try:
             outcome: TaskRunOutcome = loads(data)
@@ -321,36 +321,36 @@ class _FlowRunDriver:
         return outcome
 
     # A crash, a retry after it and an interrupt: decided here, in `_run_endings`.
-    _on_crash = _run_endings.on_crash
+    on_crash = _run_endings.on_crash
     _state_hooks = _run_endings.state_hooks
     _end_interrupted = _run_endings.end_interrupted
     cancel_pending = _run_endings.cancel_pending
     end_unfinished = _run_endings.end_unfinished
 
-    def _on_final(self, future: TaskRunFuture[Any]) -> None:
+    def on_final(self, future: TaskRunFuture[Any]) -> None:
         """A run settled that did not complete, or that holds tag slots or has child runs:
         count it now (before the runs its slots free, so the first failure is the first to
-        end), free the slots, end the children. A completed run is counted in `_forget`."""
-        if self._children.open:
-            self._children.end(future)
+        end), free the slots, end the children. A completed run is counted in `forget`."""
+        if self.children.open:
+            self.children.end(future)
         state = future.state
         ready: list[tuple[TaskRunCall, TaskRunFuture[Any]]] = []
-        with self._lock:
+        with self.lock:
             if state.type is not StateType.COMPLETED:
-                self._count(future.task_run.name, state)
-            if self._limits is not None:
-                tags = self._limits.limited(future.task_run.tags)
+                self.count(future.task_run.name, state)
+            if self.limits is not None:
+                tags = self.limits.limited(future.task_run.tags)
                 if tags:
-                    ready = self._limits.release(tags)
+                    ready = self.limits.release(tags)
         for call, waiting in ready:
             self._hand_over(call, waiting)
 
-    def _forget(self, future: TaskRunFuture[Any]) -> None:
+    def forget(self, future: TaskRunFuture[Any]) -> None:
         """The run is settled and its done-callbacks have run: a completed one counts for the
-        flow's own state (one that did not was counted in `_on_final`), and the flow run
+        flow's own state (one that did not was counted in `on_final`), and the flow run
         stops waiting for it."""
         completed = future.state.type is StateType.COMPLETED
-        with self._lock:
+        with self.lock:
             if completed:
                 self._completed += 1
             self._pending.discard(future)
@@ -359,10 +359,10 @@ class _FlowRunDriver:
 
     def record_subflow(self, name: str, state: State) -> None:
         """A child flow run counts in this flow run's final state like a task run."""
-        with self._lock:
-            self._count(f"subflow {name}", state)
+        with self.lock:
+            self.count(f"subflow {name}", state)
 
-    def _count(self, name: str, state: State) -> None:
+    def count(self, name: str, state: State) -> None:
         """Count a final state for the flow's own; the caller holds the lock."""
         if state.type is StateType.COMPLETED:
             self._completed += 1
@@ -371,7 +371,7 @@ class _FlowRunDriver:
         if self._first_failure is None and state.type in (StateType.FAILED, StateType.CRASHED):
             self._first_failure = (name, state)
 
-    def _log_task(self, task_run: TaskRun, level: int, message: str) -> None:
+    def log_task(self, task_run: TaskRun, level: int, message: str) -> None:
         if level < self.log_level:
             return
         flow_run = self.flow_run
@@ -391,7 +391,7 @@ class _FlowRunDriver:
 
     def wait_all(self) -> None:
         while True:
-            with self._lock:
+            with self.lock:
                 pending = list(self._pending)
             if not pending:
                 return

@@ -139,8 +139,8 @@ class _NestedDriver(_FlowRunDriver):
         defaults = call.defaults._replace(runner_timeouts=False)
         super().__init__(flow_run, _WorkerThreads(), call.log_level, defaults, {})
         self._parent = recorder
-        self._created_hook = self._created
-        self._state_hook = self._changed
+        self.created_hook = self._created
+        self.state_hook = self._changed
 
     def close(self) -> None:
         self.runner.close()  # type: ignore[attr-defined]
@@ -160,13 +160,13 @@ class _NestedDriver(_FlowRunDriver):
         record = run_record(FLOW_RUN_LOGGER, logging.INFO, message, None, None, flow_run.name, self._flow_run_id)
         self._parent.forward(TaskRunEvent(0, record=record))
 
-    def _log_task(self, task_run: TaskRun, level: int, message: str) -> None:
+    def log_task(self, task_run: TaskRun, level: int, message: str) -> None:
         if level >= self.log_level:
             flow_run = self.flow_run
             record = run_record(TASK_RUN_LOGGER, level, message, task_run.name, task_run.id, flow_run.name, self._flow_run_id)
             self._parent.forward(TaskRunEvent(0, record=record))
 
-    def _pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
+    def pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None:
         self._parent.forward(event)  # its log line, or an event of a run it submitted
 
 

@@ -1,6 +1,6 @@
 """How a task run ends when it does not end on its worker: the runner lost it (a crash, or a
 timeout the runner enforced), it is retried after that, or the flow run was interrupted.
-These are methods of `_FlowRunDriver` (``driver._on_crash``, ``driver.cancel_pending`` ...;
+These are methods of `_FlowRunDriver` (``driver.on_crash``, ``driver.cancel_pending`` ...;
 ``self`` is the driver, typed ``Any`` so that this module, below the driver's, does not name
 it), kept here to keep the driver's module short; the run's state itself changes only through
 its future.
@@ -44,7 +44,7 @@ def on_crash(self: Any, future: TaskRunFuture[Any], exc: BaseException) -> State
         # lost its cluster raises a plain error instead, so the run crashes (or retries).
         state: State = Cancelled(f"Task run was cancelled by runner {self.runner.name!r}: {exc}")
         future._set_state(state)
-        self._log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
+        self.log_task(future.task_run, logging.INFO, f"Finished in state {state!r}")
         return state
     # A runner that enforces timeouts stopped the attempt at its deadline: TimedOut, not
     # Crashed, and retried the same way.
@@ -54,13 +54,13 @@ def on_crash(self: Any, future: TaskRunFuture[Any], exc: BaseException) -> State
     if call is not None and call.task.retries - call.retries_used > 0:
         delay = retry_delay(call.task, call.retries_used)
         future._set_state(AwaitingRetry(f"{what} ({reason}); retrying in {delay:.3g}s."))
-        self._log_task(
+        self.log_task(
             future.task_run,
             logging.WARNING,
             f"{what} ({reason}); retry {call.retries_used + 1} of {call.task.retries} "
             f"in {delay:.3g}s.",
         )
-        self._children.end(future)  # the new attempt starts its own
+        self.children.end(future)  # the new attempt starts its own
         retry = attrs.evolve(call, retries_used=call.retries_used + 1)
         future._retry(retry)
         timer = threading.Timer(delay, self._hand_over, (retry, future))
@@ -74,7 +74,7 @@ def on_crash(self: Any, future: TaskRunFuture[Any], exc: BaseException) -> State
     else:
         state = Crashed(f"Task run crashed: {reason}", exception=exc)
     future._set_state(state)
-    self._log_task(future.task_run, logging.ERROR, f"Finished in state {state!r}")
+    self.log_task(future.task_run, logging.ERROR, f"Finished in state {state!r}")
     if call is not None:
         self._state_hooks(future, call.task, call.task.on_failure if timed_out else call.task.on_crashed, state)
     return state
@@ -85,7 +85,7 @@ def state_hooks(self: Any, future: TaskRunFuture[Any], task: Task[..., Any], hoo
         try:
             hook(task, future.task_run, state)
         except Exception as hook_exc:
-            self._log_task(
+            self.log_task(
                 future.task_run,
                 logging.ERROR,
                 f"An error was encountered while running hook {getattr(hook, '__name__', hook)!r}: "
@@ -109,7 +109,7 @@ def end_interrupted(self: Any, future: TaskRunFuture[Any], lost: bool = False) -
     else:
         state = Cancelled("Task run was cancelled: the flow run was interrupted before it finished.")
     future._set_state(state)
-    self._log_task(future.task_run, logging.ERROR if started else logging.INFO, f"Finished in state {state!r}")
+    self.log_task(future.task_run, logging.ERROR if started else logging.INFO, f"Finished in state {state!r}")
     if started and call is not None:
         self._state_hooks(future, call.task, call.task.on_crashed, state)
     future._settle(state)
@@ -118,10 +118,10 @@ def end_interrupted(self: Any, future: TaskRunFuture[Any], lost: bool = False) -
 def cancel_pending(self: Any) -> None:
     """After an interrupt: runs not handed over, or not started, end Cancelled."""
     self.cancelled = True
-    with self._lock:
-        waiting = list(self._limits.waiting) if self._limits else []
-        if self._limits:
-            self._limits.waiting.clear()
+    with self.lock:
+        waiting = list(self.limits.waiting) if self.limits else []
+        if self.limits:
+            self.limits.waiting.clear()
         pending = list(self._pending)
     message = "Task run was cancelled before it ran: the flow run was interrupted."
     for _, future in waiting:
@@ -137,7 +137,7 @@ def cancel_pending(self: Any) -> None:
 def end_unfinished(self: Any) -> None:
     """After an interrupt and the runner's exit: every run still open ends now, so
     history and hooks never keep a run of a finished flow run Pending or Running."""
-    with self._lock:
+    with self.lock:
         pending = list(self._pending)
     for future in pending:
         self._end_interrupted(future)

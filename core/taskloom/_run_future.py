@@ -14,16 +14,16 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._ctx import _task_run_recorder
 from .states import Pending, State, StateType, _mark_run, _new_state
 
 if TYPE_CHECKING:
-    from ._events import TaskRunEvent
+    from ._events import TaskRunEvent, TaskRunOutcome
     from .context import TaskRun
 
-__all__ = ["TaskRunFuture"]
+__all__ = ["RunOwner", "TaskRunFuture"]
 
 T = TypeVar("T")
 
@@ -35,6 +35,27 @@ def _native_done(future: weakref.ref[TaskRunFuture[Any]], native: Any) -> None:
     alive = future()
     if alive is not None:
         alive._native_done(native)
+
+
+class RunOwner(Protocol):
+    """What a future reports to: its flow run's driver (`taskloom._driver`), the layer above,
+    which makes the futures, so this module does not import it. The future changes the run's
+    state; the owner hears of it (the hooks), counts it and lets the run go."""
+
+    #: Observers of task runs (the plugin hooks), or None when nothing observes them.
+    created_hook: Callable[..., object] | None
+    state_hook: Callable[..., object] | None
+    #: Read as each run settles: tag slots to free (None: no limits) and open child runs.
+    limits: Any
+    children: Any
+    #: A task run waiting on a queued run of this runner runs it (`Capability.RUN_WAITING_INLINE`).
+    runs_waiting_inline: bool
+
+    def pass_on(self, future: TaskRunFuture[Any], event: TaskRunEvent) -> None: ...
+    def load_outcome(self, future: TaskRunFuture[Any], data: bytes) -> TaskRunOutcome: ...
+    def on_crash(self, future: TaskRunFuture[Any], exc: BaseException) -> State | None: ...
+    def on_final(self, future: TaskRunFuture[Any]) -> None: ...
+    def forget(self, future: TaskRunFuture[Any]) -> None: ...
 
 
 class TaskRunFuture(Generic[T]):
@@ -56,7 +77,7 @@ class TaskRunFuture(Generic[T]):
         "task_run",
     )
 
-    def __init__(self, task_run: TaskRun, driver: Any) -> None:
+    def __init__(self, task_run: TaskRun, driver: RunOwner) -> None:
         self.task_run = task_run
         self.native: Any = None
         self._state: State | None = None  # Pending, made only when someone looks
@@ -99,11 +120,11 @@ class TaskRunFuture(Generic[T]):
         self._call = call
         self._context = context
         driver = self._driver
-        if driver._created_hook is not None:
-            driver._created_hook(self.task_run, parameters)
-        if driver._state_hook is not None:
+        if driver.created_hook is not None:
+            driver.created_hook(self.task_run, parameters)
+        if driver.state_hook is not None:
             self._state = first = _new_state(StateType.PENDING, "Pending")
-            driver._state_hook(self.task_run, None, first)
+            driver.state_hook(self.task_run, None, first)
 
     def _emit(self, event: TaskRunEvent) -> None:
         """One event of the run, live from its worker or replayed from its outcome."""
@@ -117,18 +138,18 @@ class TaskRunFuture(Generic[T]):
                     return
                 self._seq = event.seq
             if event.record is not None or event.run is not None:
-                self._driver._pass_on(self, event)  # a log record, or a child run's event
+                self._driver.pass_on(self, event)  # a log record, or a child run's event
                 return
             old, self._state = self._state, event.new
-            if self._driver._state_hook is not None:
-                self._driver._state_hook(self.task_run, old, event.new)
+            if self._driver.state_hook is not None:
+                self._driver.state_hook(self.task_run, old, event.new)
 
     def _set_state(self, state: State) -> None:
         """A state decided in the flow's process (a crash, a retry, a cancellation)."""
         with self._lock:
             old, self._state = self._state, state
-            if self._driver._state_hook is not None:
-                self._driver._state_hook(self.task_run, old, state)
+            if self._driver.state_hook is not None:
+                self._driver.state_hook(self.task_run, old, state)
 
     def _retry(self, call: Any) -> None:
         """The next attempt's call: it numbers its events from 1 again."""
@@ -159,12 +180,12 @@ class TaskRunFuture(Generic[T]):
         try:
             outcome = native.result()
         except BaseException as exc:  # the runner, not the task, failed: a lost worker
-            state = self._driver._on_crash(self, exc)
+            state = self._driver.on_crash(self, exc)
             if state is not None:
                 self._settle(state)
             return
         if type(outcome) is bytes:  # as `encode_outcome` made it on the worker
-            outcome = self._driver._load_outcome(self, outcome)
+            outcome = self._driver.load_outcome(self, outcome)
         for event in outcome.events:
             self._emit(event)
         with self._lock:  # `_claim`, on every run's path
@@ -182,15 +203,15 @@ class TaskRunFuture(Generic[T]):
             latch = self._latch
             callbacks, self._callbacks = self._callbacks, None
         driver = self._driver
-        if driver._limits is not None or driver._children.open or state.type is not StateType.COMPLETED:
-            driver._on_final(self)  # a failure to count, tag slots to free, child runs to end
+        if driver.limits is not None or driver.children.open or state.type is not StateType.COMPLETED:
+            driver.on_final(self)  # a failure to count, tag slots to free, child runs to end
         if latch is not None:
             latch.release()
         if callbacks is not None:
             for fn in callbacks:
                 _call_back(fn, self)
         # Only now: the flow run ends after its runs' done-callbacks, not during one.
-        driver._forget(self)
+        driver.forget(self)
 
     # -- the TaskFuture protocol ----------------------------------------------------------
 
