@@ -120,3 +120,24 @@ def test_a_cycle_through_a_lazy_or_type_only_import_is_found(tmp_path: Path, a: 
     (package / "a.py").write_text(a)
     (package / "b.py").write_text(b)
     assert sorted(set(cycle(imports(package)) or ())) == ["a", "b"]
+
+
+def documented_module_limit() -> int:
+    """The longest a module may be, as the "Size" section of the architecture page says."""
+    section = ARCHITECTURE.read_text().split("\n## Size\n", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"no module over \*\*(\d+) lines\*\*", section)
+    assert found, "the Size section states no module limit"
+    return int(found[1])
+
+
+def test_no_module_of_the_core_or_a_first_party_plugin_is_over_the_documented_limit() -> None:
+    limit = documented_module_limit()
+    root = ARCHITECTURE.parents[1]
+    modules = [*(root / "core" / "taskloom").rglob("*.py"), *root.glob("plugins/*/taskloom_*/**/*.py")]
+    assert len(modules) > 60, "the core's and the plugins' modules were not found"
+    long = sorted(
+        f"{path.relative_to(root)}: {lines} lines"
+        for path in modules
+        if (lines := path.read_text().count("\n")) > limit
+    )
+    assert not long, f"over {limit} lines (split each along a seam):\n" + "\n".join(long)

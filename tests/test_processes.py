@@ -214,7 +214,7 @@ def test_a_result_that_cannot_be_loaded_fails_its_run_and_the_flow_goes_on() -> 
 
 def test_cancel_all_cancels_queued_and_running_runs(tmp_path: Path) -> None:
     from taskloom import plugins
-    from taskloom.testing.conformance import _HookRecorder
+    from taskloom.testing._observers import _HookRecorder
 
     hooks = _HookRecorder()
     plugins.register(hooks, name="cancel-all-recorder")

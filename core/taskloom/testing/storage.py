@@ -23,7 +23,7 @@ from taskloom.config import set_cli_values
 from taskloom.results import ResultStorage, read_record
 
 from . import _tasks as t
-from .conformance import _Capture, _class_attribute
+from ._observers import _Capture, _class_attribute
 
 __all__ = ["StorageConformance"]
 
