@@ -72,7 +72,7 @@ def test_third_party_runner_is_selectable_by_name_and_importable_from_taskloom_r
             """,
             "inline_runner": """
                 from concurrent.futures import Future
-                from taskloom.engine import run_task_call
+                from taskloom.runners import run_task_call
                 from taskloom.runners import TaskRunner, upstream_handles
 
                 class InlineTaskRunner(TaskRunner):

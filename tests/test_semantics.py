@@ -19,8 +19,7 @@ import pytest
 
 import taskloom
 from taskloom import INPUTS, TASK_SOURCE, _execution, flow, get_run_logger, task
-from taskloom.engine import run_task_call
-from taskloom.runners import ConcurrentTaskRunner, TaskRunner, upstream_handles
+from taskloom.runners import ConcurrentTaskRunner, TaskRunner, run_task_call, upstream_handles
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +115,7 @@ def test_retry_delays_and_condition(run_logs: Any) -> None:
 
 
 def test_exponential_backoff_and_jitter() -> None:
-    from taskloom.engine import retry_delay
+    from taskloom._worker import retry_delay
 
     backoff = taskloom.exponential_backoff(backoff_factor=0.5)
     assert backoff(4) == [0.5, 1.0, 2.0, 4.0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import _ctx
+from . import _current
 from .flows import Flow, flow
 from .tasks import Task, allow_failure, exponential_backoff, quote, tags, task, unmapped
 
@@ -61,7 +61,7 @@ _LAZY = {
 
 
 # The composition root: the two calls a lower layer makes into a higher one (see
-# `taskloom._ctx`), each importing its module at first use.
+# `taskloom._current`), each importing its module at first use.
 def _plugin_registry() -> Any:
     from . import plugins
 
@@ -74,8 +74,8 @@ def _nested_driver() -> Any:
     return nested_driver()
 
 
-_ctx.plugin_registry = _plugin_registry
-_ctx.nested_driver = _nested_driver
+_current.plugin_registry = _plugin_registry
+_current.nested_driver = _nested_driver
 
 
 def __getattr__(name: str) -> Any:

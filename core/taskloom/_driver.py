@@ -21,14 +21,14 @@ from ._annotations import _tags
 from ._arguments import Inputs, map_parameters
 from ._calls import RunDefaults, TaskRunCall
 from ._child_runs import ChildRuns
-from ._ctx import _task_run_recorder
+from ._current import _task_run_recorder
 from ._events import FLOW_RUN_LOGGER, TASK_RUN_LOGGER, TaskRunEvent, TaskRunOutcome, run_record
 from ._limits import Limits
 from ._names import from_template, new_id
 from ._walk import _ATOMIC
 from ._wire import loads, lost_run_outcome
+from ._worker import run_task_call
 from .context import FlowRun, TaskRun, _new_task_run
-from .engine import run_task_call
 from .futures import TaskFutureList, TaskRunFuture
 from .runners import Capability, CompletedNative
 from .states import Failed, State, StateType

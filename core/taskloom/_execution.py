@@ -1,6 +1,6 @@
 """The parts of a task run around the user's function: timeout, async, prints, results, hooks.
 
-Split from `taskloom.engine` to keep each module short; like the engine, everything here runs
+Split from `taskloom._worker` to keep each module short; like the engine, everything here runs
 where the task runs.
 """
 

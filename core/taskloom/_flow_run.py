@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from . import plugins
 from ._calls import RunDefaults
-from ._ctx import _flow_run_driver
+from ._current import _flow_run_driver
 from ._driver import _FlowRunDriver
 from ._final_state import final_state, not_ready
 from ._interrupts import interrupted, sigterm_interrupts, start_runner, timed_out

@@ -24,12 +24,12 @@ from typing import Any
 import attrs
 
 from ._calls import TaskRunCall
-from ._ctx import _task_run_recorder
+from ._current import _task_run_recorder
 from ._driver import _FlowRunDriver
 from ._events import FLOW_RUN_LOGGER, TASK_RUN_LOGGER, TaskRunEvent, run_record
 from ._walk import _ATOMIC
+from ._worker import run_task_call
 from .context import TaskRun
-from .engine import run_task_call
 from .futures import TaskRunFuture
 from .runners import Capability, TaskRunner, upstream_handles
 from .states import _NO_DATA, State

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._events import TaskRunOutcome
-from .engine import retry_delay
+from ._worker import retry_delay
 from .runners import CompletedNative, TaskRunTimedOut
 from .states import AwaitingRetry, Cancelled, Crashed, State, StateType, TimedOut
 

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ._ctx import _task_run_recorder
+from ._current import _task_run_recorder
 from .states import Pending, State, StateType, _mark_run, _new_state
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from . import _ctx
+from . import _current
 
 __all__ = ["CORE_SETTINGS", "ConfigError", "Setting", "Settings", "coerce", "load_settings"]
 
@@ -202,7 +202,7 @@ class _PluginRegistry(Protocol):
 
 
 def _plugins() -> _PluginRegistry:
-    registry: _PluginRegistry = _ctx.plugin_registry()
+    registry: _PluginRegistry = _current.plugin_registry()
     return registry
 
 

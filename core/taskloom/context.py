@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from ._ctx import _flow_run_driver, _task_run_recorder
+from ._current import _flow_run_driver, _task_run_recorder
 
 __all__ = ["FlowRun", "ParameterLeftBehind", "TaskRun", "get_flow_run", "get_task_run"]
 

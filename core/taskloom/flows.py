@@ -133,7 +133,7 @@ class Flow(Generic[P, R]):
             except ParameterTypeError as exc:
                 invalid = exc
         if wait_for is not None:
-            from ._ctx import _flow_run_driver
+            from ._current import _flow_run_driver
 
             if _flow_run_driver.get() is None:
                 raise ValueError("Only flows run as subflows can wait for dependencies.")

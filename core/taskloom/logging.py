@@ -20,7 +20,7 @@ import threading
 import traceback
 from typing import Any
 
-from ._ctx import _flow_run_driver, _task_run_recorder
+from ._current import _flow_run_driver, _task_run_recorder
 
 __all__ = ["MissingContextError", "RunFormatter", "get_run_logger", "run_prefix", "setup_logging"]
 

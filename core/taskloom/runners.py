@@ -38,8 +38,8 @@ from ._wire import (
     loads,
     lost_run_outcome,
 )
+from ._worker import run_task_call
 from .config import ConfigError, Settings
-from .engine import run_task_call
 
 __all__ = [
     "LEFT_ON_WORKER",

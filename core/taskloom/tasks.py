@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from ._annotations import allow_failure, exponential_backoff, quote, tags, unmapped
-from ._ctx import _flow_run_driver
+from ._current import _flow_run_driver
 
 if TYPE_CHECKING:
     from . import _options
@@ -332,7 +332,7 @@ class Task(Generic[P, R]):
 
 def _nested_driver() -> Any:
     """Inside a task run on a worker without the flow's driver: the driver of its child runs."""
-    from ._ctx import _task_run_recorder, nested_driver
+    from ._current import _task_run_recorder, nested_driver
 
     if _task_run_recorder.get() is None:
         return None

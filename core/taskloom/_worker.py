@@ -1,4 +1,4 @@
-"""Running one task run, wherever a runner put it.
+"""The worker side: running one task run, wherever a runner put it (the engine).
 
 Everything a task run *means* happens here, in plain functions over plain data, so the same
 code runs on a thread of the flow's process, in a spawned process, or on a Dask or Ray worker:
@@ -25,7 +25,7 @@ import attrs
 
 from . import _execution, plugins
 from ._calls import RunDefaults, TaskRunCall, _Upstream
-from ._ctx import _flow_run_driver, _task_run_recorder
+from ._current import _flow_run_driver, _task_run_recorder
 from ._events import TASK_RUN_LOGGER, TaskRunEvent, TaskRunOutcome, run_record
 from ._walk import walk
 from .context import TaskRun
@@ -204,7 +204,7 @@ def run_task_call(
 
 
 _ENGINE_FILES = tuple(
-    __file__.rsplit("engine", 1)[0] + name for name in ("engine", "tasks", "_execution")
+    __file__.rsplit("_worker", 1)[0] + name for name in ("_worker", "tasks", "_execution")
 )
 
 
