@@ -70,3 +70,13 @@ def test_the_package_lists_each_public_name_where_it_loads_from() -> None:
     assert lazy <= set(taskloom.__all__)
     code = "import taskloom\nfor name in taskloom.__all__:\n    getattr(taskloom, name)"
     subprocess.run([sys.executable, "-c", code], check=True)  # a fresh process: each loads
+
+
+def test_prefect_import_paths_of_task_helpers() -> None:
+    # Prefect 2 and 3: `from prefect.tasks import task_input_hash, exponential_backoff`.
+    import taskloom
+    from taskloom.caching import task_input_hash as in_caching
+    from taskloom.tasks import exponential_backoff, task_input_hash
+
+    assert task_input_hash is in_caching and task_input_hash is taskloom.task_input_hash
+    assert exponential_backoff(backoff_factor=2)(3) == [2, 4, 8]

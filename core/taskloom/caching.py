@@ -12,20 +12,29 @@ import hashlib
 import inspect
 import json
 import pickle
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from .context import FlowRun, TaskRun
-    from .tasks import Task
 
 __all__ = ["INPUTS", "NONE", "TASK_SOURCE", "CacheContext", "CachePolicy", "stable_hash", "task_input_hash"]
+
+
+class CachedTask(Protocol):
+    """The task a cache key is made for, as `CacheContext` gives it (a `taskloom.Task`; named
+    through this protocol because tasks, a layer above, use this module)."""
+
+    name: str
+    fn: Callable[..., Any]
+    #: The task's stable key: its module and qualified name, the same on every host.
+    task_key: str
 
 
 class CacheContext(NamedTuple):
     """What a ``cache_key_fn`` receives first: the task, its run and the flow run."""
 
-    task: Task[..., Any]
+    task: CachedTask
     task_run: TaskRun
     flow_run: FlowRun | None
 

@@ -20,10 +20,20 @@ from ._current import _flow_run_driver
 
 if TYPE_CHECKING:
     from . import _options
+    from .caching import task_input_hash
     from .futures import TaskFuture, TaskFutureList
     from .states import State
 
-__all__ = ["Task", "allow_failure", "exponential_backoff", "quote", "tags", "task", "unmapped"]
+__all__ = [
+    "Task",
+    "allow_failure",
+    "exponential_backoff",
+    "quote",
+    "tags",
+    "task",
+    "task_input_hash",
+    "unmapped",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -387,3 +397,13 @@ def task(__fn: Any = None, **options: Any) -> Any:
         return Task._from(fn, _options.given(_options.TaskOptions, "@task", fn, options))
 
     return make if __fn is None else make(__fn)
+
+
+def __getattr__(name: str) -> Any:
+    # `from prefect.tasks import task_input_hash`, as Prefect users write it. It lives in
+    # `caching`, imported on first use so that `import taskloom` stays light.
+    if name == "task_input_hash":
+        from .caching import task_input_hash
+
+        return task_input_hash
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
