@@ -182,10 +182,9 @@ def _fast_init() -> None:
     """Give `State` an ``__init__`` that sets its slots through their descriptors.
 
     attrs' ``__init__`` for a frozen slotted class calls ``object.__setattr__`` once per field;
-    each task run makes two or three states, and setting the slots directly makes a state in
-    four fifths of the time (2.5 against 3.1 µs here). Same signature and defaults
-    (``timestamp=None`` is now), and instances stay frozen: only this function writes the
-    slots.
+    each task run makes two or three states, and setting the slots directly is faster. Same
+    signature and defaults (``timestamp=None`` is now), and instances stay frozen: only this
+    function writes the slots.
     """
     slots = State.__dict__
     set_type, set_name, set_message, set_timestamp, set_data, set_exception, set_traceback, set_worker, set_run_id = (
@@ -237,7 +236,7 @@ def _new_state(
     the driver, which make two or three states per task run.
 
     The fields are set on a plain object of the same slots, which then becomes a `State`:
-    half the time of even `_fast_init`'s setters (0.5 against 1.0 µs), since a frozen
+    about half the time of even `_fast_init`'s setters, since a frozen
     class refuses ``self.x = ...``. Python allows the class change only between classes
     without a ``__weakref__`` slot, hence `State` has none.
     """
