@@ -148,10 +148,10 @@ def test_host_local_results_on_a_runner_with_remote_workers_warn_once(
     warnings = [m for m in run_logs.messages() if "only this host sees" in m]  # type: ignore[attr-defined]
     assert warnings == [
         f"Task 'answer' keeps its results in LocalFileStorage(path={str(in_tmp / 'results')!r}), which "
-        "only this host sees, but runner 'concurrent' may run it on other hosts: use the fsspec "
-        'result storage (results.storage = "fsspec" with an s3://, gs://... results.path), or set '
-        "results.path to an absolute path on a shared filesystem that every worker mounts at the "
-        "same place."
+        "only this host sees, but runner 'concurrent' may run it on other hosts: set "
+        "results.storage to a storage that every host reaches (one that writes to s3:// or gs://; "
+        "`taskloom plugins` lists the installed storages), or set results.path to an absolute path "
+        "on a shared filesystem that every worker mounts at the same place."
     ]
 
 

@@ -1,6 +1,6 @@
 """Run ids, and readable names for flow runs: two words as Prefect users know them, and a short suffix.
 
-Two words alone give 24,000 names, so a repeat is as likely as not after ~180 runs of a
+Two words alone give 22,800 names, so a repeat is as likely as not after ~180 runs of a
 history; four hex digits more ('vigilant-bee-3f2a') make that ~46,000 runs.
 """
 

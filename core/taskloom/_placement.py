@@ -82,9 +82,10 @@ class ResultPlacement:
         warn_once(
             logger,
             "Task %r keeps its results in %r, which only this host sees, but runner %r may run it "
-            "on other hosts: use the fsspec result storage (results.storage = \"fsspec\" with an "
-            "s3://, gs://... results.path), or set results.path to an absolute path on a shared "
-            "filesystem that every worker mounts at the same place.",
+            "on other hosts: set results.storage to a storage that every host reaches (one that "
+            "writes to s3:// or gs://; `taskloom plugins` lists the installed storages), or set "
+            "results.path to an absolute path on a shared filesystem that every worker mounts at "
+            "the same place.",
             call.task.name,
             storage,
             getattr(self.runner, "name", self.runner),

@@ -114,7 +114,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(json.dumps(listing, indent=2))
         return 0
     if not infos:
-        print("No plugins installed: pip install taskloom brings the local runners and loguru sinks.")
+        print("No plugins installed: pip install taskloom brings the default runners, storages and sinks.")
     for info in infos:
         print(f"{info.name} ({info.distribution} {info.version})")
         for kind, names in sorted(info.provides.items()):

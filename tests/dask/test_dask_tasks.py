@@ -42,13 +42,6 @@ def make_lock() -> Any:
     return threading.Lock()
 
 
-@task
-def slow_logger(seconds: float) -> float:
-    get_run_logger().info("started, sleeping %s s", seconds)
-    time.sleep(seconds)
-    return time.time()
-
-
 def _square(x: int) -> int:
     return x * x
 
