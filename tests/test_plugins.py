@@ -294,3 +294,10 @@ def test_a_plugin_that_fails_to_import_is_reported_once_per_flow_run_not_per_wor
     reports = [line for line in proc.stderr.splitlines() if "needs libfoo" in line]
     assert len(reports) == 2, "one report per flow run, none from the three workers:\n" + "\n".join(reports)
     assert all("WARNING" in line and "Plugin 'broken' (taskloom-broken)" in line for line in reports)
+
+
+def test_the_hook_specs_module_exports_every_hook() -> None:
+    from taskloom import hookspecs
+
+    hooks = {name for name in vars(hookspecs) if name.startswith("taskloom_")}
+    assert hooks and hooks == {n for n in hookspecs.__all__ if n.startswith("taskloom_")}

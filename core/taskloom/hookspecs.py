@@ -38,6 +38,22 @@ if TYPE_CHECKING:
         @property
         def name(self) -> str: ...
 
+__all__ = [
+    "Factory",
+    "hookspec",
+    "taskloom_add_commands",
+    "taskloom_add_settings",
+    "taskloom_flow_run_finished",
+    "taskloom_flow_run_started",
+    "taskloom_register_log_sinks",
+    "taskloom_register_result_storages",
+    "taskloom_register_serializers",
+    "taskloom_register_task_runners",
+    "taskloom_task_run_created",
+    "taskloom_task_run_execute",
+    "taskloom_task_run_state_changed",
+]
+
 hookspec = pluggy.HookspecMarker("taskloom")
 
 #: A factory: a callable, or a ``"module:attribute"`` string naming one.
