@@ -20,9 +20,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -200,10 +199,11 @@ class Writer:
         rows = [taken() for _ in range(len(self.rows))]
         if self._shown:
             self._shown.difference_update([row[1] for row in rows])
-        for text, count, failed in _counted(rows):
+        for text, taken_rows in _by_flow_run(rows).items():
             counts = self._counts.setdefault(text, [0, 0])
-            counts[0] += count
-            counts[1] += failed
+            counts[0] += len(taken_rows)
+            # Counted in C (True counts 1): no Python step per row.
+            counts[1] += sum(map(_FAILED.__contains__, map(_STATE_TYPE, taken_rows)))
         flow_ends = []
         for text, state in ended:
             created, failed = self._counts.pop(text, [0, 0])
@@ -332,12 +332,13 @@ def _busy(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
-def _counted(rows: list[tuple[Any, ...]]) -> list[tuple[str, int, int]]:
-    """(flow run id, task runs, failed ones) of the rows, counted in C: no Python step and no
-    (flow run, state) tuple per row."""
-    totals = Counter(map(_FLOW_ID, rows))
-    failed = Counter(map(_FLOW_ID, compress(rows, map(_FAILED.__contains__, map(_STATE_TYPE, rows)))))
-    return [(text, count, failed[text]) for text, count in totals.items()]
+def _by_flow_run(rows: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows by their flow run's id; without a Python step per row when they are all of
+    one flow run, as they mostly are."""
+    flow_ids = set(map(_FLOW_ID, rows))
+    if len(flow_ids) == 1:
+        return {flow_ids.pop(): rows}
+    return {text: [row for row in rows if row[0] == text] for text in flow_ids}
 
 
 def _batches(rows: list[tuple[Any, ...]]) -> list[tuple[str, float, bytes]]:
@@ -348,10 +349,7 @@ def _batches(rows: list[tuple[Any, ...]]) -> list[tuple[str, float, bytes]]:
     flow run's id in each row is one string object, which marshal writes once.
     """
     now = time.time()
-    flow_ids = {row[0] for row in rows}
-    if len(flow_ids) == 1:
-        return [(flow_ids.pop(), now, marshal.dumps(rows))]
-    return [(text, now, marshal.dumps([row for row in rows if row[0] == text])) for text in flow_ids]
+    return [(text, now, marshal.dumps(group)) for text, group in _by_flow_run(rows).items()]
 
 
 def _str(value: Any) -> str | None:
