@@ -150,6 +150,48 @@ def test_settings_of_a_disabled_first_party_plugin_warn(
     ]
 
 
+def test_a_disabled_plugins_setting_warns_on_every_flow_run_reading_metadata_once(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None
+) -> None:
+    # Which plugin owns a section, and the extra that brings it, come from installed
+    # packages' metadata (a few hundred file reads): once per loading of the plugins, not
+    # once per flow run, while each flow run still warns.
+    import importlib.metadata
+
+    monkeypatch.setenv("TASKLOOM_DISABLE_PLUGINS", "history")
+    monkeypatch.setenv("TASKLOOM_HISTORY_PATH", str(in_tmp / "elsewhere.db"))
+    plugins.reset()
+    reads: list[str] = []
+    entry_points, requires = importlib.metadata.entry_points, importlib.metadata.requires
+
+    def counted_entry_points(**selection: str) -> object:
+        reads.append(selection.get("group", ""))
+        return entry_points(**selection)
+
+    def counted_requires(distribution: str) -> object:
+        reads.append(f"requires {distribution}")
+        return requires(distribution)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counted_entry_points)
+    monkeypatch.setattr(importlib.metadata, "requires", counted_requires)
+
+    @flow
+    def plain() -> int:
+        return 1
+
+    for _ in range(3):
+        with pytest.warns(
+            UserWarning,
+            match="TASKLOOM_HISTORY_PATH is a setting of taskloom-history, which is not installed or is disabled",
+        ):
+            assert plain() == 1
+    assert sorted(r for r in reads if r != "taskloom") == ["requires taskloom", "taskloom.sections"]
+    plugins.reset()  # after a reset (a pip install, say) the metadata is read again
+    with pytest.warns(UserWarning, match="TASKLOOM_HISTORY_PATH is a setting of taskloom-history"):
+        load_settings()
+    assert reads.count("taskloom.sections") == 2
+
+
 def test_concurrency_limits_and_logging_level_from_file(in_tmp: Path) -> None:
     (in_tmp / "taskloom.toml").write_text("[logging]\nlevel = 'WARNING'\n[concurrency_limits]\ndatabase = 2\n")
     settings = load_settings()

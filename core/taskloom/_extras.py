@@ -1,13 +1,21 @@
 """Which extra of the installed ``taskloom`` umbrella brings a plugin: the hint an unknown
 name's error gives (``pip install 'taskloom[dask]'``), read from installed metadata so that
 the core names no plugin.
+
+Both are read from installed packages' metadata (a few hundred file reads) once per loading of
+the plugins: the settings ask on every flow run, to warn about a setting of a plugin that is
+missing or disabled, and installed packages do not change under a running flow.
+`taskloom.plugins.reset` forgets them with the plugins.
 """
 
 from __future__ import annotations
 
-__all__ = ["install_hint", "known_sections"]
+import functools
+
+__all__ = ["forget", "install_hint", "known_sections"]
 
 
+@functools.cache
 def _umbrella_extras() -> dict[str, str]:
     """Distribution or extra name -> the extra of the installed ``taskloom`` umbrella that
     brings it, read from the umbrella's metadata (``Requires-Dist: taskloom-dask; extra ==
@@ -36,6 +44,7 @@ def _umbrella_extras() -> dict[str, str]:
     return extras
 
 
+@functools.cache
 def known_sections() -> dict[str, str]:
     """Settings section -> the distribution that declares it, for plugins that may be absent.
 
@@ -57,3 +66,9 @@ def install_hint(name: str) -> str | None:
     key = name.lower().removesuffix("taskrunner") or name.lower()
     extra = _umbrella_extras().get(key)
     return f"pip install 'taskloom[{extra}]'" if extra else None
+
+
+def forget() -> None:
+    """Read the metadata again on next use (after the plugins are reset)."""
+    _umbrella_extras.cache_clear()
+    known_sections.cache_clear()

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import hookspecs
+from . import _extras, hookspecs
 from ._extras import install_hint as install_hint
 from ._extras import known_sections as known_sections
 
@@ -353,6 +353,7 @@ def reset() -> None:
     with _lock:
         global _state
         _state = _State()
+        _extras.forget()
 
 
 _warned: set[Hashable] = set()

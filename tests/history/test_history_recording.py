@@ -199,3 +199,34 @@ def test_a_loop_of_flows_opens_the_file_once_and_lets_go_when_idle(history: Hist
     assert not writer.is_alive(), "the writer closes the file once no flow run uses it"
     assert not history.path.with_name(history.path.name + "-wal").exists()
     assert [r.parameters for r in history.flow_runs()] == [f"i={i}" for i in reversed(range(5))]
+
+
+def test_a_task_run_that_runs_long_is_shown_running_before_it_ends(history: History) -> None:
+    # The writer shows a run that started over a second ago, so `taskloom runs show` sees
+    # work in progress; its final row replaces that one when it ends.
+    release = threading.Event()
+
+    @task
+    def slow(x: int) -> int:
+        release.wait(60)
+        return x
+
+    @flow
+    def waits() -> list[str]:
+        future = slow.submit(5)
+        add.submit(1).result()
+        seen: list[str] = []
+        for _ in range(600):  # up to a minute
+            runs = [r for r in history.flow_runs() if r.flow_name == "waits"]
+            shown = [t for run in runs for t in history.task_runs(run) if t.task_name == "slow"]
+            seen = [f"{t.state_name} {t.parameters} {bool(t.worker)}" for t in shown]
+            if seen or release.wait(0.1):
+                break
+        release.set()
+        future.result()
+        return seen
+
+    assert waits() == ["Running x=5 True"]
+    [slow_run] = [t for t in history.task_runs(history.only_flow_run()) if t.task_name == "slow"]
+    assert (slow_run.state_name, slow_run.parameters, slow_run.attempts) == ("Completed", "x=5", 1)
+    assert slow_run.worker and slow_run.start_time is not None and slow_run.end_time is not None

@@ -1,16 +1,14 @@
-"""Recording runs: hooks note what happens, one writer thread per history file writes it.
+"""The history's writer: one thread per history file takes the rows the hooks made and writes
+them.
 
-The hooks run on the flow's hot path, several per task run, so each does one small thing: a
-created run is noted in three dicts keyed by its id's int, a Running state in another, and a
-final state turns the run into its finished row, a flat tuple appended to a deque. The writer
-thread wakes four times a second, takes the rows and writes them as one marshal-encoded row
-per flow run, in one transaction: no Python loop over task runs there, since under the GIL any
-such loop is paid by the flow too. A top-level flow run's end waits for one try at writing its
-rows, so `taskloom runs` sees a run as soon as the flow returns; the file stays open a moment
-longer, for the next flow run. Nothing here may fail or hold up a flow: a file another program
-holds locked is tried again by the writer until it is free (and for ``timeout`` seconds at
-exit, then what is left is counted in one warning); a history file that cannot be used is
-reported once and the runs are not recorded.
+The thread wakes four times a second, takes the finished rows (`taskloom_history._runs`) and
+writes them as one marshal-encoded row per flow run, in one transaction: no Python loop over
+task runs there, since under the GIL any such loop is paid by the flow too. A top-level flow
+run's end waits for one try at writing its rows, so `taskloom runs` sees a run as soon as the
+flow returns; the file stays open a moment longer, for the next flow run. Nothing here may
+fail or hold up a flow: a file another program holds locked is tried again by the writer until
+it is free (and for ``timeout`` seconds at exit, then what is left is counted in one
+warning); a history file that cannot be used is reported once and the runs are not recorded.
 """
 
 from __future__ import annotations
@@ -19,21 +17,32 @@ import logging
 import marshal
 import operator
 import os
-import reprlib
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from itertools import compress
 from pathlib import Path
 from typing import Any
 
-from taskloom.context import FlowRun, TaskRun
+from taskloom.context import FlowRun
 from taskloom.plugins import warn_once
 from taskloom.states import State, StateType
 
+from ._runs import (
+    CREATED,
+    EARLIER,
+    PARAMETERS,
+    RUNNING,
+    TASK_RUN,
+    WRITING,
+    make_row,
+    open_runs,
+    parameters_text,
+)
 from .store import HistoryError, _explain, connect
+
+__all__ = ["Writer"]
 
 logger = logging.getLogger("taskloom.history")
 
@@ -46,67 +55,20 @@ _ATTEMPT_SECONDS = 0.1
 _SHOW_AFTER = 1.0
 # By value: a frozenset of strings hashes in C, of Enum members through a Python __hash__.
 _FAILED = frozenset({StateType.FAILED.value, StateType.CRASHED.value})
-#: The values of final state types: with NotReady, the states a run ends in (`State.is_terminal`).
-_FINAL_TYPES = frozenset(t.value for t in StateType if State(t, "x").is_final())
-_RUNNING = StateType.RUNNING
 # Of a row: its flow run id, its state type.
 _FLOW_ID = operator.itemgetter(0)
 _STATE_TYPE = operator.itemgetter(9)
 _HOST = os.uname().nodename if hasattr(os, "uname") else "localhost"
 
 
-class _ParameterRepr(reprlib.Repr):
-    """Short reprs of parameters; a future shows the run it stands for, not its live state."""
-
-    def __init__(self) -> None:
-        super().__init__()  # keyword options arrived only in Python 3.12
-        self.maxlevel, self.maxstring, self.maxother, self.maxlist, self.maxdict = 3, 120, 120, 10, 10
-
-    def repr_instance(self, obj: Any, level: int) -> str:
-        task_run = getattr(obj, "task_run", None)
-        if isinstance(task_run, TaskRun):
-            return f"<future of {task_run.name}>"
-        try:
-            return super().repr_instance(obj, level)
-        except Exception:
-            return f"<{type(obj).__name__} object>"
-
-
-_repr = _ParameterRepr().repr
-_ATOMIC = frozenset({int, float, bool, type(None)})
-
-
-def parameters_text(parameters: Any) -> str | None:
-    """The parameters as ``name=repr, ...`` with each repr shortened."""
-    if not parameters:
-        return None
-    if len(parameters) == 1:  # the common case, without the loop
-        [name] = parameters
-        value = parameters[name]
-        kind = type(value)
-        if kind in _ATOMIC or (kind is str and len(value) <= 120):
-            return f"{name}={value!r}"
-    try:
-        parts = []
-        for name, value in dict(parameters).items():
-            kind = type(value)
-            if kind in _ATOMIC or (kind is str and len(value) <= 120):
-                parts.append(f"{name}={value!r}")  # the common case, without reprlib's walk
-            else:
-                parts.append(f"{name}={_repr(value)}")
-        return ", ".join(parts)
-    except Exception as exc:  # a mapping that changed while it was read
-        return f"<unreadable: {type(exc).__name__}: {exc}>"
-
-
-class Recorder:
+class Writer:
     """Writes the runs of one history file; started by the first flow run that uses it."""
 
     def __init__(
         self,
         path: Path,
         timeout: float,
-        retire: Callable[[Recorder], bool] | None = None,
+        retire: Callable[[Writer], bool] | None = None,
         keep_open: float = 0.0,
     ) -> None:
         self.path = path
@@ -121,18 +83,6 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        # Task runs created and not yet ended, keyed by their id's 128-bit int, which hashes
-        # in C (a TaskRun hashes its UUID through Python code): the run, when it was
-        # created, its parameters as given. Dict entries, not one tuple or list per run,
-        # which would be one more object per task for the garbage collector to count and
-        # walk (see `state_changed`).
-        self.task_runs: dict[int, TaskRun] = {}
-        self.created: dict[int, float] = {}
-        self.parameters: dict[int, Any] = {}
-        # Their latest Running state (what an unfinished run shows), and for a run that was
-        # retried, the states before its current attempt.
-        self.started: dict[int, State] = {}
-        self.earlier: dict[int, list[State]] = {}
         # Finished rows (tuples in `TASK_RUN_FIELDS` order): appended by the hooks, taken by
         # the writer with popleft, so neither side needs a lock (both are atomic in a deque).
         self.rows: deque[tuple[Any, ...]] = deque()
@@ -159,43 +109,6 @@ class Recorder:
 
     def flow_started(self, flow_run: FlowRun, flow_run_id: str, runner_name: str) -> None:
         self.queue.append((_FLOW_START, flow_run, flow_run_id, runner_name, time.time(), os.getpid()))
-
-    def state_changed(self, task_run: TaskRun, old: State, new: State, text: str) -> None:
-        """A state other than Running (those go to `started` directly, from the hook).
-
-        A final state makes the run's row: a tuple of strings and numbers, which the
-        garbage collector stops tracking the first time it sees it. What costs most here
-        is not instructions but the collector: every object a task leaves alive brings the
-        next collection closer, and a full one walks everything the flow holds.
-        """
-        value = new.type._value_
-        if value not in _FINAL_TYPES and new.name != "NotReady":  # not `is_terminal()`: a call less
-            before = self.earlier.setdefault(task_run.id.int, [])
-            if old.type is _RUNNING:
-                before.append(old)
-            before.append(new)
-            return
-        key = task_run.id.int
-        created = self.created.pop(key, None)
-        if created is None:  # created before history started
-            return
-        parameters = self.parameters.pop(key, None)
-        self.task_runs.pop(key, None)
-        self.started.pop(key, None)
-        earlier: list[State] | None = self.earlier.pop(key, None) if self.earlier else None
-        if earlier is None and old.type is _RUNNING:
-            self.rows.append((
-                text, key, task_run.name, task_run.task_name,
-                ",".join(sorted(task_run.tags)) if task_run.tags else None,
-                parameters_text(parameters), created, old.timestamp, new.timestamp,
-                value, new.name, new.message, new.traceback, old.worker, 1, None,
-            ))
-            return
-        states = earlier or []
-        if old.type is _RUNNING:
-            states.append(old)
-        states.append(new)
-        self.rows.append(_row(text, task_run, parameters, created, states, ended=True))
 
     def flow_finished(self, flow_run_id: str, state: State, wait: bool) -> None:
         self.queue.append((_FLOW_END, flow_run_id, state))
@@ -286,10 +199,11 @@ class Recorder:
         rows = [taken() for _ in range(len(self.rows))]
         if self._shown:
             self._shown.difference_update([row[1] for row in rows])
-        for text, count, failed in _counted(rows):
+        for text, taken_rows in _by_flow_run(rows).items():
             counts = self._counts.setdefault(text, [0, 0])
-            counts[0] += count
-            counts[1] += failed
+            counts[0] += len(taken_rows)
+            # Counted in C (True counts 1): no Python step per row.
+            counts[1] += sum(map(_FAILED.__contains__, map(_STATE_TYPE, taken_rows)))
         flow_ends = []
         for text, state in ended:
             created, failed = self._counts.pop(text, [0, 0])
@@ -308,38 +222,34 @@ class Recorder:
         return stop
 
     def _going(self, before: float) -> list[tuple[Any, ...]]:
-        """Rows of runs that started over a second ago and were not written since."""
+        """Rows of this file's runs that started over a second ago and were not written since.
+
+        A walk over every open run, once a second: cheaper than keeping the running ones
+        apart, which would cost each task run two more dict operations on the hot path."""
         found = []
-        for key, state in self.started.copy().items():
-            created, task_run = self.created.get(key), self.task_runs.get(key)
-            if created is None or task_run is None or key in self._shown:
+        for key, run in open_runs.copy().items():
+            state = run[RUNNING]
+            if state is None or state.timestamp > before or key in self._shown:
                 continue
-            if state.timestamp > before:
+            writer, text = run[WRITING]
+            if writer is not self:
                 continue
             self._shown.add(key)
-            states = [*self.earlier.get(key, ()), state]
-            parameters = self.parameters.get(key)
-            text = str(task_run.flow_run_id)
-            found.append(_row(text, task_run, parameters, created, states, ended=False))
+            states = [*(run[EARLIER] or ()), state]
+            found.append(make_row(text, run[TASK_RUN], run[PARAMETERS], run[CREATED], states, ended=False))
         return found
 
     def _unfinished(self, text: str) -> list[tuple[Any, ...]]:
         """Rows of the runs a flow run left without a final state; nothing more will come."""
         found = []
-        for key, task_run in self.task_runs.copy().items():
-            if str(task_run.flow_run_id) != text:
+        for key, run in open_runs.copy().items():
+            if run[WRITING][1] != text or open_runs.pop(key, None) is None:  # None: ended meanwhile
                 continue
-            created = self.created.pop(key, None)
-            if created is None:  # ended meanwhile
-                continue
-            self.task_runs.pop(key, None)
-            parameters = self.parameters.pop(key, None)
-            states = [*self.earlier.pop(key, ())]
-            started = self.started.pop(key, None)
-            if started is not None:
-                states.append(started)
+            states = [*(run[EARLIER] or ())]
+            if run[RUNNING] is not None:
+                states.append(run[RUNNING])
             self._shown.discard(key)
-            found.append(_row(text, task_run, parameters, created, states, ended=False))
+            found.append(make_row(text, run[TASK_RUN], run[PARAMETERS], run[CREATED], states, ended=False))
         return found
 
     def _write(
@@ -422,40 +332,13 @@ def _busy(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
-def _row(
-    text: str, task_run: TaskRun, parameters: Any, created: float, states: list[State], ended: bool
-) -> tuple[Any, ...]:
-    """A task run in `TASK_RUN_FIELDS` order, from its states after the first Pending."""
-    start = end = worker = traceback = None
-    attempts = 0
-    for state in states:
-        if state.type is _RUNNING:
-            attempts += 1
-            worker = state.worker
-            if start is None:
-                start = state.timestamp
-    if states:
-        last = states[-1]
-        state_type, state_name, message = last.type._value_, last.name, last.message
-        if ended:
-            end, traceback = last.timestamp, last.traceback
-    else:
-        state_type, state_name, message = "PENDING", "Pending", None
-    return (
-        text, task_run.id.int, task_run.name, task_run.task_name,
-        ",".join(sorted(task_run.tags)) if task_run.tags else None,
-        parameters_text(parameters), created, start, end,
-        state_type, state_name, message, traceback, worker, attempts,
-        tuple((s.type._value_, s.name, s.timestamp, s.message, s.worker) for s in states),
-    )
-
-
-def _counted(rows: list[tuple[Any, ...]]) -> list[tuple[str, int, int]]:
-    """(flow run id, task runs, failed ones) of the rows, counted in C: no Python step and no
-    (flow run, state) tuple per row."""
-    totals = Counter(map(_FLOW_ID, rows))
-    failed = Counter(map(_FLOW_ID, compress(rows, map(_FAILED.__contains__, map(_STATE_TYPE, rows)))))
-    return [(text, count, failed[text]) for text, count in totals.items()]
+def _by_flow_run(rows: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows by their flow run's id; without a Python step per row when they are all of
+    one flow run, as they mostly are."""
+    flow_ids = set(map(_FLOW_ID, rows))
+    if len(flow_ids) == 1:
+        return {flow_ids.pop(): rows}
+    return {text: [row for row in rows if row[0] == text] for text in flow_ids}
 
 
 def _batches(rows: list[tuple[Any, ...]]) -> list[tuple[str, float, bytes]]:
@@ -466,10 +349,7 @@ def _batches(rows: list[tuple[Any, ...]]) -> list[tuple[str, float, bytes]]:
     flow run's id in each row is one string object, which marshal writes once.
     """
     now = time.time()
-    flow_ids = {row[0] for row in rows}
-    if len(flow_ids) == 1:
-        return [(flow_ids.pop(), now, marshal.dumps(rows))]
-    return [(text, now, marshal.dumps([row for row in rows if row[0] == text])) for text in flow_ids]
+    return [(text, now, marshal.dumps(group)) for text, group in _by_flow_run(rows).items()]
 
 
 def _str(value: Any) -> str | None:
