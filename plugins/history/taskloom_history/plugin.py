@@ -29,7 +29,7 @@ logger = logging.getLogger("taskloom.history")
 _lock = threading.Lock()
 # History file -> its Writer. A writer stays open a moment after its last flow run ends,
 # so a loop of short flows opens the file, starts a writer thread and folds SQLite's
-# write-ahead log back into the file once, not once per flow run (2 to 5 ms each here).
+# write-ahead log back into the file once, not once per flow run (each costs milliseconds).
 _writers: dict[Path, Any] = {}
 _KEEP_OPEN = 2.0  # seconds a writer with no flow run waits before it closes
 
