@@ -230,3 +230,33 @@ def test_a_task_run_that_runs_long_is_shown_running_before_it_ends(history: Hist
     [slow_run] = [t for t in history.task_runs(history.only_flow_run()) if t.task_name == "slow"]
     assert (slow_run.state_name, slow_run.parameters, slow_run.attempts) == ("Completed", "x=5", 1)
     assert slow_run.worker and slow_run.start_time is not None and slow_run.end_time is not None
+
+
+def test_a_run_waiting_to_retry_is_not_shown_running_again(history: History) -> None:
+    # While a run waits out its retry delay, the writer's once-a-second walk over open runs
+    # must not show its ended attempt as running once more (nor count it twice).
+    second = threading.Event()
+    attempts: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=3)
+    def once_more() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt")
+        second.set()
+        return "done"
+
+    @flow
+    def retries() -> list[str]:
+        future = once_more.submit()
+        seen: list[str] = []
+        while not second.wait(0.1):
+            runs = [r for r in history.flow_runs() if r.flow_name == "retries"]
+            seen += [f"{t.state_name} {t.attempts}" for run in runs for t in history.task_runs(run)]
+        future.result()
+        return seen
+
+    assert "Running 2" not in retries()
+    [run] = history.task_runs(history.only_flow_run())
+    assert (run.state_name, run.attempts) == ("Completed", 2)
+

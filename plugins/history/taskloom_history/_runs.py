@@ -85,6 +85,7 @@ def taskloom_task_run_state_changed(task_run: TaskRun, old: State | None, new: S
                 earlier = run[EARLIER] = []
             if old.type is _RUNNING:
                 earlier.append(old)
+                run[RUNNING] = None  # that attempt is over: shown now from `earlier`
             earlier.append(new)
         return
     run = open_runs.pop(key, None)
