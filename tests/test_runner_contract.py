@@ -161,6 +161,34 @@ def test_the_flow_run_travels_with_the_call() -> None:
     assert named_flow() == "named-flow"
 
 
+class OptionsRunner(TaskRunner):
+    def __init__(self, workers: int = 2, tags: dict[str, str] | None = None, *, label: str = "x") -> None:
+        self.workers, self.tags, self.label = workers, dict(tags or {}), label
+        self.started: list[str] = []  # what a started runner holds: not for its duplicates
+
+
+def test_the_base_runner_duplicates_and_shows_its_settings_from_its_constructor() -> None:
+    runner = OptionsRunner(4, {"a": "b"}, label="y")
+    runner.started.append("pool")
+    twin = runner.duplicate()
+    assert type(twin) is OptionsRunner and twin == runner and twin.started == []
+    assert twin.tags == {"a": "b"} and twin.tags is not runner.tags  # built again, not copied
+    assert repr(runner) == "OptionsRunner(workers=4, tags={'a': 'b'}, label='y')"
+    assert repr(OptionsRunner()) == "OptionsRunner()"  # defaults, and {} for a None default
+    assert runner != OptionsRunner(4, {"a": "b"})
+
+
+def test_a_runner_whose_settings_cannot_be_read_back_is_copied() -> None:
+    class Kept(TaskRunner):
+        def __init__(self, size: int = 1, **pool_options: Any) -> None:
+            self._size, self.pool_options = size, pool_options
+
+    runner = Kept(3, spawn=True)
+    twin = runner.duplicate()
+    assert twin is not runner and (twin._size, twin.pool_options) == (3, {"spawn": True})
+    assert repr(runner) == "Kept()"  # only settings it can read back
+
+
 def _core_imports(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
