@@ -32,6 +32,7 @@ from taskloom.runners import (
     encode_outcome,
     encode_outcome_parts,
     loads,
+    loads_parts,
     run_task_call,
     upstream_handles,
 )
@@ -145,6 +146,21 @@ def test_large_values_are_pieces_of_their_own_and_buffers_travel() -> None:
     parts = encode_outcome_parts(call, outcome)
     assert any(part is value["blob"] for part in parts), "not copied into a joined stream"
     assert b"".join(parts) == encode_outcome(call, outcome)
+
+
+def test_an_outcome_loads_back_from_its_pieces_as_a_store_holds_them() -> None:
+    value = {"blob": b"x" * 200_000, "array": bytearray(b"z" * 150_000), "n": 1}
+    run_id, flow_run_id = uuid.uuid4(), uuid.uuid4()
+    task_run = TaskRun(run_id, "t-0", "t", "t", flow_run_id, "f")
+    call = TaskRunCall(task_run, FlowRun(flow_run_id, "f", "f"), task(len), {})
+    outcome = TaskRunOutcome(Completed(data=value), ())
+    parts = encode_outcome_parts(call, outcome)
+    assert len(parts) > 2, "the large values were not pieces of their own"
+    # As a store hands them back: views and buffers, small neighbours joined, order kept.
+    held = [memoryview(parts[0] + parts[1]), *(pickle.PickleBuffer(p) for p in parts[2:])]
+    for pieces in (parts, held, [encode_outcome(call, outcome)]):
+        loaded = loads_parts(pieces)
+        assert isinstance(loaded, TaskRunOutcome) and loaded.state.result() == value
 
 
 def test_the_flow_run_travels_with_the_call() -> None:

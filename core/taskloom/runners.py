@@ -6,7 +6,7 @@ like `concurrent.futures.Future` (a `NativeFuture`) whose result is the run's
 `TaskRunOutcome`. What a task run means (states, retries, logs, hooks, caching) is the
 engine's, the same on every runner. A runner that leaves the process sends calls and
 outcomes with the wire helpers here (`CallEncoder`, `decode_call`, `encode_outcome` or
-`encode_outcome_parts`, `dumps`, `loads`), which every built-in runner shares.
+`encode_outcome_parts`, `dumps`, `loads` or `loads_parts`), which every built-in runner shares.
 
 This module is all a runner plugin imports from the core, besides `taskloom.states` and
 `taskloom.context` for the values it reads. Runner classes from plugins are importable from
@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from . import plugins
 from ._calls import RunDefaults, TaskRunCall
 from ._events import TaskRunEvent, TaskRunOutcome
+from ._pieces import loads_parts
 from ._remote import LEFT_ON_WORKER, RemoteResult, RemoteResults, outcome_without_data
 from ._sections import section_options
 from ._wire import (
@@ -60,6 +61,7 @@ __all__ = [
     "encode_outcome",
     "encode_outcome_parts",
     "loads",
+    "loads_parts",
     "lost_run_outcome",
     "outcome_without_data",
     "resolve_task_runner",
