@@ -32,6 +32,7 @@ from taskloom.runners import (
     encode_outcome,
     encode_outcome_parts,
     loads,
+    loads_parts,
     run_task_call,
     upstream_handles,
 )
@@ -147,6 +148,21 @@ def test_large_values_are_pieces_of_their_own_and_buffers_travel() -> None:
     assert b"".join(parts) == encode_outcome(call, outcome)
 
 
+def test_an_outcome_loads_back_from_its_pieces_as_a_store_holds_them() -> None:
+    value = {"blob": b"x" * 200_000, "array": bytearray(b"z" * 150_000), "n": 1}
+    run_id, flow_run_id = uuid.uuid4(), uuid.uuid4()
+    task_run = TaskRun(run_id, "t-0", "t", "t", flow_run_id, "f")
+    call = TaskRunCall(task_run, FlowRun(flow_run_id, "f", "f"), task(len), {})
+    outcome = TaskRunOutcome(Completed(data=value), ())
+    parts = encode_outcome_parts(call, outcome)
+    assert len(parts) > 2, "the large values were not pieces of their own"
+    # As a store hands them back: views and buffers, small neighbours joined, order kept.
+    held = [memoryview(parts[0] + parts[1]), *(pickle.PickleBuffer(p) for p in parts[2:])]
+    for pieces in (parts, held, [encode_outcome(call, outcome)]):
+        loaded = loads_parts(pieces)
+        assert isinstance(loaded, TaskRunOutcome) and loaded.state.result() == value
+
+
 def test_the_flow_run_travels_with_the_call() -> None:
     @task
     def where() -> str:
@@ -159,6 +175,34 @@ def test_the_flow_run_travels_with_the_call() -> None:
         return where.submit().result()  # type: ignore[no-any-return]
 
     assert named_flow() == "named-flow"
+
+
+class OptionsRunner(TaskRunner):
+    def __init__(self, workers: int = 2, tags: dict[str, str] | None = None, *, label: str = "x") -> None:
+        self.workers, self.tags, self.label = workers, dict(tags or {}), label
+        self.started: list[str] = []  # what a started runner holds: not for its duplicates
+
+
+def test_the_base_runner_duplicates_and_shows_its_settings_from_its_constructor() -> None:
+    runner = OptionsRunner(4, {"a": "b"}, label="y")
+    runner.started.append("pool")
+    twin = runner.duplicate()
+    assert type(twin) is OptionsRunner and twin == runner and twin.started == []
+    assert twin.tags == {"a": "b"} and twin.tags is not runner.tags  # built again, not copied
+    assert repr(runner) == "OptionsRunner(workers=4, tags={'a': 'b'}, label='y')"
+    assert repr(OptionsRunner()) == "OptionsRunner()"  # defaults, and {} for a None default
+    assert runner != OptionsRunner(4, {"a": "b"})
+
+
+def test_a_runner_whose_settings_cannot_be_read_back_is_copied() -> None:
+    class Kept(TaskRunner):
+        def __init__(self, size: int = 1, **pool_options: Any) -> None:
+            self._size, self.pool_options = size, pool_options
+
+    runner = Kept(3, spawn=True)
+    twin = runner.duplicate()
+    assert twin is not runner and (twin._size, twin.pool_options) == (3, {"spawn": True})
+    assert repr(runner) == "Kept()"  # only settings it can read back
 
 
 def _core_imports(path: Path) -> set[str]:

@@ -6,7 +6,7 @@ like `concurrent.futures.Future` (a `NativeFuture`) whose result is the run's
 `TaskRunOutcome`. What a task run means (states, retries, logs, hooks, caching) is the
 engine's, the same on every runner. A runner that leaves the process sends calls and
 outcomes with the wire helpers here (`CallEncoder`, `decode_call`, `encode_outcome` or
-`encode_outcome_parts`, `dumps`, `loads`), which every built-in runner shares.
+`encode_outcome_parts`, `dumps`, `loads` or `loads_parts`), which every built-in runner shares.
 
 This module is all a runner plugin imports from the core, besides `taskloom.states` and
 `taskloom.context` for the values it reads. Runner classes from plugins are importable from
@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from . import plugins
 from ._calls import RunDefaults, TaskRunCall
 from ._events import TaskRunEvent, TaskRunOutcome
+from ._pieces import loads_parts
 from ._remote import LEFT_ON_WORKER, RemoteResult, RemoteResults, outcome_without_data
 from ._sections import section_options
 from ._wire import (
@@ -60,6 +61,7 @@ __all__ = [
     "encode_outcome",
     "encode_outcome_parts",
     "loads",
+    "loads_parts",
     "lost_run_outcome",
     "outcome_without_data",
     "resolve_task_runner",
@@ -145,11 +147,15 @@ class TaskRunner(Protocol):
     """The task runner contract: a context manager that submits task-run calls.
 
     ``__enter__`` starts what the runner needs (a pool, a cluster, a connection) and
-    ``__exit__`` shuts down what it started, nothing else; an exception passed to
-    ``__exit__`` means the flow run was interrupted or failed, and runs not yet started
-    may be dropped. A flow enters a fresh `duplicate` of the runner for each run.
+    ``__exit__`` shuts down what it started, nothing else. Called without an exception, the
+    flow run has waited for all its task runs; with one, it was interrupted (Ctrl-C, SIGTERM,
+    its timeout), the core has already cancelled the runs not started (with
+    `Capability.CANCEL`), and ``__exit__`` need not wait for the runs still going. A flow
+    enters a fresh `duplicate` of the runner for each run.
 
-    Subclass it to inherit the defaults below; a class with the same members works as well.
+    Subclass it to inherit the defaults below (`duplicate` and ``__repr__`` read the
+    runner's settings back from its constructor's parameters, ``__eq__`` compares them); a
+    class with the same members works as well.
     """
 
     #: The registered name, shown in logs and errors.
@@ -183,8 +189,19 @@ class TaskRunner(Protocol):
         return [self.submit(call) for call in calls]
 
     def duplicate(self) -> typing.Self:
-        """A copy with the same options and nothing started, for one flow run."""
-        return copy.copy(self)
+        """A fresh runner with the same options and nothing started, for one flow run.
+
+        By default the runner's class is called again with its settings: each ``__init__``
+        parameter, read back from the attribute of the same name (``self.max_workers``). A
+        runner that keeps a parameter under another name, or takes ``*args``/``**kwargs``,
+        gets a shallow copy instead: override this then.
+        """
+        settings, complete = _settings(self)
+        if not complete:
+            return copy.copy(self)
+        args = [value for p, value in settings if p.kind is inspect.Parameter.POSITIONAL_ONLY]
+        kwargs = {p.name: value for p, value in settings if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+        return type(self)(*args, **kwargs)
 
     def __eq__(self, other: object) -> bool:
         # Prefect's rule: runners of one class with the same settings are equal, so
@@ -197,22 +214,47 @@ class TaskRunner(Protocol):
         return hash(type(self))  # equal runners are of one class: consistent with __eq__
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        """The class name and the settings not left at their defaults: ``LokyTaskRunner(max_workers=2)``.
+
+        Settings are read as `duplicate` reads them; an empty dict, list or tuple where the
+        parameter's default is None counts as left at its default.
+        """
+        given = ", ".join(f"{p.name}={value!r}" for p, value in _settings(self)[0] if not _is_default(p, value))
+        return f"{type(self).__name__}({given})"
 
 
-def _settings(runner: object) -> dict[str, Any]:
+_NAMED = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+)
+
+
+def _settings(runner: object) -> tuple[list[tuple[inspect.Parameter, Any]], bool]:
     """The options a runner was made with: its ``__init__`` parameters, read back from the
-    attributes of the same name (what runner equality compares)."""
+    attributes of the same name, and whether that is all of them (what runner equality
+    compares, and what `TaskRunner.duplicate` passes to the class)."""
+    init = type(runner).__init__
+    if init is object.__init__ or getattr(init, "__name__", "") == "_no_init_or_replace_init":
+        return [], True  # no constructor of its own (typing.Protocol puts in a placeholder)
     try:
-        parameters = inspect.signature(type(runner).__init__).parameters.values()
+        parameters = list(inspect.signature(init).parameters.values())[1:]  # without self
     except (TypeError, ValueError):
-        return {}
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {
-        p.name: getattr(runner, p.name)
-        for p in parameters
-        if p.kind in kinds and p.name != "self" and hasattr(runner, p.name)
-    }
+        return [], False
+    found = [(p, getattr(runner, p.name)) for p in parameters if p.kind in _NAMED and hasattr(runner, p.name)]
+    return found, len(found) == len(parameters)
+
+
+def _is_default(parameter: inspect.Parameter, value: Any) -> bool:
+    default = parameter.default
+    if default is inspect.Parameter.empty:
+        return False
+    if value is default or (default is None and type(value) in (dict, list, tuple) and not value):
+        return True
+    try:
+        return bool(value == default)
+    except Exception:  # a value whose == does not give a truth value (an array)
+        return False
 
 
 def upstream_handles(call: TaskRunCall, is_native: Callable[[Any], bool]) -> list[Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import pickle
 import threading
 import uuid
 import weakref
@@ -25,6 +24,7 @@ from taskloom.runners import (
     TaskRunCall,
     TaskRunEvent,
     TaskRunOutcome,
+    loads,
     lost_run_outcome,
     upstream_handles,
 )
@@ -172,7 +172,7 @@ class Session:
         if payload is None:
             return None
         try:
-            return pickle.loads(payload)  # type: ignore[no-any-return]
+            return loads(payload)  # type: ignore[no-any-return]
         except Exception:
             return None
 
@@ -194,7 +194,7 @@ class Session:
                     self._light[msg["key"]] = msg["final"]
             return
         try:
-            batch = pickle.loads(msg["events"])  # from this flow's own workers
+            batch = loads(msg["events"])  # from this flow's own workers
         except Exception:
             return
         for run_id, run_event in batch:

@@ -25,6 +25,7 @@ from taskloom.runners import (
     TaskRunEvent,
     TaskRunOutcome,
     decode_call,
+    dumps,
     encode_outcome,
     loads,
     outcome_without_data,
@@ -88,7 +89,8 @@ class _Outbox:
                     events.clear()
         for (_, token), (worker, batch) in messages.items():
             try:
-                payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+                # The wire format: a state's value of a class of the flow's script goes by value.
+                payload = dumps(batch)
                 worker.log_event(TOPIC, {"to": token, "events": payload})
             except Exception:
                 pass
@@ -153,7 +155,7 @@ def _kept_if_large(worker: Any, token: str, outcome: TaskRunOutcome) -> TaskRunO
     if sizeof(outcome) <= INLINE_BYTES:
         return outcome
     try:
-        payload = pickle.dumps(outcome_without_data(outcome), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = dumps(outcome_without_data(outcome))
         worker.log_event(TOPIC, {"to": token, "key": worker.get_current_task(), "final": payload})
     except Exception:
         pass
@@ -166,6 +168,7 @@ _PLAIN = frozenset({int, float, bool, str, bytes, type(None)})
 def _dask_dumps(value: Any) -> None:
     """Pickle ``value`` as Dask will to send it (protocol 5 with buffers out of band, so a
     large array is not copied; cloudpickle if pickle refuses); raise if it does not pickle."""
+    # Not the core's dumps: Dask sends this result itself, and dumps would copy its buffers.
     try:
         pickle.dumps(value, protocol=5, buffer_callback=lambda _: None)
     except Exception:

@@ -108,20 +108,6 @@ class DaskTaskRunner(TaskRunner):
         self._session: Session | None = None
         self._token: contextvars.Token[Any] | None = None
 
-    def _options(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "cluster_class": self.cluster_class,
-            "cluster_kwargs": self.cluster_kwargs,
-            "adapt_kwargs": self.adapt_kwargs,
-            "client_kwargs": self.client_kwargs,
-            "performance_report_path": self.performance_report_path,
-        }
-
-    def __repr__(self) -> str:
-        given = ", ".join(f"{k}={v!r}" for k, v in self._options().items() if v is not None)
-        return f"DaskTaskRunner({given})"
-
     @property
     def remote_workers(self) -> bool:  # type: ignore[override]
         """Workers may be on other hosts: a running cluster's address, or a cluster class other
@@ -133,9 +119,6 @@ class DaskTaskRunner(TaskRunner):
             return False
         name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
         return name.replace(":", ".").rsplit(".", 1)[-1] != "LocalCluster"
-
-    def duplicate(self) -> DaskTaskRunner:
-        return type(self)(**self._options())
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -331,9 +331,6 @@ class ProcessTaskRunner(TaskRunner):
         self._pool: _Pool | None = None
         self._encoder = CallEncoder("a worker process")
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(max_workers={self.max_workers!r})"
-
     def __enter__(self) -> ProcessTaskRunner:
         self._pool = _Pool(self.max_workers or os.cpu_count() or 1, self.initializer, self.initargs, "spawn")
         self._encoder = CallEncoder("a worker process")
@@ -343,9 +340,6 @@ class ProcessTaskRunner(TaskRunner):
         if self._pool is not None:
             self._pool.shutdown(wait_for_runs=exc_info[0] is None)
             self._pool = None
-
-    def duplicate(self) -> ProcessTaskRunner:
-        return type(self)(self.max_workers, self.initializer, self.initargs)
 
     def cancel_all(self) -> None:
         """Stop every run of this runner now: queued runs end Cancelled, running ones too

@@ -59,9 +59,6 @@ class ConcurrentTaskRunner(TaskRunner):
         self.max_workers = max_workers
         self._pool: _Threads | None = None
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(max_workers={self.max_workers!r})"
-
     def __enter__(self) -> ConcurrentTaskRunner:
         self._pool = _Threads(self.max_workers or 1 << 20)
         return self
@@ -73,9 +70,6 @@ class ConcurrentTaskRunner(TaskRunner):
             failed = exc_info[0] is not None
             self._pool.shutdown(wait=not failed, cancel=failed)
             self._pool = None
-
-    def duplicate(self) -> ConcurrentTaskRunner:
-        return type(self)(max_workers=self.max_workers)
 
     def submit(self, call: TaskRunCall) -> _PoolRun:
         if self._pool is None:

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from taskloom.runners import (
     LEFT_ON_WORKER,
     RemoteResults,
@@ -154,14 +156,10 @@ class RayTaskFuture:
         self._outcome: TaskRunOutcome | None = None
         self._task_run = call.task_run
         self._watch = watch
-        # For the NotReady case only: the upstream handles (or states), and the run's
-        # identity without its parameters.
+        # For the NotReady case only: the upstream handles (or states), and the call (the
+        # core keeps it until the run is final too).
         self._upstream = upstream
-        self._call: TaskRunCall | None = None
-        if upstream:
-            self._call = TaskRunCall(
-                call.task_run, call.flow_run, call.task, {}, (), call.upstream_names, call.log_level
-            )
+        self._call: TaskRunCall | None = call if upstream else None
         if state_ref is None:
             return  # `lost`: settled at once
         if watch is not None:
@@ -293,4 +291,7 @@ class RayTaskFuture:
                 states.append(Completed())  # not reached: an earlier upstream decides
         if not lost:
             return None
-        return run_task_call(self._call, *states)
+        # Without its parameters, nor anything that would run the task: with an upstream run
+        # lost, the engine can only end it NotReady (not even with allow_failure).
+        call = attrs.evolve(self._call, parameters={}, upstream=(), emit=None, allow_failure=())
+        return run_task_call(call, *states)

@@ -15,7 +15,6 @@ flow's console with the run's name, by the engine's own ``log_prints``.
 
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any
 
@@ -24,6 +23,7 @@ from taskloom.runners import (
     dumps,
     encode_outcome_parts,
     loads,
+    loads_parts,
     outcome_without_data,
     run_task_call,
 )
@@ -111,9 +111,9 @@ def _for_store(parts: list[Any]) -> tuple[Any, ...]:
     PickleBuffer over the result's own memory, the small pieces between them joined.
 
     Ray copies a PickleBuffer into its object store as it is, and hands it to a downstream
-    run as a view of the store, where `load_outcome` reads it once. Joined into one bytes
-    first, every large value would be copied once more on the worker; returned as bytes,
-    Ray would pickle it again here and unpickle it into a copy there.
+    run as a view of the store, where `load_outcome` reads it once (`loads_parts`). Joined
+    into one bytes first, every large value would be copied once more on the worker;
+    returned as bytes, Ray would pickle it again here and unpickle it into a copy there.
     """
     pieces: list[Any] = []
     small: list[Any] = []
@@ -130,42 +130,10 @@ def _for_store(parts: list[Any]) -> tuple[Any, ...]:
     return tuple(pieces)
 
 
-class _Pieces(io.RawIOBase):
-    """The pieces `_for_store` made, as one raw stream; `io.BufferedReader` gives pickle's
-    Unpickler the rest of a file over it.
-
-    A large value is read with ``readinto`` straight from the object store into the value
-    being built (the buffered reader passes reads larger than its buffer through): one
-    copy, as loading the joined bytes would make.
-    """
-
-    def __init__(self, pieces: tuple[Any, ...]) -> None:
-        self._pieces = [memoryview(p).cast("B") for p in pieces]
-        self._index = 0
-        self._at = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        out = memoryview(buffer).cast("B")
-        filled, wanted = 0, len(out)
-        pieces = self._pieces
-        while filled < wanted and self._index < len(pieces):
-            piece = pieces[self._index]
-            take = min(wanted - filled, len(piece) - self._at)
-            out[filled : filled + take] = piece[self._at : self._at + take]
-            filled += take
-            self._at += take
-            if self._at == len(piece):
-                self._index, self._at = self._index + 1, 0
-        return filled
-
-
 def load_outcome(data: Any) -> Any:
     """The outcome Ray handed over: pickled bytes (or a view of them), or `_for_store` pieces."""
     if type(data) is tuple:
-        return pickle.Unpickler(io.BufferedReader(_Pieces(data))).load()
+        return loads_parts(data)
     return loads(data)
 
 

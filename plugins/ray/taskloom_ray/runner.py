@@ -87,21 +87,10 @@ class RayTaskRunner(TaskRunner):
         self._remote_results = RemoteResults()
         self._collector: Collector | None = None  # settles the runs (see _collect)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(address={self.address!r}, init_kwargs={self.init_kwargs!r})"
-
     @property
     def remote_workers(self) -> bool:  # type: ignore[override]
         """A running cluster's address may have nodes on other hosts; a private Ray has not."""
         return self.address is not None
-
-    def duplicate(self) -> RayTaskRunner:
-        return type(self)(
-            self.address,
-            self.init_kwargs,
-            capture_prints=self.capture_prints,
-            connect_timeout=self.connect_timeout,
-        )
 
     # -- the context manager: start or connect, then undo only that ------------------------
 

@@ -72,12 +72,6 @@ class PebbleTaskRunner(TaskRunner):
         self.max_workers = max_workers
         self._pool: Any = None
 
-    def __repr__(self) -> str:
-        return f"PebbleTaskRunner(max_workers={self.max_workers!r})"
-
-    def duplicate(self) -> PebbleTaskRunner:
-        return type(self)(self.max_workers)
-
     def __enter__(self) -> PebbleTaskRunner:
         from pebble import ProcessPool  # imported here: other runners never pay for it
 
