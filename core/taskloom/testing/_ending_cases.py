@@ -211,8 +211,13 @@ class EndingBehaviour:
                 time.sleep(0.05)
             raise KeyboardInterrupt  # what Ctrl-C does in the flow's thread
 
-        with pytest.raises(KeyboardInterrupt):
-            interrupted()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                interrupted()
+        finally:
+            # Runs in worker processes outlive the interrupt; they must not hold the workers
+            # through the next cases.
+            (marker_dir / "stop").touch()
         assert hooks.flow_runs and hooks.flow_runs[-1][1] == "Cancelled"
         last = {name: states[-1][1] for name, states in hooks.states.items()}
         assert len(last) == 6, last

@@ -198,8 +198,11 @@ def started_then_sleeps(marker_dir: str, index: int, seconds: float) -> int:
     """Says it started (a file), then sleeps: a run an interrupt cuts off."""
     import pathlib
 
-    (pathlib.Path(marker_dir) / f"started-{index}").touch()
+    folder = pathlib.Path(marker_dir)
+    (folder / f"started-{index}").touch()
     for _ in range(int(seconds / 0.05)):  # Python-level, so a thread or Ray can interrupt it
+        if (folder / "stop").exists():
+            break  # the test is over: a worker process the interrupt could not stop is free again
         time.sleep(0.05)
     return index
 

@@ -35,90 +35,14 @@ CONFORMANCE_VERSION = 7
 # runs unchanged on a cluster of several hosts.
 
 
-class RunnerConformance(PrefectBehaviour, SemanticsBehaviour, EndingBehaviour):
-    """Subclass it and set ``runner``; every test here must pass on your runner.
+class _Basics:
+    """Results, failures, inputs and what the flow's process sees; needs the fixtures of
+    `RunnerConformance`."""
 
-    ``runner`` is a registered name (``"dask"``), a runner instance (a fresh duplicate is
-    used per flow run), or a zero-argument factory. Or override the ``taskloom_runner``
-    fixture to return one of those, for a runner connected to a session-scoped cluster.
-    """
-
-    runner: Any = None
     #: How many no-op task runs `test_many_small_tasks` submits.
     many_tasks: int = 1000
     #: Seconds each of the overlapping tasks sleeps in `test_runs_overlap`.
     overlap_seconds: float = 1.0
-
-    @pytest.fixture
-    def taskloom_runner(self, request: pytest.FixtureRequest) -> Iterator[Any]:
-        spec = _class_attribute(self, "runner")
-        undo: Callable[[], None] = lambda: None  # noqa: E731
-        if spec is None:
-            spec = request.config.getoption("--taskloom-runner", default=None)
-            if spec is None:
-                pytest.skip(
-                    "No runner under test: set `runner = ...` on the class or pass "
-                    "--taskloom-runner NAME."
-                )
-            options = request.config.getoption("--taskloom-runner-option", default=[]) or []
-            values = {}
-            for item in options:
-                key, _, value = item.partition("=")
-                values[f"runners.{spec}.{key.strip()}"] = value
-            undo = set_cli_values(values)
-        elif callable(spec) and not isinstance(spec, type) and not hasattr(spec, "submit"):
-            spec = spec()  # a zero-argument factory: a function, a lambda, a partial
-        try:
-            yield spec
-        finally:
-            undo()
-
-    @pytest.fixture
-    def shared_results(
-        self, request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-    ) -> Iterator[Path]:
-        """A fresh ``results.path`` for the test, in a folder the workers share with the flow.
-
-        ``--taskloom-shared-dir`` names that folder for a cluster whose workers sit on other
-        hosts (a network filesystem mounted at the same path everywhere); by default it is
-        the test's ``tmp_path``, which workers on this host share.
-        """
-        base = request.config.getoption("--taskloom-shared-dir", default=None)
-        where = Path(tempfile.mkdtemp(prefix="results-", dir=base)) if base else tmp_path / "results"
-        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(where))
-        yield where
-        if base:
-            shutil.rmtree(where, ignore_errors=True)
-
-    @pytest.fixture
-    def shared_folder(self, request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Path]:
-        """A fresh folder under ``--taskloom-shared-dir`` (else the test's ``tmp_path``)."""
-        base = request.config.getoption("--taskloom-shared-dir", default=None)
-        if not base:
-            yield tmp_path
-            return
-        where = Path(tempfile.mkdtemp(prefix="shared-", dir=base))
-        yield where
-        shutil.rmtree(where, ignore_errors=True)
-
-    @pytest.fixture
-    def hooks(self) -> Iterator[_HookRecorder]:
-        recorder = _HookRecorder()
-        plugins.register(recorder, name=f"conformance-recorder-{id(recorder)}")
-        try:
-            yield recorder
-        finally:
-            plugins.unregister(recorder)
-
-    @pytest.fixture
-    def run_logs(self) -> Iterator[_Capture]:
-        capture = _Capture()
-        logger = logging.getLogger("taskloom")
-        logger.addHandler(capture)
-        try:
-            yield capture
-        finally:
-            logger.removeHandler(capture)
 
     # -- results and failures -------------------------------------------------------------
 
@@ -347,3 +271,87 @@ class RunnerConformance(PrefectBehaviour, SemanticsBehaviour, EndingBehaviour):
         assert len(set(hooks.created)) == 3
         assert sorted(name.rsplit("-", 1)[1] for name in hooks.created) == ["0", "1", "2"]
         assert all(name.startswith("noop-") for name in hooks.created)
+
+
+# pytest runs inherited cases base first (the reverse of the MRO): Prefect's rules, the basics,
+# the engine's semantics, then how runs end, whose interrupted runs come last.
+class RunnerConformance(EndingBehaviour, SemanticsBehaviour, _Basics, PrefectBehaviour):
+    """Subclass it and set ``runner``; every test here must pass on your runner.
+
+    ``runner`` is a registered name (``"dask"``), a runner instance (a fresh duplicate is
+    used per flow run), or a zero-argument factory. Or override the ``taskloom_runner``
+    fixture to return one of those, for a runner connected to a session-scoped cluster.
+    """
+
+    runner: Any = None
+
+    @pytest.fixture
+    def taskloom_runner(self, request: pytest.FixtureRequest) -> Iterator[Any]:
+        spec = _class_attribute(self, "runner")
+        undo: Callable[[], None] = lambda: None  # noqa: E731
+        if spec is None:
+            spec = request.config.getoption("--taskloom-runner", default=None)
+            if spec is None:
+                pytest.skip(
+                    "No runner under test: set `runner = ...` on the class or pass "
+                    "--taskloom-runner NAME."
+                )
+            options = request.config.getoption("--taskloom-runner-option", default=[]) or []
+            values = {}
+            for item in options:
+                key, _, value = item.partition("=")
+                values[f"runners.{spec}.{key.strip()}"] = value
+            undo = set_cli_values(values)
+        elif callable(spec) and not isinstance(spec, type) and not hasattr(spec, "submit"):
+            spec = spec()  # a zero-argument factory: a function, a lambda, a partial
+        try:
+            yield spec
+        finally:
+            undo()
+
+    @pytest.fixture
+    def shared_results(
+        self, request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[Path]:
+        """A fresh ``results.path`` for the test, in a folder the workers share with the flow.
+
+        ``--taskloom-shared-dir`` names that folder for a cluster whose workers sit on other
+        hosts (a network filesystem mounted at the same path everywhere); by default it is
+        the test's ``tmp_path``, which workers on this host share.
+        """
+        base = request.config.getoption("--taskloom-shared-dir", default=None)
+        where = Path(tempfile.mkdtemp(prefix="results-", dir=base)) if base else tmp_path / "results"
+        monkeypatch.setenv("TASKLOOM_RESULTS_PATH", str(where))
+        yield where
+        if base:
+            shutil.rmtree(where, ignore_errors=True)
+
+    @pytest.fixture
+    def shared_folder(self, request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Path]:
+        """A fresh folder under ``--taskloom-shared-dir`` (else the test's ``tmp_path``)."""
+        base = request.config.getoption("--taskloom-shared-dir", default=None)
+        if not base:
+            yield tmp_path
+            return
+        where = Path(tempfile.mkdtemp(prefix="shared-", dir=base))
+        yield where
+        shutil.rmtree(where, ignore_errors=True)
+
+    @pytest.fixture
+    def hooks(self) -> Iterator[_HookRecorder]:
+        recorder = _HookRecorder()
+        plugins.register(recorder, name=f"conformance-recorder-{id(recorder)}")
+        try:
+            yield recorder
+        finally:
+            plugins.unregister(recorder)
+
+    @pytest.fixture
+    def run_logs(self) -> Iterator[_Capture]:
+        capture = _Capture()
+        logger = logging.getLogger("taskloom")
+        logger.addHandler(capture)
+        try:
+            yield capture
+        finally:
+            logger.removeHandler(capture)
