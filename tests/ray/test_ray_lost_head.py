@@ -66,6 +66,24 @@ def stuck_shutdown(*args, **kwargs):
 ray.shutdown = stuck_shutdown
 """
 
+#: An injected fault: reads of Ray's node table after the first never return, as one does
+#: for a minute when the head dies while it waits for the answer.
+STUCK_NODE_TABLE = """
+import threading
+import ray
+
+real_nodes, reads = ray.nodes, []
+
+def cut_off_nodes(*args, **kwargs):
+    reads.append(1)
+    if len(reads) > 1:
+        print("A READ OF THE NODE TABLE HANGS", flush=True)
+        threading.Event().wait()
+    return real_nodes(*args, **kwargs)
+
+ray.nodes = cut_off_nodes
+"""
+
 RELEASE_SHUTDOWN = """
     print("SHUTDOWN CALLS WHILE STUCK", calls, flush=True)
     release.set()
@@ -87,9 +105,11 @@ def _kill_group(head: Head) -> list[tuple[int, float]]:
     return processes
 
 
-def _run_and_lose_the_head(head: Head, tmp_path: Path, script: str) -> tuple[int, str]:
-    """Run ``script`` as a flow on ``head``, kill the head once four runs completed, and return
-    the flow's exit code and output."""
+def _run_and_lose_the_head(
+    head: Head, tmp_path: Path, script: str, when: str = "Finished in state Completed()", times: int = 4
+) -> tuple[int, str]:
+    """Run ``script`` as a flow on ``head``, kill the head once ``when`` is in its output
+    ``times`` times (four runs completed), and return the flow's exit code and output."""
     (tmp_path / "flow.py").write_text(script)
     log = tmp_path / "flow.log"
     env = flow_env(TASKLOOM_TASK_RUNNER="ray", TASKLOOM_RUNNERS_RAY_ADDRESS=head.address)
@@ -100,9 +120,9 @@ def _run_and_lose_the_head(head: Head, tmp_path: Path, script: str) -> tuple[int
         )  # fmt: skip
     workers: list[tuple[int, float]] = []
     try:
-        # Once a few runs have completed (the cluster works), the head dies.
+        # Once the flow is under way (by default: a few runs completed), the head dies.
         deadline = time.monotonic() + 120
-        while log.read_text().count("Finished in state Completed()") < 4:
+        while log.read_text().count(when) < times:
             assert flow.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
@@ -153,6 +173,15 @@ def test_a_lost_head_whose_disconnect_is_stuck_still_crashes_its_runs(own_head: 
     assert "SHUTDOWN CALLS WHILE STUCK ['taskloom-ray-disconnect']" in output, output[-4000:]
     assert output.index("FLOW ENDED") < output.index("SHUTDOWN CALLS WHILE STUCK"), output[-4000:]
     assert f"Closing the connection to the lost Ray head at {own_head.address} has not finished" in output, output[-4000:]
+
+
+def test_a_lost_head_is_noticed_while_a_read_of_the_node_table_hangs(own_head: Head, tmp_path: Path) -> None:
+    # The head dies while the watch waits for Ray's node table: its probes of the head go on
+    # (on a thread of their own), so the runs still crash in seconds, not when Ray ends the
+    # process a minute later.
+    script = STUCK_NODE_TABLE + NAPS_FLOW + NAPS_MAIN
+    returncode, output = _run_and_lose_the_head(own_head, tmp_path, script, "A READ OF THE NODE TABLE HANGS", 1)
+    _check_unfinished_runs_crashed(own_head, returncode, output)
 
 
 def test_ctrl_c_on_a_flow_on_a_ray_head_stays_a_cancellation(own_head: Head, interrupt_taskloom_run: Any) -> None:

@@ -104,7 +104,8 @@ def _answers(host: str, port: int) -> bool:
 
 
 class ClusterWatch:
-    """Probes the head at ``host:port`` and Ray's node table from a daemon thread.
+    """Probes the head at ``host:port`` from a daemon thread, and reads Ray's node table from
+    another.
 
     ``disconnect`` is called once, on a thread of its own, when the head is lost; then every
     run in flight (`track`) is settled with the `HeadLostError`. With ``ray`` (the module;
@@ -153,6 +154,8 @@ class ClusterWatch:
                 self._ray = None
         self._thread = threading.Thread(target=self._watch, name="taskloom-ray-watch", daemon=True)
         self._thread.start()
+        if self._ray is not None:
+            threading.Thread(target=self._watch_nodes, name="taskloom-ray-nodes", daemon=True).start()
 
     def stop(self) -> None:
         """Stop watching (the runner is leaving its Ray); runs still tracked are let go."""
@@ -205,11 +208,6 @@ class ClusterWatch:
             if _answers(self._host, self._port):
                 failures = 0
                 self._wake.clear()
-                if self._ray is not None:
-                    try:
-                        self._poll_nodes()
-                    except Exception as exc:  # the head's probe decides; try again next time
-                        logger.debug("Reading Ray's node table: %r", exc)
                 continue
             failures += 1
             if woken or failures >= PROBE_FAILURES:
@@ -250,6 +248,18 @@ class ClusterWatch:
             logger.debug("Closing the Ray connection after losing its head: %r", exc)
 
     # -- nodes -------------------------------------------------------------------------------
+
+    def _watch_nodes(self) -> None:
+        """Read Ray's node table once a second, on a thread apart from the head's probes: a
+        read that the head's death cuts off waits inside Ray for its minute, and the probes
+        must go on meanwhile to notice the loss in seconds."""
+        while not self._stopped.wait(PROBE_PERIOD):
+            if self.lost is not None:
+                return
+            try:
+                self._poll_nodes()
+            except Exception as exc:  # the head's probe decides; try again next time
+                logger.debug("Reading Ray's node table: %r", exc)
 
     def _poll_nodes(self) -> None:
         assert self._ray is not None
