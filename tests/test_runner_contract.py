@@ -205,6 +205,25 @@ def test_a_runner_whose_settings_cannot_be_read_back_is_copied() -> None:
     assert repr(runner) == "Kept()"  # only settings it can read back
 
 
+
+def test_a_runner_that_does_not_rebuild_to_the_same_settings_is_copied() -> None:
+    import datetime
+
+    class Transforms(TaskRunner):
+        def __init__(self, timeout: float = 1.0, tags: list[str] | None = None) -> None:
+            self.timeout = datetime.timedelta(seconds=timeout)  # not what __init__ takes
+            self.tags = [*(tags or []), "auto"]  # grows each time it is built
+
+    class Named(TaskRunner):
+        def __init__(self, name: str = "label") -> None:
+            self._label = name  # `name` is the contract's registered name, not this setting
+
+    for runner in (Transforms(2.0, ["a"]), Named("mine")):
+        twin = runner.duplicate()
+        assert type(twin) is type(runner) and twin is not runner and vars(twin) == vars(runner)
+    assert Named("mine").duplicate()._label == "mine"
+
+
 def _core_imports(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):

@@ -192,16 +192,25 @@ class TaskRunner(Protocol):
         """A fresh runner with the same options and nothing started, for one flow run.
 
         By default the runner's class is called again with its settings: each ``__init__``
-        parameter, read back from the attribute of the same name (``self.max_workers``). A
-        runner that keeps a parameter under another name, or takes ``*args``/``**kwargs``,
-        gets a shallow copy instead: override this then.
+        parameter, read back from the attribute of the same name (``self.max_workers``); what
+        is set on the runner after it was made is not carried over. The new runner is used
+        only if it reads back the same settings; otherwise (a parameter kept under another
+        name or transformed, ``*args``/``**kwargs``, an ``__init__`` that refuses its own
+        values) it is a shallow copy, as a runner without a constructor of its own gets. A
+        runner whose ``__init__`` starts something should override this.
         """
         settings, complete = _settings(self)
-        if not complete:
-            return copy.copy(self)
-        args = [value for p, value in settings if p.kind is inspect.Parameter.POSITIONAL_ONLY]
-        kwargs = {p.name: value for p, value in settings if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-        return type(self)(*args, **kwargs)
+        if complete and settings:
+            args = [value for p, value in settings if p.kind is inspect.Parameter.POSITIONAL_ONLY]
+            kwargs = {p.name: value for p, value in settings if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+            try:
+                twin = type(self)(*args, **kwargs)
+                same = _settings(twin) == (settings, complete)
+            except Exception:  # a constructor that refuses its own values, an odd ==
+                same = False
+            if same:
+                return twin
+        return copy.copy(self)
 
     def __eq__(self, other: object) -> bool:
         # Prefect's rule: runners of one class with the same settings are equal, so
@@ -223,6 +232,7 @@ class TaskRunner(Protocol):
         return f"{type(self).__name__}({given})"
 
 
+_CONTRACT = frozenset({"name", "concurrency", "capabilities", "remote_workers"})
 _NAMED = (
     inspect.Parameter.POSITIONAL_ONLY,
     inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -241,7 +251,12 @@ def _settings(runner: object) -> tuple[list[tuple[inspect.Parameter, Any]], bool
         parameters = list(inspect.signature(init).parameters.values())[1:]  # without self
     except (TypeError, ValueError):
         return [], False
-    found = [(p, getattr(runner, p.name)) for p in parameters if p.kind in _NAMED and hasattr(runner, p.name)]
+    found = [
+        (p, getattr(runner, p.name))
+        for p in parameters
+        # A parameter named like a member of the contract (``name``) is not read back from it.
+        if p.kind in _NAMED and p.name not in _CONTRACT and hasattr(runner, p.name)
+    ]
     return found, len(found) == len(parameters)
 
 

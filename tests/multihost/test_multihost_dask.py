@@ -64,7 +64,7 @@ def test_worker_logs_reach_the_flow_host_with_run_names(dask_hosts: DaskHosts) -
     # A relative results.path with workers on other hosts: one warning that names the fix.
     warnings = [line for line in console.splitlines() if "may run it on other hosts" in line]
     assert len(warnings) == 1, console[-3000:]
-    assert "fsspec" in warnings[0] and "shared filesystem" in warnings[0]
+    assert "a storage that every host reaches" in warnings[0] and "shared filesystem" in warnings[0]
     assert str(d.workdir / "results") in warnings[0], "the path is resolved on the flow's host"
     # Which host ran what is in the history of host D.
     [flow_run] = re.findall(r"Created flow run '([\w-]+)'", console)

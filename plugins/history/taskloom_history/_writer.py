@@ -234,8 +234,11 @@ class Writer:
             writer, text = run[WRITING]
             if writer is not self:
                 continue
+            earlier = run[EARLIER] or ()
+            if any(s is state for s in earlier):
+                continue  # that attempt ended meanwhile (a retry): the next walk shows the new one
             self._shown.add(key)
-            states = [*(run[EARLIER] or ()), state]
+            states = [*earlier, state]
             found.append(make_row(text, run[TASK_RUN], run[PARAMETERS], run[CREATED], states, ended=False))
         return found
 

@@ -130,6 +130,7 @@ class ClusterWatch:
         self._stopped = threading.Event()
         self._wake = threading.Event()  # a run saw its worker lost: probe now
         self._thread: threading.Thread | None = None
+        self._nodes_thread: threading.Thread | None = None
         self._alive: dict[str, str] = {}  # node id -> where (ip, hostname), as last seen
         self._dead: dict[str, str] = {}  # nodes that died while this watch ran
         self._died_at: dict[str, float] = {}  # when the watch first saw each dead
@@ -155,7 +156,8 @@ class ClusterWatch:
         self._thread = threading.Thread(target=self._watch, name="taskloom-ray-watch", daemon=True)
         self._thread.start()
         if self._ray is not None:
-            threading.Thread(target=self._watch_nodes, name="taskloom-ray-nodes", daemon=True).start()
+            self._nodes_thread = threading.Thread(target=self._watch_nodes, name="taskloom-ray-nodes", daemon=True)
+            self._nodes_thread.start()
 
     def stop(self) -> None:
         """Stop watching (the runner is leaving its Ray); runs still tracked are let go."""
@@ -164,6 +166,11 @@ class ClusterWatch:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * PROBE_PERIOD)
+        nodes = self._nodes_thread
+        if nodes is not None and self.lost is None:
+            # Out of its Ray call before the runner shuts Ray down (after a lost head, a read
+            # may hang by design: not waited for).
+            nodes.join(timeout=2 * PROBE_PERIOD)
         with self._lock:
             self._in_flight.clear()
 
