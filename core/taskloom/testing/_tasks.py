@@ -58,6 +58,24 @@ def interval(seconds: float) -> tuple[float, float, int]:
 
 
 @task
+def meets(folder: str, me: str, other: str, seconds: float, wait: float) -> tuple[bool, float, float]:
+    """Say it started, wait up to ``wait`` seconds for ``other`` to start, then sleep ``seconds``:
+    whether it met the other, and when it started and ended. Two such runs that both met ran at
+    the same time, however long a worker took to start."""
+    import pathlib
+
+    here = pathlib.Path(folder)
+    (here / me).touch()
+    started = time.time()
+    met = (here / other).exists()
+    while not met and time.time() - started < wait:
+        time.sleep(0.02)
+        met = (here / other).exists()
+    time.sleep(seconds)
+    return met, started, time.time()
+
+
+@task
 def where() -> str:
     """Where this run runs, as a Running state's ``worker`` should say it."""
     return f"{os.uname().nodename}/{os.getpid()}/{threading.current_thread().name}"

@@ -41,8 +41,10 @@ class _Basics:
 
     #: How many no-op task runs `test_many_small_tasks` submits.
     many_tasks: int = 1000
-    #: Seconds each of the overlapping tasks sleeps in `test_runs_overlap`.
+    #: Seconds each of the overlapping tasks sleeps in `test_runs_overlap`, once both started.
     overlap_seconds: float = 1.0
+    #: Seconds each of them waits for the other to start (a cluster may start a worker first).
+    overlap_wait: float = 60.0
 
     # -- results and failures -------------------------------------------------------------
 
@@ -186,20 +188,28 @@ class _Basics:
         assert state.is_completed(), f"{n} small tasks: flow ended {state!r}"
         assert state.result() == [i + 1 for i in range(n)], "a result was lost or reordered"
 
-    def test_runs_overlap_when_the_runner_is_concurrent(self, taskloom_runner: Any) -> None:
+    def test_runs_overlap_when_the_runner_is_concurrent(self, taskloom_runner: Any, shared_folder: Path) -> None:
         seconds = self.overlap_seconds
+        sequential = _concurrency(taskloom_runner) == "sequential"
+        # Each run waits for the other to start (not on a sequential runner, where it cannot),
+        # so a worker that is slow to start does not make two concurrent runs look serial.
+        wait = 0.0 if sequential else self.overlap_wait
 
         @flow(task_runner=taskloom_runner)
         def two() -> Any:
-            a, b = t.interval.submit(seconds), t.interval.submit(seconds)
+            a = t.meets.submit(str(shared_folder), "a", "b", seconds, wait)
+            b = t.meets.submit(str(shared_folder), "b", "a", seconds, wait)
             return a.result(), b.result()
 
-        (start_a, end_a, _), (start_b, end_b, _) = two()
+        (met_a, start_a, end_a), (met_b, start_b, end_b) = two()
         overlap = min(end_a, end_b) > max(start_a, start_b)
-        if _concurrency(taskloom_runner) == "sequential":
+        if sequential:
             assert not overlap, "a sequential runner ran two task runs at the same time"
         else:
-            assert overlap, "a concurrent or parallel runner ran two sleeping tasks one after the other"
+            assert met_a and met_b and overlap, (
+                "a concurrent or parallel runner ran two task runs one after the other "
+                f"(each waited up to {wait:g} s for the other to start)"
+            )
 
     # -- what the flow's process sees ------------------------------------------------------
 
