@@ -141,7 +141,7 @@ _HOST = os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTE
 _here = threading.local()
 
 
-def _worker() -> str:
+def _where() -> str:
     """Where this code runs, as ``host/pid/thread``: the row of a run in a timeline.
 
     Made once per thread, with the name the thread had then: building it (host name, pid,
@@ -260,7 +260,7 @@ def _run(call: TaskRunCall, recorder: _EventRecorder, upstream: Sequence[Any]) -
             _new_state(
                 StateType.RUNNING,
                 "Running" if attempt == 0 else "Retrying",
-                worker=getattr(_here, "worker", None) or _worker(),
+                worker=getattr(_here, "worker", None) or _where(),
             )
         )
         final = _attempt(call, recorder, parameters, results, retries_left <= 0 < task.retries)

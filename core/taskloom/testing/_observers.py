@@ -3,10 +3,12 @@ plugin and handler would see them, and what the runner under test declares."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import taskloom
@@ -83,3 +85,15 @@ def _concurrency(runner: Any) -> str:
     if isinstance(runner, str):
         return str(getattr(plugins.lookup("task_runner", runner).load(), "concurrency", ""))
     return str(getattr(runner, "concurrency", "concurrent"))
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[_Capture]:
+    """The records that reach the ``taskloom`` logger meanwhile."""
+    capture = _Capture()
+    logger = logging.getLogger("taskloom")
+    logger.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)

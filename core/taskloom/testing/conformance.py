@@ -6,7 +6,6 @@ results, logs and hook calls. Failures say which behaviour broke, in the runner'
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ from taskloom.states import UpstreamTaskError
 
 from . import _tasks as t
 from ._ending_cases import EndingBehaviour
-from ._observers import _Capture, _class_attribute, _concurrency, _HookRecorder
+from ._observers import _Capture, _captured, _class_attribute, _concurrency, _HookRecorder
 from ._prefect_cases import PrefectBehaviour
 from ._semantics_cases import SemanticsBehaviour
 
@@ -358,10 +357,5 @@ class RunnerConformance(EndingBehaviour, SemanticsBehaviour, _Basics, PrefectBeh
 
     @pytest.fixture
     def run_logs(self) -> Iterator[_Capture]:
-        capture = _Capture()
-        logger = logging.getLogger("taskloom")
-        logger.addHandler(capture)
-        try:
+        with _captured() as capture:
             yield capture
-        finally:
-            logger.removeHandler(capture)

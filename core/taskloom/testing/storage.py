@@ -6,13 +6,11 @@ threads, pickled to workers) and run real flows that persist results in it and h
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import pickle
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -23,21 +21,11 @@ from taskloom.config import set_cli_values
 from taskloom.results import ResultStorage, read_record
 
 from . import _tasks as t
-from ._observers import _Capture, _class_attribute
+from ._observers import _captured, _class_attribute
 
 __all__ = ["StorageConformance"]
 
 
-@contextlib.contextmanager
-def _captured() -> Iterator[_Capture]:
-    """The records that reach the ``taskloom`` logger meanwhile."""
-    capture = _Capture()
-    logger = logging.getLogger("taskloom")
-    logger.addHandler(capture)
-    try:
-        yield capture
-    finally:
-        logger.removeHandler(capture)
 
 #: Keys taskloom may hand a storage: ``cache/`` + what a user's cache_key_fn returned.
 ODD_KEYS = (
